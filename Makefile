@@ -1,0 +1,54 @@
+# Podium — two commands: `make run` (the whole system + a demo vote stream) and `make test`.
+SHELL := /bin/bash
+PY_BOOT ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+ARENA_VENV := .cache/arena-rank-venv
+
+.PHONY: help install up down status run test test-only lint bench clean
+
+help:
+	@echo "make run    start Kafka, Redis, ingest, rating, api + demo votes; prints the leaderboard URL"
+	@echo "make test   install what is needed, start Kafka+Redis, lint, run the whole suite, stop them"
+	@echo "make up / make down / make status   the stack without the demo"
+	@echo "make bench  benchmarks (see bench/RESULTS.md)"
+
+$(VENV)/.installed: pyproject.toml
+	$(PY_BOOT) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+$(ARENA_VENV)/.installed: deploy/reference/requirements-arena-rank.txt
+	$(PY_BOOT) -m venv $(ARENA_VENV)
+	$(ARENA_VENV)/bin/python -m pip install -q -r $<
+	touch $@
+
+install: $(VENV)/.installed
+	deploy/kafka/kafka.sh fetch
+	deploy/redis/redis.sh install
+
+up: install
+	deploy/stack.sh up
+
+down:
+	deploy/stack.sh down
+
+status:
+	deploy/stack.sh status
+
+run: install
+	deploy/stack.sh run
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check services shared tests bench
+	$(VENV)/bin/mypy
+
+test: install $(ARENA_VENV)/.installed lint
+	PODIUM_ARENA_RANK_PYTHON=$(CURDIR)/$(ARENA_VENV)/bin/python deploy/test.sh $(PYTEST_ARGS)
+
+bench: install $(ARENA_VENV)/.installed
+	PODIUM_ARENA_RANK_PYTHON=$(CURDIR)/$(ARENA_VENV)/bin/python $(PY) bench/engine_bench.py
+
+clean:
+	rm -rf .run $(VENV) .cache

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# The whole Podium stack on this machine, as separate processes managed by PID files.
+#   deploy/stack.sh up       start whichever of kafka, redis, ingest, rating, api is not running
+#   deploy/stack.sh down     stop exactly the processes this script started (services, then infra)
+#   deploy/stack.sh status
+#   deploy/stack.sh run      up + the demo vote stream; Ctrl-C stops everything it started
+# Settings (env): PODIUM_INGEST_PORT (8001), PODIUM_API_PORT (8000), PODIUM_KAFKA_PORT (9092),
+#   PODIUM_REDIS_PORT (6380), PODIUM_RUN_DIR (.run), PODIUM_PYTHON (.venv/bin/python),
+#   PODIUM_DEMO_RATE (votes per second of the demo, 200).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+
+PY="${PODIUM_PYTHON:-$ROOT/.venv/bin/python}"
+export PODIUM_KAFKA_BOOTSTRAP="${PODIUM_KAFKA_BOOTSTRAP:-127.0.0.1:${PODIUM_KAFKA_PORT:-9092}}"
+export PODIUM_REDIS_URL="${PODIUM_REDIS_URL:-redis://127.0.0.1:${PODIUM_REDIS_PORT:-6380}/0}"
+export PODIUM_INGEST_PORT="${PODIUM_INGEST_PORT:-8001}"
+export PODIUM_API_PORT="${PODIUM_API_PORT:-8000}"
+SERVICES=(ingest rating api)
+
+wait_http() {  # wait_http NAME URL PIDFILE
+  local deadline=$((SECONDS + 60))
+  until curl -fsS -o /dev/null "$2" 2>/dev/null; do
+    pid_alive "$3" || { tail -n 30 "$RUN_DIR/$1.log" >&2; die "$1 exited during start-up; see $RUN_DIR/$1.log"; }
+    (( SECONDS < deadline )) || die "$1 not answering $2 after 60s; see $RUN_DIR/$1.log"
+    sleep 0.2
+  done
+}
+
+start_service() {
+  local name="$1" pidfile="$RUN_DIR/$1.pid"
+  if pid_alive "$pidfile"; then log "$name: already running (pid $(cat "$pidfile"))"; return 0; fi
+  [[ -x "$PY" ]] || die "no Python environment at $PY: run 'make install' first"
+  (cd "$ROOT" && nohup "$PY" -m "services.$name" >>"$RUN_DIR/$name.log" 2>&1 </dev/null & echo $! >"$pidfile")
+  case "$name" in
+    ingest) wait_http ingest "http://127.0.0.1:$PODIUM_INGEST_PORT/healthz" "$pidfile" ;;
+    api) wait_http api "http://127.0.0.1:$PODIUM_API_PORT/healthz" "$pidfile" ;;
+    rating) sleep 1; pid_alive "$pidfile" || { tail -n 30 "$RUN_DIR/rating.log" >&2; die "rating exited; see $RUN_DIR/rating.log"; } ;;
+  esac
+  log "$name: running (pid $(cat "$pidfile"), log $RUN_DIR/$name.log)"
+}
+
+up() {
+  "$ROOT/deploy/kafka/kafka.sh" start
+  "$ROOT/deploy/redis/redis.sh" start
+  for s in "${SERVICES[@]}"; do start_service "$s"; done
+  log "ingest: http://127.0.0.1:$PODIUM_INGEST_PORT/docs   api: http://127.0.0.1:$PODIUM_API_PORT/docs"
+}
+
+down() {
+  stop_pidfile ingest "$RUN_DIR/ingest.pid" 20
+  stop_pidfile rating "$RUN_DIR/rating.pid" 40
+  stop_pidfile api "$RUN_DIR/api.pid" 20
+  "$ROOT/deploy/redis/redis.sh" stop
+  "$ROOT/deploy/kafka/kafka.sh" stop
+}
+
+status() {
+  "$ROOT/deploy/kafka/kafka.sh" status || true
+  "$ROOT/deploy/redis/redis.sh" status || true
+  for s in "${SERVICES[@]}"; do
+    if pid_alive "$RUN_DIR/$s.pid"; then echo "$s running (pid $(cat "$RUN_DIR/$s.pid"))"; else echo "$s stopped"; fi
+  done
+}
+
+run() {
+  trap 'echo; log "stopping everything make run started"; down; exit 0' INT TERM
+  up
+  echo
+  echo "  Live leaderboard: http://127.0.0.1:$PODIUM_API_PORT/"
+  echo "  API docs:         http://127.0.0.1:$PODIUM_API_PORT/docs  (ingest: http://127.0.0.1:$PODIUM_INGEST_PORT/docs)"
+  echo "  Streaming demo votes at ${PODIUM_DEMO_RATE:-200}/s; press Ctrl-C to stop everything."
+  echo
+  "$PY" -m services.demo --ingest "http://127.0.0.1:$PODIUM_INGEST_PORT" --rate "${PODIUM_DEMO_RATE:-200}" &
+  wait $! || true
+  down
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  status) status ;;
+  run) run ;;
+  *) echo "usage: $0 up|down|status|run" >&2; exit 2 ;;
+esac

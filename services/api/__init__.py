@@ -1,0 +1,1 @@
+"""services/api: reads live standings from Redis and serves them (JSON and a web page)."""

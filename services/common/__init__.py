@@ -1,0 +1,1 @@
+"""Web plumbing the HTTP services share (body limits, error bodies, logging, serving)."""

@@ -1,0 +1,1 @@
+"""services/ingest: validates votes and score events and produces them to Kafka."""

@@ -1,0 +1,132 @@
+"""Ports and adapters of ingest: publishing votes to Kafka, remembering vote ids in Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Protocol
+
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from shared.events import Vote
+from shared.kafka import ensure_topics
+from shared.keys import KeyLayout
+from shared.settings import IngestSettings
+
+log = logging.getLogger(__name__)
+
+
+class PublishUnavailable(Exception):
+    """Kafka did not acknowledge in time; the client should retry with the same vote ids."""
+
+
+class VotePublisher(Protocol):
+    async def publish(self, votes: Sequence[Vote]) -> None: ...
+
+
+class KafkaVotePublisher:
+    """Idempotent producer (acks=all) of votes to the votes topic, keyed by arena.
+
+    The producer is (re)started in the background, so ingest comes up even while Kafka is
+    down and answers 503 until Kafka is reachable.
+    """
+
+    def __init__(self, settings: IngestSettings) -> None:
+        self._settings = settings
+        self._topic = settings.topics.votes
+        self._producer: AIOKafkaProducer | None = None
+        self._connector: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    async def start(self) -> None:
+        self._connector = asyncio.create_task(self._connect_forever(), name="kafka-connect")
+
+    async def _connect_forever(self) -> None:
+        s = self._settings
+        delay = 0.2
+        while True:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=s.kafka_bootstrap,
+                acks="all",
+                enable_idempotence=True,
+                linger_ms=2,
+                max_batch_size=256 * 1024,
+                request_timeout_ms=int(s.ingest_kafka_ack_timeout_s * 1000),
+                client_id="podium-ingest",
+            )
+            try:
+                await ensure_topics(s.kafka_bootstrap, {self._topic: s.votes_partitions})
+                await producer.start()
+            except (KafkaError, OSError) as exc:
+                await producer.stop()
+                log.warning("kafka not reachable at %s (%s); retrying", s.kafka_bootstrap, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            self._producer = producer
+            self._ready.set()
+            log.info("producing votes to %s at %s", self._topic, s.kafka_bootstrap)
+            return
+
+    async def stop(self) -> None:
+        if self._connector is not None:
+            self._connector.cancel()
+            try:
+                await self._connector
+            except asyncio.CancelledError:
+                pass
+        if self._producer is not None:
+            await self._producer.stop()  # flushes what is in flight
+
+    async def publish(self, votes: Sequence[Vote]) -> None:
+        producer = self._producer
+        if producer is None:
+            raise PublishUnavailable("Kafka is not reachable yet")
+        try:
+            async with asyncio.timeout(self._settings.ingest_kafka_ack_timeout_s):
+                acks = [
+                    await producer.send(
+                        self._topic, vote.model_dump_json().encode(), key=vote.arena.encode()
+                    )
+                    for vote in votes
+                ]
+                await asyncio.gather(*acks)
+        except (TimeoutError, KafkaError) as exc:
+            raise PublishUnavailable(f"Kafka did not acknowledge: {exc!r}") from exc
+
+
+class VoteIdMemory:
+    """Remembers accepted vote ids for the dedupe window, so a client retry is not a new vote."""
+
+    def __init__(self, client: aioredis.Redis, keys: KeyLayout, window_s: int) -> None:
+        self._redis = client
+        self._keys = keys
+        self._window_s = window_s
+
+    async def seen(self, vote_ids: Sequence[str]) -> set[str]:
+        if not self._window_s or not vote_ids:
+            return set()
+        try:
+            found = await self._redis.mget([self._keys.dedupe(v) for v in vote_ids])
+        except aioredis.RedisError as exc:  # fail open: Kafka stays the system of record
+            log.warning("dedupe lookup failed, accepting without it: %s", exc)
+            return set()
+        return {v for v, hit in zip(vote_ids, found, strict=True) if hit is not None}
+
+    async def remember(self, vote_ids: Iterable[str]) -> None:
+        if not self._window_s:
+            return
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for v in vote_ids:
+                    pipe.set(self._keys.dedupe(v), b"1", ex=self._window_s)
+                await pipe.execute()
+        except aioredis.RedisError as exc:
+            log.warning("could not remember vote ids: %s", exc)

@@ -1,0 +1,19 @@
+"""Entrypoint: ``python -m services.rating`` runs the faust worker (settings from PODIUM_* env)."""
+
+from __future__ import annotations
+
+import faust
+
+from services.rating.worker import build_worker
+from shared.settings import RatingSettings
+
+
+def main() -> None:
+    settings = RatingSettings()
+    app = build_worker(settings)
+    worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True)
+    worker.execute_from_commandline()  # handles SIGINT/SIGTERM: stops agents, commits, closes
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,31 @@
+-- Apply one arena's slice of a Kafka batch to its board counts, exactly once.
+-- All keys share the arena's hash tag, so this runs on one Redis Cluster slot.
+--
+-- KEYS[1]     fence hash: "topic/partition" -> last applied offset
+-- KEYS[2]     views set of the arena
+-- KEYS[3..]   counts hash of each view touched, in the order of the view names below
+-- ARGV[1]     fence field ("topic/partition")
+-- ARGV[2]     first offset of the slice, ARGV[3] last offset of the slice
+-- ARGV[4]     n = number of views; ARGV[5 .. 4+n] view names (aligned with KEYS[3..])
+-- ARGV[5+n..] triples: view index (1-based), counts field, increment
+--
+-- Returns {status, fence}: 1 applied (fence = last), 0 all already applied (fence >= last),
+-- -1 partly applied before (first <= fence < last): the caller drops offsets <= fence, retries.
+local current = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '-1')
+local first = tonumber(ARGV[2])
+local last = tonumber(ARGV[3])
+if current >= last then
+  return {0, current}
+end
+if current >= first then
+  return {-1, current}
+end
+local nviews = tonumber(ARGV[4])
+for i = 1, nviews do
+  redis.call('SADD', KEYS[2], ARGV[4 + i])
+end
+for i = 5 + nviews, #ARGV, 3 do
+  redis.call('HINCRBY', KEYS[2 + tonumber(ARGV[i])], ARGV[i + 1], ARGV[i + 2])
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+return {1, last}

@@ -1,0 +1,72 @@
+"""From counts to standings: refit a board with the engine, shape its document, diff ranks."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from services.rating.engine import BoardFit, FitOptions, PairCounts, fit_board
+from shared.events import Outcome, RankChange, SourcePosition
+from shared.keys import board_name
+
+
+def refit(
+    counts: Mapping[tuple[str, str, Outcome], int],
+    options: FitOptions,
+    previous: BoardFit | None,
+) -> BoardFit:
+    return fit_board(PairCounts.from_triples(counts), options, warm_start=previous)
+
+
+def standings_document(
+    arena: str,
+    view: str,
+    fit: BoardFit,
+    updated_at: datetime,
+    position: SourcePosition | None,
+) -> dict[str, Any]:
+    rows = fit.rows()
+    return {
+        "board": board_name(arena, view),
+        "arena": arena,
+        "view": view,
+        "updated_at": updated_at.isoformat(),
+        "models": len(rows),
+        "votes": int(sum(r["wins"] + r["losses"] + r["ties"] for r in rows) // 2),
+        "converged": bool(fit.converged),
+        "connected": bool(fit.connected),
+        "position": position.model_dump() if position else None,
+        "rows": rows,
+    }
+
+
+def rank_changes(
+    board: str,
+    old_rows: Sequence[Mapping[str, Any]],
+    new_rows: Sequence[Mapping[str, Any]],
+    now: datetime,
+    position: SourcePosition,
+) -> list[RankChange]:
+    """One RankChange per model whose rank differs from the previous standings (or is new)."""
+    before = {r["model"]: r for r in old_rows}
+    changes = []
+    for row in new_rows:
+        old = before.get(row["model"])
+        if old is not None and old["rank"] == row["rank"]:
+            continue
+        changes.append(
+            RankChange(
+                board=board,
+                model=row["model"],
+                old_rank=None if old is None else int(old["rank"]),
+                new_rank=int(row["rank"]),
+                old_score=None if old is None else float(old["score"]),
+                new_score=float(row["score"]),
+                rank_ub=int(row["rank_ub"]),
+                votes=int(row["votes"]),
+                timestamp=now,
+                position=position,
+            )
+        )
+    return changes

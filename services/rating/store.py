@@ -1,0 +1,48 @@
+"""Redis adapter of the rating service: the atomic, fenced apply and the standings documents."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+
+import redis.asyncio as aioredis
+
+from services.rating.batch import ArenaSlice, lua_args
+from shared.events import Outcome
+from shared.keys import KeyLayout, parse_count_field
+
+APPLY_SCRIPT = files("services.rating").joinpath("apply_batch.lua").read_text()
+
+APPLIED, ALREADY_APPLIED, PARTLY_APPLIED = 1, 0, -1
+
+
+class RatingStore:
+    def __init__(self, client: aioredis.Redis, keys: KeyLayout) -> None:
+        self._redis = client
+        self._keys = keys
+        self._apply = client.register_script(APPLY_SCRIPT)
+
+    async def apply(self, sl: ArenaSlice) -> tuple[int, int]:
+        """Apply a slice exactly once; returns (status, fence offset after the call)."""
+        views, argv = lua_args(sl)
+        keys = [
+            self._keys.fence(sl.arena),
+            self._keys.views(sl.arena),
+            *(self._keys.counts(sl.arena, v) for v in views),
+        ]
+        status, fence = await self._apply(keys=keys, args=argv)
+        return int(status), int(fence)
+
+    async def register_arenas(self, arenas: set[str]) -> None:
+        if arenas:
+            await self._redis.sadd(self._keys.arenas(), *sorted(arenas))
+
+    async def read_counts(self, arena: str, view: str) -> dict[tuple[str, str, Outcome], int]:
+        raw = await self._redis.hgetall(self._keys.counts(arena, view))
+        return {parse_count_field(k.decode()): int(v) for k, v in raw.items()}
+
+    async def write_standings(self, arena: str, view: str, document: bytes) -> None:
+        await self._redis.set(self._keys.standings(arena, view), document)
+
+    async def read_standings(self, arena: str, view: str) -> bytes | None:
+        value: bytes | None = await self._redis.get(self._keys.standings(arena, view))
+        return value

@@ -1,0 +1,89 @@
+"""Wiring of the rating service: a faust app whose agent feeds vote batches to the processor."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import faust
+import redis.asyncio as aioredis
+
+from services.rating.batch import RawRecord
+from services.rating.engine import FitOptions
+from services.rating.processor import RatingProcessor
+from services.rating.store import RatingStore
+from shared.settings import RatingSettings
+
+log = logging.getLogger(__name__)
+
+
+def build_worker(settings: RatingSettings) -> faust.App:
+    """A faust app consuming the votes topic in batches; nothing is connected until it runs."""
+    app = faust.App(
+        settings.rating_app_id,
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        store="memory://",
+        web_enabled=False,
+        topic_partitions=settings.votes_partitions,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    topics = settings.topics
+    votes = app.topic(topics.votes, key_type=bytes, value_type=bytes,
+                      partitions=settings.votes_partitions)
+    dead_letters = app.topic(topics.votes_dlq, key_type=bytes, value_type=bytes, partitions=1)
+    rank_changes = app.topic(topics.rank_changes, key_type=bytes, value_type=bytes, partitions=1)
+
+    async def publish_to(topic: Any, values: Sequence[bytes]) -> None:
+        pending = [await topic.send(value=v) for v in values]
+        await asyncio.gather(*pending)  # wait for the broker's acks
+
+    async def publish_dead(values: Sequence[bytes]) -> None:
+        await publish_to(dead_letters, values)
+
+    async def publish_changes(values: Sequence[bytes]) -> None:
+        await publish_to(rank_changes, values)
+
+    @app.agent(votes, name="rate-votes")
+    async def rate(stream: faust.StreamT[bytes]) -> None:
+        client = aioredis.Redis.from_url(settings.redis_url)
+        processor = RatingProcessor(
+            RatingStore(client, settings.keys),
+            FitOptions(preliminary_votes=settings.rating_preliminary_votes),
+            publish_dead,
+            publish_changes,
+        )
+        try:
+            async for events in stream.take_events(
+                settings.rating_batch_max, within=settings.rating_batch_within_s
+            ):
+                records = [
+                    RawRecord(e.message.topic, e.message.partition, e.message.offset, e.value)
+                    for e in events
+                ]
+                await _finish_even_if_cancelled(processor.process(records))
+        finally:
+            await client.aclose()
+
+    return app
+
+
+async def _finish_even_if_cancelled(work: Any) -> None:
+    """Run one batch to completion even when the worker is being stopped: its events are acked
+    (and may be committed) as soon as the agent moves on, so an abandoned batch would be lost."""
+    task = asyncio.ensure_future(work)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        if not task.done():
+            log.info("stop requested: finishing the batch in flight first")
+        while not task.done():
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                continue
+        raise

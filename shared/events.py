@@ -1,0 +1,113 @@
+"""Every event on every Podium topic, as pydantic v2 models.
+
+Services decode Kafka payloads with these models at the edge (``Vote.model_validate_json``)
+and never pass raw dicts inward.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+Outcome = Literal["model_a", "model_b", "tie", "tie_bothbad"]
+OUTCOMES: tuple[Outcome, ...] = ("model_a", "model_b", "tie", "tie_bothbad")
+
+# A model id: letters, digits and . _ - + : @ /, starting with a letter or digit (e.g.
+# "qwen3.5-max-preview", "meta/llama-4-maverick"). "|" is excluded: it separates fields in keys.
+ModelId = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._+:@/-]{0,127}$")
+]
+# Arena, category and language names: lower-case slugs ("text", "hard_prompts", "zh").
+Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+OpaqueId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[!-~]+$")]
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+
+
+class StyleFeatures(_Event):
+    """Style of one side's answer: length and markdown elements (LMArena's style features)."""
+
+    tokens: int = Field(ge=0, le=10_000_000)
+    headers: int = Field(default=0, ge=0, le=1_000_000)
+    lists: int = Field(default=0, ge=0, le=1_000_000)
+    bold: int = Field(default=0, ge=0, le=1_000_000)
+
+
+class VoteStyle(_Event):
+    model_a: StyleFeatures
+    model_b: StyleFeatures
+
+
+class Vote(_Event):
+    """One arena battle: a person compared two anonymous answers and voted."""
+
+    vote_id: OpaqueId = Field(description="Client-supplied idempotency key.")
+    arena: Slug = Field(description='Arena, e.g. "text", "vision".')
+    model_a: ModelId
+    model_b: ModelId
+    winner: Outcome
+    categories: list[Slug] = Field(default_factory=list, max_length=32)
+    language: Slug | None = Field(default=None, description='Prompt language, e.g. "en", "zh".')
+    turns: int = Field(default=1, ge=1, le=1000)
+    anonymous: bool = Field(default=True, description="Only anonymous battles count.")
+    voter: OpaqueId | None = None
+    style: VoteStyle | None = None
+    received_at: datetime | None = Field(
+        default=None, description="Server time, stamped by ingest (client values are replaced)."
+    )
+
+    @model_validator(mode="after")
+    def _distinct_models(self) -> Vote:
+        if self.model_a == self.model_b:
+            raise ValueError("model_a and model_b must be different models")
+        if len(set(self.categories)) != len(self.categories):
+            raise ValueError("categories must not repeat")
+        return self
+
+    def views(self) -> list[str]:
+        """The views of this vote's arena that it counts toward."""
+        views = ["overall", *self.categories]
+        if self.language:
+            views.append(f"lang:{self.language}")
+        return views
+
+
+class ScoreEvent(_Event):
+    """A pointwise benchmark result for one model."""
+
+    model: ModelId
+    benchmark: Slug
+    score: float = Field(allow_inf_nan=False)
+    source: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    timestamp: datetime | None = None
+
+
+class SourcePosition(_Event):
+    """Where in Kafka the batch that caused an effect ended."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+class RankChange(_Event):
+    """A model's rank on a board changed after a refit."""
+
+    board: str
+    model: ModelId
+    old_rank: int | None
+    new_rank: int
+    old_score: float | None
+    new_score: float
+    rank_ub: int
+    votes: int
+    timestamp: datetime
+    position: SourcePosition
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,79 @@
+"""The Redis key layout. Every key of one arena carries the arena as a hash tag
+(``podium:{text}:...``) so the atomic Lua apply works on Redis Cluster.
+
+| key                                   | type   | what                                               |
+|---------------------------------------|--------|----------------------------------------------------|
+| ``{p}:arenas``                        | set    | arenas that have boards                            |
+| ``{p}:{arena}:views``                 | set    | views of the arena (``overall``, ``coding``, ...)  |
+| ``{p}:{arena}:counts:{view}``         | hash   | ``a|b|outcome`` -> count, with a < b               |
+| ``{p}:{arena}:fence``                 | hash   | ``topic/partition`` -> last applied Kafka offset   |
+| ``{p}:{arena}:standings:{view}``      | string | the board's standings, JSON, written by rating     |
+| ``{p}:dedupe:{vote_id}``              | string | ingest's idempotency marker (TTL = dedupe window)  |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shared.events import Outcome
+
+FIELD_SEP = "|"
+
+
+def board_name(arena: str, view: str) -> str:
+    return f"{arena}/{view}"
+
+
+def split_board(board: str) -> tuple[str, str]:
+    arena, sep, view = board.partition("/")
+    if not sep or not arena or not view:
+        raise ValueError(f"board must look like 'arena/view', got {board!r}")
+    return arena, view
+
+
+_FLIP: dict[str, Outcome] = {
+    "model_a": "model_b",
+    "model_b": "model_a",
+    "tie": "tie",
+    "tie_bothbad": "tie_bothbad",
+}
+
+
+def count_field(model_a: str, model_b: str, winner: Outcome) -> str:
+    """The counts-hash field of a battle, canonical so that (a, b) and (b, a) share fields."""
+    if model_a > model_b:
+        model_a, model_b, winner = model_b, model_a, _FLIP[winner]
+    return f"{model_a}{FIELD_SEP}{model_b}{FIELD_SEP}{winner}"
+
+
+def parse_count_field(field: str) -> tuple[str, str, Outcome]:
+    model_a, model_b, winner = field.split(FIELD_SEP)
+    if winner not in _FLIP:
+        raise ValueError(f"unknown outcome in counts field {field!r}")
+    return model_a, model_b, _FLIP[_FLIP[winner]]
+
+
+@dataclass(frozen=True)
+class KeyLayout:
+    prefix: str = "podium"
+
+    def _arena(self, arena: str) -> str:
+        return f"{self.prefix}:{{{arena}}}"
+
+    def arenas(self) -> str:
+        return f"{self.prefix}:arenas"
+
+    def views(self, arena: str) -> str:
+        return f"{self._arena(arena)}:views"
+
+    def counts(self, arena: str, view: str) -> str:
+        return f"{self._arena(arena)}:counts:{view}"
+
+    def fence(self, arena: str) -> str:
+        return f"{self._arena(arena)}:fence"
+
+    def standings(self, arena: str, view: str) -> str:
+        return f"{self._arena(arena)}:standings:{view}"
+
+    def dedupe(self, vote_id: str) -> str:
+        return f"{self.prefix}:dedupe:{vote_id}"
