@@ -1,0 +1,52 @@
+"""Synthetic arena battles for the engine tests and the benchmark (one generator, shared)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from services.rating.engine import OUTCOMES, PairCounts
+
+Battle = tuple[str, str, str]
+
+
+def model_names(n: int) -> list[str]:
+    return [f"model-{k:03d}" for k in range(n)]
+
+
+def synthetic_battles(
+    n_models: int = 20,
+    n_battles: int = 4000,
+    seed: int = 0,
+    tie_rate: float = 0.15,
+    spread: float = 1.0,
+) -> list[Battle]:
+    """Bradley-Terry battles between random distinct pairs, with ties and both-bad ties.
+
+    Strengths are normal with standard deviation ``spread`` (natural-log units).
+    """
+    rng = np.random.default_rng(seed)
+    names = model_names(n_models)
+    strength = rng.normal(0.0, spread, n_models)
+    a = rng.integers(0, n_models, n_battles)
+    b = (a + rng.integers(1, n_models, n_battles)) % n_models
+    p_a = 1.0 / (1.0 + np.exp(-(strength[a] - strength[b])))
+    u = rng.random(n_battles)
+    tie = rng.random(n_battles) < tie_rate
+    both_bad = rng.random(n_battles) < 0.3
+    outcome = np.where(u < p_a, 0, 1)
+    outcome = np.where(tie, np.where(both_bad, 3, 2), outcome)
+    return [
+        (names[i], names[j], OUTCOMES[k])
+        for i, j, k in zip(a.tolist(), b.tolist(), outcome.tolist(), strict=True)
+    ]
+
+
+def triples_of(battles: Iterable[Battle]) -> dict[Battle, int]:
+    return dict(Counter(battles))
+
+
+def counts_of(battles: Sequence[Battle]) -> PairCounts:
+    return PairCounts.from_triples(triples_of(battles))
