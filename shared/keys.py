@@ -1,14 +1,14 @@
 """The Redis key layout. Every key of one arena carries the arena as a hash tag
 (``podium:{text}:...``) so the atomic Lua apply works on Redis Cluster.
 
-| key                                   | type   | what                                               |
-|---------------------------------------|--------|----------------------------------------------------|
-| ``{p}:arenas``                        | set    | arenas that have boards                            |
-| ``{p}:{arena}:views``                 | set    | views of the arena (``overall``, ``coding``, ...)  |
-| ``{p}:{arena}:counts:{view}``         | hash   | ``a|b|outcome`` -> count, with a < b               |
-| ``{p}:{arena}:fence``                 | hash   | ``topic/partition`` -> last applied Kafka offset   |
-| ``{p}:{arena}:standings:{view}``      | string | the board's standings, JSON, written by rating     |
-| ``{p}:dedupe:{vote_id}``              | string | ingest's idempotency marker (TTL = dedupe window)  |
+| key                              | type   | what                                             |
+|----------------------------------|--------|--------------------------------------------------|
+| ``{p}:arenas``                   | set    | arenas that have boards                          |
+| ``{p}:{arena}:views``            | set    | views of the arena (``overall``, ``coding``, ..) |
+| ``{p}:{arena}:counts:{view}``    | hash   | ``a|b|outcome`` -> count, with a < b             |
+| ``{p}:{arena}:fence``            | hash   | ``topic/partition`` -> last applied Kafka offset |
+| ``{p}:{arena}:standings:{view}`` | string | the board's standings, JSON, written by rating   |
+| ``{p}:dedupe:{vote_id}``         | string | ingest's idempotency marker (TTL = dedupe window)|
 """
 
 from __future__ import annotations
@@ -44,6 +44,11 @@ def count_field(model_a: str, model_b: str, winner: Outcome) -> str:
     if model_a > model_b:
         model_a, model_b, winner = model_b, model_a, _FLIP[winner]
     return f"{model_a}{FIELD_SEP}{model_b}{FIELD_SEP}{winner}"
+
+
+def text(value: bytes | str) -> str:
+    """A Redis reply as text (the client returns bytes unless decode_responses is set)."""
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def parse_count_field(field: str) -> tuple[str, str, Outcome]:

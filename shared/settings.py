@@ -24,7 +24,9 @@ class PodiumSettings(BaseSettings):
     key_prefix: str = Field(
         default="podium", pattern=r"^[A-Za-z0-9_.-]+$", description="Prefix of every Redis key."
     )
-    votes_partitions: int = Field(default=4, ge=1, le=1024, description="Partitions of votes topic.")
+    votes_partitions: int = Field(
+        default=4, ge=1, le=1024, description="Partitions of the votes topic (arenas spread)."
+    )
     log_level: str = Field(default="INFO", description="Python log level.")
 
     @property

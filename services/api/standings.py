@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from shared.keys import KeyLayout, board_name
+from shared.keys import KeyLayout, board_name, text
 
 
 class StandingsReader:
@@ -17,15 +17,15 @@ class StandingsReader:
 
     async def board(self, arena: str, view: str) -> bytes | None:
         """The board's standings document as the rating service wrote it (JSON bytes)."""
-        value: bytes | None = await self._redis.get(self._keys.standings(arena, view))
-        return value
+        value = await self._redis.get(self._keys.standings(arena, view))
+        return value.encode() if isinstance(value, str) else value
 
     async def boards(self) -> list[dict[str, Any]]:
         """Every board with its size, ordered by arena then view (``overall`` first)."""
-        arenas = sorted(a.decode() for a in await self._redis.smembers(self._keys.arenas()))
+        arenas = sorted(text(a) for a in await self._redis.smembers(self._keys.arenas()))
         pairs: list[tuple[str, str]] = []
         for arena in arenas:
-            views = sorted(v.decode() for v in await self._redis.smembers(self._keys.views(arena)))
+            views = sorted(text(v) for v in await self._redis.smembers(self._keys.views(arena)))
             views.sort(key=lambda v: (v != "overall", v.startswith("lang:"), v))
             pairs.extend((arena, v) for v in views)
         if not pairs:

@@ -91,12 +91,13 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own_publisher = publisher is None
-        pub = publisher or KafkaVotePublisher(settings)
         client = redis_client or aioredis.Redis.from_url(settings.redis_url)
+        memory = VoteIdMemory(client, settings.keys, settings.ingest_dedupe_window_s)
+        pub = publisher or KafkaVotePublisher(settings, on_delivered=memory.remember)
         if isinstance(pub, KafkaVotePublisher) and own_publisher:
             await pub.start()
         app.state.publisher = pub
-        app.state.memory = VoteIdMemory(client, settings.keys, settings.ingest_dedupe_window_s)
+        app.state.memory = memory
         try:
             yield
         finally:

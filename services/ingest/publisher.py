@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import Iterable, Sequence
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
@@ -34,8 +35,15 @@ class KafkaVotePublisher:
     down and answers 503 until Kafka is reachable.
     """
 
-    def __init__(self, settings: IngestSettings) -> None:
+    def __init__(
+        self,
+        settings: IngestSettings,
+        on_delivered: Callable[[list[str]], Awaitable[None]],
+    ) -> None:
         self._settings = settings
+        self._on_delivered = on_delivered
+        self._in_flight: dict[str, asyncio.Future[Any]] = {}
+        self._background: set[asyncio.Task[None]] = set()
         self._topic = settings.topics.votes
         self._producer: AIOKafkaProducer | None = None
         self._connector: asyncio.Task[None] | None = None
@@ -84,22 +92,47 @@ class KafkaVotePublisher:
                 pass
         if self._producer is not None:
             await self._producer.stop()  # flushes what is in flight
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
 
     async def publish(self, votes: Sequence[Vote]) -> None:
+        """Produce and wait for Kafka's acks. A send that times out stays in flight: a retry of
+        the same vote_id waits on that send instead of producing the vote a second time."""
         producer = self._producer
         if producer is None:
             raise PublishUnavailable("Kafka is not reachable yet")
         try:
             async with asyncio.timeout(self._settings.ingest_kafka_ack_timeout_s):
-                acks = [
-                    await producer.send(
-                        self._topic, vote.model_dump_json().encode(), key=vote.arena.encode()
-                    )
-                    for vote in votes
-                ]
+                acks = [await self._send_once(producer, vote) for vote in votes]
                 await asyncio.gather(*acks)
         except (TimeoutError, KafkaError) as exc:
             raise PublishUnavailable(f"Kafka did not acknowledge: {exc!r}") from exc
+
+    async def _send_once(self, producer: AIOKafkaProducer, vote: Vote) -> asyncio.Future[Any]:
+        earlier = self._in_flight.get(vote.vote_id)
+        if earlier is not None and not (earlier.done() and earlier.exception() is not None):
+            return asyncio.shield(earlier)  # pending or delivered: never send twice
+        ack: asyncio.Future[Any] = await producer.send(
+            self._topic, vote.model_dump_json().encode(), key=vote.arena.encode()
+        )
+        self._in_flight[vote.vote_id] = ack
+        ack.add_done_callback(functools.partial(self._settled, vote.vote_id))
+        return asyncio.shield(ack)
+
+    def _settled(self, vote_id: str, ack: asyncio.Future[Any]) -> None:
+        """Forget a send once it failed, or once its delivery is remembered by vote_id."""
+        if ack.cancelled() or ack.exception() is not None:
+            self._in_flight.pop(vote_id, None)
+            return
+        task = asyncio.ensure_future(self._remember_delivered(vote_id))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _remember_delivered(self, vote_id: str) -> None:
+        try:
+            await self._on_delivered([vote_id])
+        finally:
+            self._in_flight.pop(vote_id, None)
 
 
 class VoteIdMemory:

@@ -79,8 +79,10 @@ def decode(records: Iterable[RawRecord]) -> tuple[list[tuple[RawRecord, Vote]], 
     return votes, dead
 
 
-def fold(votes: Sequence[tuple[RawRecord, Vote]], after: dict[tuple[str, str, int], int] | None = None
-         ) -> list[ArenaSlice]:
+def fold(
+    votes: Sequence[tuple[RawRecord, Vote]],
+    after: dict[tuple[str, str, int], int] | None = None,
+) -> list[ArenaSlice]:
     """Group votes by (arena, topic, partition) into count increments.
 
     ``after`` maps (arena, topic, partition) to an offset: votes at or below it are left out

@@ -7,12 +7,12 @@ from datetime import datetime
 from typing import Any
 
 from services.rating.engine import BoardFit, FitOptions, PairCounts, fit_board
-from shared.events import Outcome, RankChange, SourcePosition
+from shared.events import RankChange, SourcePosition
 from shared.keys import board_name
 
 
 def refit(
-    counts: Mapping[tuple[str, str, Outcome], int],
+    counts: Mapping[tuple[str, str, str], int],
     options: FitOptions,
     previous: BoardFit | None,
 ) -> BoardFit:

@@ -7,8 +7,7 @@ from importlib.resources import files
 import redis.asyncio as aioredis
 
 from services.rating.batch import ArenaSlice, lua_args
-from shared.events import Outcome
-from shared.keys import KeyLayout, parse_count_field
+from shared.keys import KeyLayout, parse_count_field, text
 
 APPLY_SCRIPT = files("services.rating").joinpath("apply_batch.lua").read_text()
 
@@ -36,13 +35,13 @@ class RatingStore:
         if arenas:
             await self._redis.sadd(self._keys.arenas(), *sorted(arenas))
 
-    async def read_counts(self, arena: str, view: str) -> dict[tuple[str, str, Outcome], int]:
+    async def read_counts(self, arena: str, view: str) -> dict[tuple[str, str, str], int]:
         raw = await self._redis.hgetall(self._keys.counts(arena, view))
-        return {parse_count_field(k.decode()): int(v) for k, v in raw.items()}
+        return {parse_count_field(text(k)): int(v) for k, v in raw.items()}
 
     async def write_standings(self, arena: str, view: str, document: bytes) -> None:
         await self._redis.set(self._keys.standings(arena, view), document)
 
     async def read_standings(self, arena: str, view: str) -> bytes | None:
-        value: bytes | None = await self._redis.get(self._keys.standings(arena, view))
-        return value
+        value = await self._redis.get(self._keys.standings(arena, view))
+        return value.encode() if isinstance(value, str) else value

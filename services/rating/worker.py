@@ -9,11 +9,13 @@ from typing import Any
 
 import faust
 import redis.asyncio as aioredis
+from aiokafka.errors import KafkaError
 
 from services.rating.batch import RawRecord
 from services.rating.engine import FitOptions
 from services.rating.processor import RatingProcessor
 from services.rating.store import RatingStore
+from shared.kafka import ensure_topics
 from shared.settings import RatingSettings
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,11 @@ def build_worker(settings: RatingSettings) -> faust.App:
 
     @app.agent(votes, name="rate-votes")
     async def rate(stream: faust.StreamT[bytes]) -> None:
+        assert isinstance(stream, faust.Stream)  # take_events is on the class, not on StreamT
+        await _ensure_topics_with_retry(
+            settings.kafka_bootstrap,
+            {topics.votes: settings.votes_partitions, topics.votes_dlq: 1, topics.rank_changes: 1},
+        )
         client = aioredis.Redis.from_url(settings.redis_url)
         processor = RatingProcessor(
             RatingStore(client, settings.keys),
@@ -70,6 +77,18 @@ def build_worker(settings: RatingSettings) -> faust.App:
             await client.aclose()
 
     return app
+
+
+async def _ensure_topics_with_retry(bootstrap: str, wanted: dict[str, int]) -> None:
+    delay = 0.2
+    while True:
+        try:
+            await ensure_topics(bootstrap, wanted)
+            return
+        except (KafkaError, OSError) as exc:
+            log.warning("could not create topics yet (%s); retrying", exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 async def _finish_even_if_cancelled(work: Any) -> None:

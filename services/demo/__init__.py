@@ -1,0 +1,1 @@
+"""A synthetic arena: models with hidden strengths, voters, categories and languages."""

@@ -1,0 +1,65 @@
+"""``python -m services.demo``: stream synthetic votes through the ingest API until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import time
+
+import httpx
+import orjson
+
+from services.demo.arena import SyntheticArena
+
+log = logging.getLogger("demo")
+
+
+async def stream_votes(ingest: str, rate: float, batch: int, total: int | None, seed: int) -> int:
+    arena = SyntheticArena(seed=seed)
+    sent = 0
+    started = time.monotonic()
+    async with httpx.AsyncClient(base_url=ingest, timeout=10) as client:
+        while total is None or sent < total:
+            n = batch if total is None else min(batch, total - sent)
+            body = b"\n".join(orjson.dumps(v) for v in arena.votes(n))
+            try:
+                r = await client.post(
+                    "/v1/votes/batch", content=body,
+                    headers={"content-type": "application/x-ndjson"},
+                )
+            except httpx.HTTPError as exc:
+                log.warning("ingest not reachable (%s); retrying", exc)
+                await asyncio.sleep(1)
+                continue
+            if r.status_code == 202:
+                sent += n
+            else:
+                log.warning("ingest answered %s: %s", r.status_code, r.text[:200])
+                await asyncio.sleep(1)
+            if sent and sent % (batch * 50) == 0:
+                log.info("%d votes sent (%.0f/s)", sent, sent / (time.monotonic() - started))
+            # pace to the requested rate
+            ahead = sent / rate - (time.monotonic() - started)
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+    return sent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--ingest", default="http://127.0.0.1:8001")
+    parser.add_argument("--rate", type=float, default=200.0, help="votes per second")
+    parser.add_argument("--batch", type=int, default=50, help="votes per request")
+    parser.add_argument("--total", type=int, default=None, help="stop after this many votes")
+    parser.add_argument("--seed", type=int, default=int(time.time()))
+    args = parser.parse_args()
+    logging.basicConfig(level="INFO", format="%(asctime)s demo %(message)s")
+    with contextlib.suppress(KeyboardInterrupt):
+        sent = asyncio.run(stream_votes(args.ingest, args.rate, args.batch, args.total, args.seed))
+        log.info("done: %d votes sent", sent)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""Podium services as real processes (``python -m services.X``) for integration and e2e tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from tests.support.infra import ROOT, free_port
+from tests.support.wait import wait_until
+
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+class ServiceProcess:
+    def __init__(self, name: str, env: dict[str, str], log_name: str | None = None) -> None:
+        self.name = name
+        self.port = free_port() if name in ("ingest", "api") else None
+        self.env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+        if self.port is not None:
+            self.env[f"PODIUM_{name.upper()}_PORT"] = str(self.port)
+        ARTIFACTS.mkdir(exist_ok=True)
+        self.log_path: Path = ARTIFACTS / f"{log_name or name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> ServiceProcess:
+        with self.log_path.open("ab") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", f"services.{self.name}"],
+                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            )
+        if self.port is not None:
+            async with httpx.AsyncClient(base_url=self.url, timeout=2) as client:
+
+                async def healthy() -> bool:
+                    assert self.proc is not None
+                    if self.proc.poll() is not None:
+                        raise RuntimeError(f"{self.name} exited; see {self.log_path}")
+                    return (await client.get("/readyz")).status_code == 200
+
+                await wait_until(healthy, 60, f"{self.name} /readyz")
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(10)
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+from collections import Counter
+
+import orjson
+
+from services.rating.batch import RawRecord, decode, fold, lua_args, touched_views
+from shared.events import utc_now
+
+
+def record(offset: int, partition: int = 0, **vote: object) -> RawRecord:
+    body = {"vote_id": f"v{offset}", "arena": "text", "model_a": "a", "model_b": "b",
+            "winner": "model_a", **vote}
+    return RawRecord("podium.votes", partition, offset, orjson.dumps(body))
+
+
+def test_decode_splits_good_and_dead() -> None:
+    records = [
+        record(0),
+        RawRecord("podium.votes", 0, 1, b"not json"),
+        RawRecord("podium.votes", 0, 2, None),
+        record(3, winner="nobody"),
+        record(4, model_b="a"),
+    ]
+    votes, dead = decode(records)
+    assert [r.offset for r, _ in votes] == [0]
+    assert [d.record.offset for d in dead] == [1, 2, 3, 4]
+    assert "winner" in dead[2].reason
+    letter = dead[0].to_json(now=utc_now())
+    assert letter["offset"] == 1 and letter["partition"] == 0 and letter["reason"]
+
+
+def test_fold_counts_every_view_and_tracks_offsets() -> None:
+    votes, _ = decode([
+        record(10, categories=["coding"], language="en"),
+        record(11, model_a="b", model_b="a", winner="model_b"),  # same outcome, other order
+        record(12, winner="tie", language="en"),
+        record(13, winner="model_b", anonymous=False),  # advances the range, counts nothing
+        record(5, partition=1, arena="vision"),
+    ])
+    slices = {(s.arena, s.partition): s for s in fold(votes)}
+    text = slices[("text", 0)]
+    assert (text.first_offset, text.last_offset) == (10, 13)
+    assert text.increments["overall"] == Counter({"a|b|model_a": 2, "a|b|tie": 1})
+    assert text.increments["coding"] == Counter({"a|b|model_a": 1})
+    assert text.increments["lang:en"] == Counter({"a|b|model_a": 1, "a|b|tie": 1})
+    assert slices[("vision", 1)].fence_field == "podium.votes/1"
+    assert touched_views(slices.values()) == {
+        "text": {"overall", "coding", "lang:en"}, "vision": {"overall"}}
+
+
+def test_fold_after_drops_what_was_applied() -> None:
+    votes, _ = decode([record(i) for i in range(10)])
+    [rest] = fold(votes, after={("text", "podium.votes", 0): 6})
+    assert (rest.first_offset, rest.last_offset) == (7, 9)
+    assert rest.increments["overall"]["a|b|model_a"] == 3
+    assert fold(votes, after={("text", "podium.votes", 0): 9}) == []
+
+
+def test_lua_args_align_views_and_triples() -> None:
+    votes, _ = decode([record(1, categories=["math"]), record(2, winner="tie")])
+    [sl] = fold(votes)
+    views, argv = lua_args(sl)
+    assert views == ["math", "overall"]
+    assert argv[:6] == ["podium.votes/0", 1, 2, 2, "math", "overall"]
+    triples = [tuple(argv[i:i + 3]) for i in range(6, len(argv), 3)]
+    assert triples == [(1, "a|b|model_a", 1), (2, "a|b|model_a", 1), (2, "a|b|tie", 1)]

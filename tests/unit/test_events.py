@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from shared.events import RankChange, ScoreEvent, SourcePosition, Vote, utc_now
+
+GOOD: dict[str, Any] = {
+    "vote_id": "v-1",
+    "arena": "text",
+    "model_a": "qwen3.5-max-preview",
+    "model_b": "gpt-5.1-high",
+    "winner": "model_a",
+}
+
+
+def test_minimal_vote_gets_defaults() -> None:
+    vote = Vote.model_validate(GOOD)
+    assert vote.categories == [] and vote.language is None
+    assert vote.turns == 1 and vote.anonymous is True and vote.received_at is None
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"winner": "model_c"}, "winner"),
+        ({"model_b": "qwen3.5-max-preview"}, None),  # same model on both sides
+        ({"model_a": "bad|id"}, "model_a"),
+        ({"model_a": ""}, "model_a"),
+        ({"arena": "Text"}, "arena"),
+        ({"turns": 0}, "turns"),
+        ({"turns": "many"}, "turns"),
+        ({"categories": ["coding", "coding"]}, None),
+        ({"vote_id": ""}, "vote_id"),
+        ({"unexpected": 1}, "unexpected"),
+        ({"style": {"model_a": {"tokens": -1}, "model_b": {"tokens": 3}}}, "style"),
+    ],
+)
+def test_invalid_votes_are_rejected_with_the_field(change: dict[str, Any], field: str | None
+                                                   ) -> None:
+    with pytest.raises(ValidationError) as info:
+        Vote.model_validate({**GOOD, **change})
+    if field is not None:
+        assert any(err["loc"] and err["loc"][0] == field for err in info.value.errors())
+
+
+@pytest.mark.parametrize("missing", ["vote_id", "arena", "model_a", "model_b", "winner"])
+def test_required_fields(missing: str) -> None:
+    data = {k: v for k, v in GOOD.items() if k != missing}
+    with pytest.raises(ValidationError) as info:
+        Vote.model_validate(data)
+    assert info.value.errors()[0]["loc"] == (missing,)
+
+
+@pytest.mark.parametrize(
+    ("categories", "language", "views"),
+    [
+        ([], None, ["overall"]),
+        (["coding"], None, ["overall", "coding"]),
+        (["coding", "math"], "zh", ["overall", "coding", "math", "lang:zh"]),
+    ],
+)
+def test_views_of_a_vote(categories: list[str], language: str | None, views: list[str]) -> None:
+    vote = Vote.model_validate({**GOOD, "categories": categories, "language": language})
+    assert vote.views() == views
+
+
+def test_vote_round_trips_through_json() -> None:
+    vote = Vote.model_validate(
+        {**GOOD, "categories": ["coding"], "language": "en", "received_at": utc_now(),
+         "style": {"model_a": {"tokens": 120, "bold": 2}, "model_b": {"tokens": 80}}}
+    )
+    assert Vote.model_validate_json(vote.model_dump_json()) == vote
+
+
+def test_score_event_rejects_nan() -> None:
+    with pytest.raises(ValidationError):
+        ScoreEvent(model="m", benchmark="mmlu", score=float("nan"), source="x")
+
+
+def test_rank_change_round_trip() -> None:
+    change = RankChange(
+        board="text/overall", model="m", old_rank=3, new_rank=1, old_score=1450.0,
+        new_score=1464.0, rank_ub=1, votes=1000, timestamp=utc_now(),
+        position=SourcePosition(topic="podium.votes", partition=0, offset=42),
+    )
+    assert RankChange.model_validate_json(change.model_dump_json()) == change
