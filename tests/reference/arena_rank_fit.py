@@ -85,11 +85,11 @@ def _bootstrap(
     model: BradleyTerry, dataset: PairDataset, resamples: list[Any], significance_level: float
 ) -> tuple[list[float], list[float]]:
     """arena-rank's bootstrap (compute_ratings_and_cis, ci_method="bootstrap") on given draws."""
+    pairs = np.asarray(dataset.pairs).tolist()
+    outcomes = np.asarray(dataset.outcomes).tolist()
     row_of = {
         (int(a), int(b), float(y)): k
-        for k, ((a, b), y) in enumerate(
-            zip(np.asarray(dataset.pairs).tolist(), np.asarray(dataset.outcomes).tolist(), strict=True)
-        )
+        for k, ((a, b), y) in enumerate(zip(pairs, outcomes, strict=True))
     }
     index = dataset.competitor_to_index
     samples = []
