@@ -61,9 +61,7 @@ class PairCounts:
     # -- construction ---------------------------------------------------------------------
 
     @classmethod
-    def from_triples(
-        cls, triples: Mapping[Triple, int], models: Iterable[str] = ()
-    ) -> PairCounts:
+    def from_triples(cls, triples: Mapping[Triple, int], models: Iterable[str] = ()) -> PairCounts:
         """Build from ``{(model_a, model_b, outcome): count}``; zero counts are ignored.
 
         ``models`` adds ids that have no votes yet. Raises ``ValueError`` on an unknown

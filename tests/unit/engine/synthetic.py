@@ -22,16 +22,23 @@ def synthetic_battles(
     seed: int = 0,
     tie_rate: float = 0.15,
     spread: float = 1.0,
+    skew: float = 0.0,
 ) -> list[Battle]:
     """Bradley-Terry battles between random distinct pairs, with ties and both-bad ties.
 
-    Strengths are normal with standard deviation ``spread`` (natural-log units).
+    Strengths are normal with standard deviation ``spread`` (natural-log units). Models are
+    drawn with probability proportional to ``exp(skew * normal)``: with ``skew`` > 0 some
+    pairs are played far more than others (which is what reweighting is for).
     """
     rng = np.random.default_rng(seed)
     names = model_names(n_models)
     strength = rng.normal(0.0, spread, n_models)
-    a = rng.integers(0, n_models, n_battles)
-    b = (a + rng.integers(1, n_models, n_battles)) % n_models
+    popularity = np.exp(skew * rng.normal(size=n_models))
+    popularity /= popularity.sum()
+    a = rng.choice(n_models, n_battles, p=popularity)
+    b = rng.choice(n_models, n_battles, p=popularity)
+    while (same := a == b).any():
+        b[same] = rng.choice(n_models, int(same.sum()), p=popularity)
     p_a = 1.0 / (1.0 + np.exp(-(strength[a] - strength[b])))
     u = rng.random(n_battles)
     tie = rng.random(n_battles) < tie_rate
