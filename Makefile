@@ -41,7 +41,7 @@ run: install
 	deploy/stack.sh run
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check services shared tests bench
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
 test: install $(ARENA_VENV)/.installed lint
