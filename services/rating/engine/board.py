@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.stats import norm
+from scipy.special import ndtri
 
 from services.rating.engine.counts import PairCounts
 from services.rating.engine.newton import fit_theta
@@ -116,7 +116,7 @@ def assemble_fit(
     iterations: int,
 ) -> BoardFit:
     """Scores, normal-approximation CIs, ranks and per-model tallies from a fitted theta."""
-    z = float(norm.ppf(0.5 + options.ci_level / 2.0))
+    z = float(ndtri(0.5 + options.ci_level / 2.0))
     offset = anchor_offset(counts.models, theta, options)
     scores = options.alpha * theta + offset
     half_width = options.alpha * z * std_err
