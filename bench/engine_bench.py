@@ -105,7 +105,7 @@ def bench_arena_rank(python: str, counts: PairCounts, fit: BoardFit) -> dict[str
     )
     out = json.loads(done.stdout)
     assert out["competitors"] == list(fit.models)
-    request = {"triples": triples, "ftol": 1e-12, "gtol": 1e-10}
+    request = {"triples": triples, "ftol": 1e-14, "gtol": 1e-12}
     converged = json.loads(
         subprocess.run(
             [python, str(ROOT / "tests" / "reference" / "arena_rank_fit.py")],
