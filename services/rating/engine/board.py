@@ -7,9 +7,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
-from scipy.stats import norm
+from scipy.special import ndtri
 
 from services.rating.engine.counts import PairCounts
 from services.rating.engine.newton import fit_theta
@@ -86,6 +84,7 @@ def fit_board(
     std_err = np.sqrt(sandwich_variance(data, theta, ridge))
     return assemble_fit(
         counts,
+        data,
         options,
         theta,
         std_err,
@@ -108,6 +107,7 @@ def _initial_theta(models: tuple[str, ...], warm_start: BoardFit | None) -> Floa
 
 def assemble_fit(
     counts: PairCounts,
+    data: PairData,
     options: FitOptions,
     theta: FloatVector,
     std_err: FloatVector,
@@ -116,7 +116,7 @@ def assemble_fit(
     iterations: int,
 ) -> BoardFit:
     """Scores, normal-approximation CIs, ranks and per-model tallies from a fitted theta."""
-    z = float(norm.ppf(0.5 + options.ci_level / 2.0))
+    z = float(ndtri(0.5 + options.ci_level / 2.0))
     offset = anchor_offset(counts.models, theta, options)
     scores = options.alpha * theta + offset
     half_width = options.alpha * z * std_err
@@ -138,8 +138,8 @@ def assemble_fit(
         preliminary=votes < options.preliminary_votes,
         converged=converged,
         iterations=iterations,
-        connected=is_connected(battles),
-        mle_exists=mle_exists(wins, ties),
+        connected=data.is_connected(),
+        mle_exists=data.mle_exists(),
         options=options,
     )
 
@@ -170,22 +170,3 @@ def rank_upper_bound(ci_low: FloatVector, ci_high: FloatVector) -> IntVector:
     sorted_low = np.sort(ci_low)
     better = sorted_low.size - np.searchsorted(sorted_low, ci_high, side="right")
     return (1 + better).astype(np.int64)
-
-
-def is_connected(battles: NDArray[np.int64]) -> bool:
-    """Whether the graph of played pairs links every model (vacuously true for M <= 1)."""
-    if battles.shape[0] <= 1:
-        return True
-    n, _ = connected_components(coo_matrix(battles > 0), directed=False)
-    return int(n) == 1
-
-
-def mle_exists(wins: NDArray[np.int64], ties: NDArray[np.int64]) -> bool:
-    """Whether the unpenalised maximum likelihood is finite (Zermelo/Ford's condition).
-
-    True iff the graph with an edge i -> j whenever i beat or tied j is strongly connected.
-    """
-    if wins.shape[0] <= 1:
-        return True
-    n, _ = connected_components(coo_matrix((wins + ties) > 0), directed=True, connection="strong")
-    return int(n) == 1

@@ -52,9 +52,11 @@ def fit_theta(
 ) -> NewtonResult:
     """Minimise :func:`objective` by Newton's method from ``theta0``.
 
-    Full Newton steps near the optimum (quadratic convergence, so a warm start after a few
-    new votes converges in two iterations); backtracking (Armijo) for long steps. Converged
-    when a full step no longer than ``tol`` has been taken.
+    Full Newton steps near the optimum; backtracking (Armijo) for long steps. Converged
+    when a full step no longer than ``tol`` has been taken, or when the convergence is
+    visibly quadratic (``|step_k| <= |step_k-1| / 10``) and the error left after the step,
+    estimated as ``C |step_k|^2`` with ``C = |step_k| / |step_k-1|^2``, is below ``tol``
+    (saves the confirming iteration of a warm start).
     """
     theta = np.array(theta0, dtype=np.float64, copy=True)
     if data.size == 0:
@@ -62,6 +64,7 @@ def fit_theta(
     ridge = ridge_for(data, l2)
     nw = data.weighted_battles
     sw = data.weighted_score_i
+    previous = np.inf
     for iteration in range(1, max_iter + 1):
         p = expit(theta[data.i] - theta[data.j])
         grad = data.scatter(nw * p - sw) + ridge * theta
@@ -74,9 +77,19 @@ def fit_theta(
         if length > _LINE_SEARCH_ABOVE:
             fraction = _backtrack(data, theta, step, float(grad @ step), ridge)
         theta += fraction * step
-        if fraction == 1.0 and length <= tol:
+        if fraction == 1.0 and _converged(length, previous, tol):
             return NewtonResult(theta, iteration, True)
+        previous = length if fraction == 1.0 else np.inf
     return NewtonResult(theta, max_iter, False)
+
+
+def _converged(length: float, previous: float, tol: float) -> bool:
+    if length <= tol:
+        return True
+    if not (np.isfinite(previous) and previous > 0.0 and length <= 0.1 * previous):
+        return False
+    remaining = length**3 / previous**2
+    return remaining <= tol
 
 
 def _backtrack(

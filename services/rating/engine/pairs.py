@@ -11,6 +11,23 @@ from services.rating.engine.counts import FloatMatrix, PairCounts
 
 FloatVector = NDArray[np.float64]
 IndexVector = NDArray[np.intp]
+BoolVector = NDArray[np.bool_]
+BoolMatrix = NDArray[np.bool_]
+
+
+def _reaches_all(adjacency: BoolMatrix) -> bool:
+    """Whether every node is reachable from node 0 (breadth-first, O(M^2) at worst)."""
+    m = adjacency.shape[0]
+    if m <= 1:
+        return True
+    seen = np.zeros(m, dtype=np.bool_)
+    seen[0] = True
+    frontier = np.zeros(1, dtype=np.intp)
+    while frontier.size:
+        reached = adjacency[frontier].any(axis=0) & ~seen
+        seen |= reached
+        frontier = np.flatnonzero(reached)
+    return bool(seen.all())
 
 
 def propensity_weights(
@@ -61,25 +78,56 @@ class PairData:
 
     @classmethod
     def from_matrices(
-        cls, wins: NDArray[np.int64], ties: NDArray[np.int64], weight: FloatMatrix
+        cls,
+        wins: NDArray[np.int64],
+        ties: NDArray[np.int64],
+        weight: FloatMatrix,
+        battles: NDArray[np.int64] | None = None,
     ) -> PairData:
         """``wins[i, j]``: i beat j; ``ties`` symmetric; ``weight`` symmetric per battle."""
-        battles = wins + wins.T + ties
-        i, j = np.nonzero(np.triu(battles, k=1))
+        m = wins.shape[0]
+        if battles is None:
+            battles = wins + wins.T + ties
+        upper = np.flatnonzero(np.triu(battles, k=1))
+        i, j = np.divmod(upper, m) if m else (upper, upper)
+        lower = j * m + i
         return cls(
-            size=wins.shape[0],
+            size=m,
             i=i.astype(np.intp),
             j=j.astype(np.intp),
-            wins_i=wins[i, j].astype(np.float64),
-            wins_j=wins[j, i].astype(np.float64),
-            ties=ties[i, j].astype(np.float64),
-            weight=weight[i, j].astype(np.float64),
+            wins_i=wins.reshape(-1)[upper].astype(np.float64),
+            wins_j=wins.reshape(-1)[lower].astype(np.float64),
+            ties=ties.reshape(-1)[upper].astype(np.float64),
+            weight=weight.reshape(-1)[upper].astype(np.float64),
         )
 
     @classmethod
     def from_counts(cls, counts: PairCounts, reweighted: bool, min_pair_count: int) -> PairData:
-        weight = propensity_weights(counts.battles(), reweighted, min_pair_count)
-        return cls.from_matrices(counts.wins(), counts.ties(), weight)
+        battles = counts.battles()
+        weight = propensity_weights(battles, reweighted, min_pair_count)
+        return cls.from_matrices(counts.wins(), counts.ties(), weight, battles)
+
+    def is_connected(self) -> bool:
+        """Whether the played pairs link every model (vacuously true for M <= 1)."""
+        adjacency = self._adjacency(np.ones(self.i.size, bool), np.ones(self.i.size, bool))
+        return _reaches_all(adjacency)
+
+    def mle_exists(self) -> bool:
+        """Whether the unpenalised maximum likelihood is finite (Zermelo's condition).
+
+        True iff the graph with an edge i -> j whenever i beat or tied j is strongly
+        connected (vacuously true for M <= 1).
+        """
+        adjacency = self._adjacency(self.wins_i + self.ties > 0, self.wins_j + self.ties > 0)
+        return _reaches_all(adjacency) and _reaches_all(adjacency.T)
+
+    def _adjacency(self, forward: BoolVector, backward: BoolVector) -> BoolMatrix:
+        m = self.size
+        adjacency = np.zeros((m, m), dtype=np.bool_)
+        flat = adjacency.reshape(-1)
+        flat[(self.i * m + self.j)[forward]] = True
+        flat[(self.j * m + self.i)[backward]] = True
+        return adjacency
 
     def laplacian(self, values: FloatVector, ridge: float) -> FloatMatrix:
         """``sum_k values[k] (e_i - e_j)(e_i - e_j)^T + ridge * I`` as a dense matrix."""
@@ -88,7 +136,7 @@ class PairData:
         flat = out.reshape(-1)
         flat[self.i * m + self.j] = -values
         flat[self.j * m + self.i] = -values
-        flat[:: m + 1] = self._sum_at(self.i, values) + self._sum_at(self.j, values) + ridge
+        flat[:: m + 1] = ridge - out.sum(axis=1)
         return out
 
     def scatter(self, values: FloatVector) -> FloatVector:

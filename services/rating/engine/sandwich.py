@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.linalg import LinAlgError, cho_factor, cho_solve
+from scipy.linalg.lapack import dpotrf, dpotri
 from scipy.special import expit
 
 from services.rating.engine.counts import FloatMatrix
@@ -44,13 +44,13 @@ def sandwich_variance(data: PairData, theta: FloatVector, ridge: float) -> Float
 
 
 def _spd_inverse(matrix: FloatMatrix) -> FloatMatrix:
-    eye = np.eye(matrix.shape[0], dtype=np.float64)
-    try:
-        inverse: FloatMatrix = cho_solve(
-            cho_factor(matrix, lower=True, check_finite=False), eye, check_finite=False
-        )
-        if np.all(np.isfinite(inverse)):
-            return inverse
-    except (LinAlgError, ValueError):
-        pass
+    """Inverse through Cholesky (LAPACK potrf + potri); pseudo-inverse if that fails."""
+    factor, info = dpotrf(matrix, lower=True, clean=False)
+    if info == 0:
+        inverse, info = dpotri(factor, lower=True)
+        if info == 0:
+            full = np.tril(inverse)
+            full += np.tril(inverse, -1).T
+            if np.all(np.isfinite(full)):
+                return np.asarray(full, dtype=np.float64)
     return np.asarray(np.linalg.pinv(matrix, hermitian=True), dtype=np.float64)

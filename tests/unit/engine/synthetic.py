@@ -57,3 +57,31 @@ def triples_of(battles: Iterable[Battle]) -> dict[Battle, int]:
 
 def counts_of(battles: Sequence[Battle]) -> PairCounts:
     return PairCounts.from_triples(triples_of(battles))
+
+
+def synthetic_counts(
+    n_models: int = 300, n_votes: int = 10_000_000, seed: int = 0, tie_rate: float = 0.15
+) -> PairCounts:
+    """A large board drawn directly as counts (no per-battle list): for benchmarks.
+
+    Pairs are drawn with skewed popularity; outcomes follow Bradley-Terry with ties.
+    """
+    rng = np.random.default_rng(seed)
+    strength = rng.normal(0.0, 1.0, n_models)
+    popularity = np.exp(rng.normal(size=n_models))
+    pair_p = np.outer(popularity, popularity)
+    np.fill_diagonal(pair_p, 0.0)
+    per_pair = rng.multinomial(n_votes, (pair_p / pair_p.sum()).reshape(-1)).reshape(pair_p.shape)
+    p_a = 1.0 / (1.0 + np.exp(-(strength[:, None] - strength[None, :])))
+    probs = np.stack(
+        [p_a * (1 - tie_rate), (1 - p_a) * (1 - tie_rate), np.full_like(p_a, tie_rate * 0.7)]
+    )
+    probs = np.concatenate([probs, np.full((1, *p_a.shape), tie_rate * 0.3)])
+    cells = np.zeros((len(OUTCOMES), n_models, n_models), dtype=np.int64)
+    a, b = np.nonzero(per_pair)
+    for k in range(len(OUTCOMES)):
+        # binomial chain: the k-th outcome among the battles not yet assigned
+        rest = per_pair[a, b] - cells[:k, a, b].sum(axis=0)
+        share = probs[k, a, b] / np.maximum(probs[k:, a, b].sum(axis=0), 1e-300)
+        cells[k, a, b] = rng.binomial(rest, np.clip(share, 0.0, 1.0))
+    return PairCounts(model_names(n_models), cells)

@@ -13,6 +13,9 @@ from services.rating.engine import OUTCOMES, FitOptions, fit_board
 from tests.unit.engine.synthetic import Battle, counts_of
 
 NAMES = ("alpha", "bravo", "charlie", "delta", "echo")
+# the solver stops within 1e-7 in theta (2e-5 points); separable boards converge along
+# different paths, so compare at 1e-4 points
+TOL_POINTS = 1e-4
 SWAP_SIDES = {
     "model_a": "model_b",
     "model_b": "model_a",
@@ -63,8 +66,8 @@ def test_one_more_win_never_lowers_the_winner(
     vote = (winner, loser, "model_a") if a_side else (loser, winner, "model_b")
     before = _scores([*battles, (winner, loser, "tie")], options)
     after = _scores([*battles, (winner, loser, "tie"), vote], options)
-    assert after[winner] >= before[winner] - 1e-6
-    assert after[loser] <= before[loser] + 1e-6
+    assert after[winner] >= before[winner] - TOL_POINTS
+    assert after[loser] <= before[loser] + TOL_POINTS
 
 
 @settings(max_examples=60, deadline=None)
@@ -76,7 +79,7 @@ def test_swapping_two_models_swaps_their_scores(battles: list[Battle], options: 
     original, relabelled = _scores(battles, options), _scores(swapped, options)
     assert {rename.get(model, model) for model in original} == relabelled.keys()
     for model, score in original.items():
-        assert relabelled[rename.get(model, model)] == pytest.approx(score, abs=1e-6)
+        assert relabelled[rename.get(model, model)] == pytest.approx(score, abs=TOL_POINTS)
 
 
 @settings(max_examples=40, deadline=None)
@@ -85,7 +88,7 @@ def test_swapping_sides_changes_nothing(battles: list[Battle], options: FitOptio
     mirrored = [(b, a, SWAP_SIDES[outcome]) for a, b, outcome in battles]
     original, swapped = _scores(battles, options), _scores(mirrored, options)
     for model, score in original.items():
-        assert swapped[model] == pytest.approx(score, abs=1e-6)
+        assert swapped[model] == pytest.approx(score, abs=TOL_POINTS)
 
 
 def test_scores_are_finite_on_random_boards() -> None:
