@@ -30,7 +30,8 @@ start_service() {
   local name="$1" pidfile="$RUN_DIR/$1.pid"
   if pid_alive "$pidfile"; then log "$name: already running (pid $(cat "$pidfile"))"; return 0; fi
   [[ -x "$PY" ]] || die "no Python environment at $PY: run 'make install' first"
-  (cd "$ROOT" && nohup "$PY" -m "services.$name" >>"$RUN_DIR/$name.log" 2>&1 </dev/null & echo $! >"$pidfile")
+  # setsid: a Ctrl-C in the terminal reaches `make run`, which then stops services in order
+  (cd "$ROOT" && setsid "$PY" -m "services.$name" >>"$RUN_DIR/$name.log" 2>&1 </dev/null & echo $! >"$pidfile")
   case "$name" in
     ingest) wait_http ingest "http://127.0.0.1:$PODIUM_INGEST_PORT/healthz" "$pidfile" ;;
     api) wait_http api "http://127.0.0.1:$PODIUM_API_PORT/healthz" "$pidfile" ;;
@@ -63,7 +64,8 @@ status() {
 }
 
 run() {
-  trap 'echo; log "stopping everything make run started"; down; exit 0' INT TERM
+  local demo=""
+  trap 'trap "" INT TERM; echo; log "stopping everything make run started"; [[ -n "$demo" ]] && kill -TERM "$demo" 2>/dev/null; wait; down; exit 0' INT TERM
   up
   echo
   echo "  Live leaderboard: http://127.0.0.1:$PODIUM_API_PORT/"
@@ -71,7 +73,8 @@ run() {
   echo "  Streaming demo votes at ${PODIUM_DEMO_RATE:-200}/s; press Ctrl-C to stop everything."
   echo
   "$PY" -m services.demo --ingest "http://127.0.0.1:$PODIUM_INGEST_PORT" --rate "${PODIUM_DEMO_RATE:-200}" &
-  wait $! || true
+  demo=$!
+  wait "$demo" || true
   down
 }
 

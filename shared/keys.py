@@ -6,6 +6,7 @@
 | ``{p}:arenas``                   | set    | arenas that have boards                          |
 | ``{p}:{arena}:views``            | set    | views of the arena (``overall``, ``coding``, ..) |
 | ``{p}:{arena}:counts:{view}``    | hash   | ``a|b|outcome`` -> count, with a < b             |
+| ``{p}:{arena}:elo:{view}``       | hash   | model -> online Elo (K=4), applied with counts   |
 | ``{p}:{arena}:fence``            | hash   | ``topic/partition`` -> last applied Kafka offset |
 | ``{p}:{arena}:standings:{view}`` | string | the board's standings, JSON, written by rating   |
 | ``{p}:dedupe:{vote_id}``         | string | ingest's idempotency marker (TTL = dedupe window)|
@@ -73,6 +74,9 @@ class KeyLayout:
 
     def counts(self, arena: str, view: str) -> str:
         return f"{self._arena(arena)}:counts:{view}"
+
+    def elo(self, arena: str, view: str) -> str:
+        return f"{self._arena(arena)}:elo:{view}"
 
     def fence(self, arena: str) -> str:
         return f"{self._arena(arena)}:fence"

@@ -77,7 +77,7 @@ start() {
   fi
   log "kafka: starting broker on 127.0.0.1:$PORT (log $LOGFILE)"
   local mark; mark=$(wc -l <"$LOGFILE" 2>/dev/null || echo 0)
-  nohup bash -c "exec java -Xms$HEAP -Xmx$HEAP -XX:+UseG1GC -Djava.awt.headless=true \
+  setsid bash -c "exec java -Xms$HEAP -Xmx$HEAP -XX:+UseG1GC -Djava.awt.headless=true \
       -Dlog4j2.configurationFile='$HERE/log4j2.properties' -cp '$LIBS/*' \
       kafka.Kafka '$RUN_DIR/kafka-server.properties'" >>"$LOGFILE" 2>&1 </dev/null &
   echo $! >"$PIDFILE"

@@ -54,6 +54,7 @@ class Row(BaseModel):
     losses: float
     ties: float
     preliminary: bool
+    elo: float = Field(description="Online Elo (K=4), the secondary column; depends on vote order.")
 
 
 class Standings(BaseModel):

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import signal
 import time
 
 import httpx
@@ -20,8 +21,12 @@ async def stream_votes(ingest: str, rate: float, batch: int, total: int | None, 
     arena = SyntheticArena(seed=seed)
     sent = 0
     started = time.monotonic()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     async with httpx.AsyncClient(base_url=ingest, timeout=10) as client:
-        while total is None or sent < total:
+        while (total is None or sent < total) and not stop.is_set():
             n = batch if total is None else min(batch, total - sent)
             body = b"\n".join(orjson.dumps(v) for v in arena.votes(n))
             try:
@@ -31,7 +36,8 @@ async def stream_votes(ingest: str, rate: float, batch: int, total: int | None, 
                 )
             except httpx.HTTPError as exc:
                 log.warning("ingest not reachable (%s); retrying", exc)
-                await asyncio.sleep(1)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 1)
                 continue
             if r.status_code == 202:
                 sent += n
@@ -43,7 +49,8 @@ async def stream_votes(ingest: str, rate: float, batch: int, total: int | None, 
             # pace to the requested rate
             ahead = sent / rate - (time.monotonic() - started)
             if ahead > 0:
-                await asyncio.sleep(ahead)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), ahead)
     return sent
 
 
@@ -56,9 +63,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=int(time.time()))
     args = parser.parse_args()
     logging.basicConfig(level="INFO", format="%(asctime)s demo %(message)s")
-    with contextlib.suppress(KeyboardInterrupt):
-        sent = asyncio.run(stream_votes(args.ingest, args.rate, args.batch, args.total, args.seed))
-        log.info("done: %d votes sent", sent)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    sent = asyncio.run(stream_votes(args.ingest, args.rate, args.batch, args.total, args.seed))
+    log.info("done: %d votes sent", sent)
 
 
 if __name__ == "__main__":

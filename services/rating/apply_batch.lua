@@ -3,11 +3,14 @@
 --
 -- KEYS[1]     fence hash: "topic/partition" -> last applied offset
 -- KEYS[2]     views set of the arena
--- KEYS[3..]   counts hash of each view touched, in the order of the view names below
+-- KEYS[3 .. 2+n]     counts hash of each view touched, in the order of the view names below
+-- KEYS[3+n .. 2+2n]  online-Elo hash (model -> rating) of each of those views
 -- ARGV[1]     fence field ("topic/partition")
 -- ARGV[2]     first offset of the slice, ARGV[3] last offset of the slice
--- ARGV[4]     n = number of views; ARGV[5 .. 4+n] view names (aligned with KEYS[3..])
--- ARGV[5+n..] triples: view index (1-based), counts field, increment
+-- ARGV[4]     n = number of views; ARGV[5 .. 4+n] view names (aligned with KEYS)
+-- ARGV[5+n]   m = number of count triples; then m triples: view index (1-based), field, increment
+-- then        Elo triples to the end: view index, model, new rating (computed by the worker
+--             from the ratings it read, in offset order; written only if the fence passes)
 --
 -- Returns {status, fence}: 1 applied (fence = last), 0 all already applied (fence >= last),
 -- -1 partly applied before (first <= fence < last): the caller drops offsets <= fence, retries.
@@ -24,8 +27,13 @@ local nviews = tonumber(ARGV[4])
 for i = 1, nviews do
   redis.call('SADD', KEYS[2], ARGV[4 + i])
 end
-for i = 5 + nviews, #ARGV, 3 do
+local ncounts = tonumber(ARGV[5 + nviews])
+local counts_end = 5 + nviews + 3 * ncounts
+for i = 6 + nviews, counts_end, 3 do
   redis.call('HINCRBY', KEYS[2 + tonumber(ARGV[i])], ARGV[i + 1], ARGV[i + 2])
+end
+for i = counts_end + 1, #ARGV, 3 do
+  redis.call('HSET', KEYS[2 + nviews + tonumber(ARGV[i])], ARGV[i + 1], ARGV[i + 2])
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 return {1, last}

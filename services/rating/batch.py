@@ -5,15 +5,23 @@ from __future__ import annotations
 
 import base64
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
 
-from shared.events import Vote
+from services.rating.engine import EloState
+from shared.events import Outcome, Vote
 from shared.keys import count_field
+
+
+@dataclass(frozen=True)
+class EloOptions:
+    """Online Elo as FastChat's compute_online_elo: K=4, scale 400, base 10, init 1000."""
+
+    k: float = 4.0
 
 
 @dataclass(frozen=True)
@@ -24,6 +32,14 @@ class RawRecord:
     partition: int
     offset: int
     value: bytes | None
+
+
+@dataclass(frozen=True)
+class Battle:
+    model_a: str
+    model_b: str
+    winner: Outcome
+    views: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -55,6 +71,7 @@ class ArenaSlice:
     first_offset: int
     last_offset: int
     increments: dict[str, Counter[str]] = field(default_factory=dict)  # view -> field -> n
+    battles: list[Battle] = field(default_factory=list)  # counted battles, in offset order
 
     @property
     def fence_field(self) -> str:
@@ -90,7 +107,7 @@ def fold(
     as on LMArena only anonymous battles count.
     """
     slices: dict[tuple[str, str, int], ArenaSlice] = {}
-    for rec, vote in votes:
+    for rec, vote in sorted(votes, key=lambda rv: (rv[0].topic, rv[0].partition, rv[0].offset)):
         key = (vote.arena, rec.topic, rec.partition)
         if after is not None and rec.offset <= after.get(key, -1):
             continue
@@ -103,19 +120,44 @@ def fold(
         if not vote.anonymous:
             continue
         f = count_field(vote.model_a, vote.model_b, vote.winner)
-        for view in vote.views():
+        views = vote.views()
+        for view in views:
             sl.increments.setdefault(view, Counter())[f] += 1
+        sl.battles.append(Battle(vote.model_a, vote.model_b, vote.winner, tuple(views)))
     return list(slices.values())
 
 
-def lua_args(sl: ArenaSlice) -> tuple[list[str], list[str | int]]:
-    """The view order and ARGV of apply_batch.lua for one slice (keys are added by the store)."""
+def lua_args(
+    sl: ArenaSlice, elo: Mapping[str, Mapping[str, float]] | None = None
+) -> tuple[list[str], list[str | int]]:
+    """The view order and ARGV of apply_batch.lua for one slice (keys are added by the store).
+
+    ``elo`` maps view -> model -> the model's online-Elo rating after this slice."""
     views = sorted(sl.increments)
-    argv: list[str | int] = [sl.fence_field, sl.first_offset, sl.last_offset, len(views), *views]
+    triples: list[str | int] = []
     for index, view in enumerate(views, start=1):
         for fld, n in sorted(sl.increments[view].items()):
-            argv.extend((index, fld, n))
+            triples.extend((index, fld, n))
+    argv: list[str | int] = [sl.fence_field, sl.first_offset, sl.last_offset, len(views), *views,
+                             len(triples) // 3, *triples]
+    for index, view in enumerate(views, start=1):
+        for model, rating in sorted((elo or {}).get(view, {}).items()):
+            argv.extend((index, model, repr(rating)))
     return views, argv
+
+
+def online_elo(
+    sl: ArenaSlice, current: Mapping[str, Mapping[str, float]], options: EloOptions
+) -> dict[str, dict[str, float]]:
+    """Each view's online-Elo ratings after the slice's battles (only models that moved)."""
+    states = {view: EloState(k=options.k, ratings=dict(current.get(view, {})))
+              for view in sl.increments}
+    moved: dict[str, set[str]] = {view: set() for view in sl.increments}
+    for b in sl.battles:
+        for view in b.views:
+            states[view].apply(b.model_a, b.model_b, b.winner)
+            moved[view].update((b.model_a, b.model_b))
+    return {view: {m: states[view].ratings[m] for m in moved[view]} for view in states}
 
 
 def touched_views(slices: Iterable[ArenaSlice]) -> dict[str, set[str]]:

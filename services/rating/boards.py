@@ -23,10 +23,13 @@ def standings_document(
     arena: str,
     view: str,
     fit: BoardFit,
+    elo: Mapping[str, float],
     updated_at: datetime,
     position: SourcePosition | None,
 ) -> dict[str, Any]:
     rows = fit.rows()
+    for row in rows:
+        row["elo"] = elo.get(row["model"], fit.options.init_rating)
     return {
         "board": board_name(arena, view),
         "arena": arena,

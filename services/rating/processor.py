@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from services.rating.batch import ArenaSlice, RawRecord, decode, fold
+from services.rating.batch import ArenaSlice, EloOptions, RawRecord, decode, fold, online_elo
 from services.rating.boards import rank_changes, refit, standings_document
 from services.rating.engine import BoardFit, FitOptions
 from services.rating.store import APPLIED, PARTLY_APPLIED, RatingStore
@@ -35,7 +35,9 @@ class RatingProcessor:
         publish_rank_changes: Publish,
         clock: Callable[[], datetime] = utc_now,
         redis_retry_s: float = 0.5,
+        elo: EloOptions | None = None,
     ) -> None:
+        self._elo = elo or EloOptions()
         self._store = store
         self._options = options
         self._publish_dead = publish_dead_letters
@@ -79,7 +81,7 @@ class RatingProcessor:
                 log.exception("refit of %s failed", board_name(arena, view))
 
     async def _apply_slice(self, sl: ArenaSlice, votes: list[tuple[RawRecord, Vote]]) -> bool:
-        status, fence = await self._store.apply(sl)
+        status, fence = await self._apply_with_elo(sl)
         if status == PARTLY_APPLIED:  # a replay overlapping what was applied: keep the rest
             key = (sl.arena, sl.topic, sl.partition)
             rest = fold(
@@ -88,15 +90,22 @@ class RatingProcessor:
             )
             if not rest:
                 return False
-            status, fence = await self._store.apply(rest[0])
+            status, fence = await self._apply_with_elo(rest[0])
         return status == APPLIED
+
+    async def _apply_with_elo(self, sl: ArenaSlice) -> tuple[int, int]:
+        """Elo depends on order: compute it from the stored ratings, in offset order, and let
+        the fenced script write it together with the counts (or not at all)."""
+        current = await self._store.read_elo(sl.arena, sl.increments)
+        return await self._store.apply(sl, online_elo(sl, current, self._elo))
 
     async def _refit_board(self, arena: str, view: str, position: SourcePosition) -> None:
         board = board_name(arena, view)
         counts = await self._store.read_counts(arena, view)
         fit = refit(counts, self._options, self._fits.get(board))
+        elo = (await self._store.read_elo(arena, [view]))[view]
         now = self._clock()
-        doc = standings_document(arena, view, fit, now, position)
+        doc = standings_document(arena, view, fit, elo, now, position)
         old_rows = self._rows.get(board)
         if old_rows is None:
             stored = await self._store.read_standings(arena, view)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from importlib.resources import files
 
 import redis.asyncio as aioredis
@@ -20,16 +21,28 @@ class RatingStore:
         self._keys = keys
         self._apply = client.register_script(APPLY_SCRIPT)
 
-    async def apply(self, sl: ArenaSlice) -> tuple[int, int]:
-        """Apply a slice exactly once; returns (status, fence offset after the call)."""
-        views, argv = lua_args(sl)
+    async def apply(
+        self, sl: ArenaSlice, elo: Mapping[str, Mapping[str, float]] | None = None
+    ) -> tuple[int, int]:
+        """Apply a slice (counts, and the Elo ratings after it) exactly once; returns
+        (status, fence offset after the call)."""
+        views, argv = lua_args(sl, elo)
         keys = [
             self._keys.fence(sl.arena),
             self._keys.views(sl.arena),
             *(self._keys.counts(sl.arena, v) for v in views),
+            *(self._keys.elo(sl.arena, v) for v in views),
         ]
         status, fence = await self._apply(keys=keys, args=argv)
         return int(status), int(fence)
+
+    async def read_elo(self, arena: str, views: Iterable[str]) -> dict[str, dict[str, float]]:
+        """Each view's online-Elo ratings (model -> rating)."""
+        out: dict[str, dict[str, float]] = {}
+        for view in views:
+            raw = await self._redis.hgetall(self._keys.elo(arena, view))
+            out[view] = {text(k): float(v) for k, v in raw.items()}
+        return out
 
     async def register_arenas(self, arenas: set[str]) -> None:
         if arenas:

@@ -6,11 +6,12 @@ from collections import Counter
 from collections.abc import Sequence
 
 import orjson
+import pytest
 import redis.asyncio as aioredis
 
 from services.demo.arena import SyntheticArena
 from services.rating.batch import RawRecord, decode, fold
-from services.rating.engine import FitOptions
+from services.rating.engine import EloState, FitOptions
 from services.rating.processor import RatingProcessor
 from services.rating.store import ALREADY_APPLIED, APPLIED, PARTLY_APPLIED, RatingStore
 from shared.keys import KeyLayout, count_field
@@ -70,6 +71,10 @@ async def test_processor_counts_each_vote_once_across_overlapping_replays(
         assert await stored_counts(redis_client, keys, view) == expected_counts(recs, view)
     doc = orjson.loads(await redis_client.get(keys.standings("text", "overall")))
     assert doc["votes"] == 3000
+    replayed_elo = EloState()
+    for _, v in decode(recs)[0]:
+        replayed_elo.apply(v.model_a, v.model_b, v.winner)
+    assert {r["model"]: r["elo"] for r in doc["rows"]} == pytest.approx(replayed_elo.ratings)
     assert sum(row["votes"] for row in doc["rows"]) == 2 * 3000
     assert published, "rank changes were published for the new board"
 

@@ -3,8 +3,18 @@ from __future__ import annotations
 from collections import Counter
 
 import orjson
+import pytest
 
-from services.rating.batch import RawRecord, decode, fold, lua_args, touched_views
+from services.rating.batch import (
+    EloOptions,
+    RawRecord,
+    decode,
+    fold,
+    lua_args,
+    online_elo,
+    touched_views,
+)
+from services.rating.engine import EloState
 from shared.events import utc_now
 
 
@@ -60,8 +70,23 @@ def test_fold_after_drops_what_was_applied() -> None:
 def test_lua_args_align_views_and_triples() -> None:
     votes, _ = decode([record(1, categories=["math"]), record(2, winner="tie")])
     [sl] = fold(votes)
-    views, argv = lua_args(sl)
+    views, argv = lua_args(sl, {"overall": {"a": 1002.5, "b": 997.5}})
     assert views == ["math", "overall"]
-    assert argv[:6] == ["podium.votes/0", 1, 2, 2, "math", "overall"]
-    triples = [tuple(argv[i:i + 3]) for i in range(6, len(argv), 3)]
-    assert triples == [(1, "a|b|model_a", 1), (2, "a|b|model_a", 1), (2, "a|b|tie", 1)]
+    assert argv[:7] == ["podium.votes/0", 1, 2, 2, "math", "overall", 3]
+    triples = [tuple(argv[i:i + 3]) for i in range(7, len(argv), 3)]
+    assert triples == [(1, "a|b|model_a", 1), (2, "a|b|model_a", 1), (2, "a|b|tie", 1),
+                       (2, "a", "1002.5"), (2, "b", "997.5")]
+
+
+def test_online_elo_follows_offset_order_per_view() -> None:
+    recs = [record(3, winner="model_b"), record(1, categories=["math"]), record(2, winner="tie")]
+    votes, _ = decode(recs)
+    [sl] = fold(votes)
+    elo = online_elo(sl, {"overall": {"a": 1010.0}}, EloOptions())
+    expected = EloState(ratings={"a": 1010.0})
+    for winner in ("model_a", "tie", "model_b"):  # offsets 1, 2, 3
+        expected.apply("a", "b", winner)
+    assert elo["overall"] == pytest.approx(expected.ratings)
+    math_only = EloState()
+    math_only.apply("a", "b", "model_a")
+    assert elo["math"] == pytest.approx(math_only.ratings)
