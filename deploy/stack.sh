@@ -31,7 +31,12 @@ start_service() {
   if pid_alive "$pidfile"; then log "$name: already running (pid $(cat "$pidfile"))"; return 0; fi
   [[ -x "$PY" ]] || die "no Python environment at $PY: run 'make install' first"
   # setsid: a Ctrl-C in the terminal reaches `make run`, which then stops services in order
-  (cd "$ROOT" && setsid "$PY" -m "services.$name" >>"$RUN_DIR/$name.log" 2>&1 </dev/null & echo $! >"$pidfile")
+  # the new session's shell writes its own PID, then execs the service (same PID)
+  rm -f "$pidfile"
+  setsid bash -c 'echo $$ >"$1"; cd "$2"; shift 2; exec "$@"' _ "$pidfile" "$ROOT" \
+      "$PY" -m "services.$name" >>"$RUN_DIR/$name.log" 2>&1 </dev/null &
+  local deadline=$((SECONDS + 10))
+  until [[ -s "$pidfile" ]]; do (( SECONDS < deadline )) || die "$name did not start"; sleep 0.05; done
   case "$name" in
     ingest) wait_http ingest "http://127.0.0.1:$PODIUM_INGEST_PORT/healthz" "$pidfile" ;;
     api) wait_http api "http://127.0.0.1:$PODIUM_API_PORT/healthz" "$pidfile" ;;

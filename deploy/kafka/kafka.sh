@@ -77,10 +77,14 @@ start() {
   fi
   log "kafka: starting broker on 127.0.0.1:$PORT (log $LOGFILE)"
   local mark; mark=$(wc -l <"$LOGFILE" 2>/dev/null || echo 0)
-  setsid bash -c "exec java -Xms$HEAP -Xmx$HEAP -XX:+UseG1GC -Djava.awt.headless=true \
-      -Dlog4j2.configurationFile='$HERE/log4j2.properties' -cp '$LIBS/*' \
-      kafka.Kafka '$RUN_DIR/kafka-server.properties'" >>"$LOGFILE" 2>&1 </dev/null &
-  echo $! >"$PIDFILE"
+  # setsid: own session, so a Ctrl-C in the terminal does not reach the broker; the shell
+  # writes its PID and execs java (same PID)
+  rm -f "$PIDFILE"
+  setsid bash -c "echo \$\$ >'$PIDFILE'; exec java -Xms$HEAP -Xmx$HEAP -XX:+UseG1GC \
+      -Djava.awt.headless=true -Dlog4j2.configurationFile='$HERE/log4j2.properties' \
+      -cp '$LIBS/*' kafka.Kafka '$RUN_DIR/kafka-server.properties'" >>"$LOGFILE" 2>&1 </dev/null &
+  local wait_pid=$((SECONDS + 10))
+  until [[ -s "$PIDFILE" ]]; do (( SECONDS < wait_pid )) || die "kafka did not start"; sleep 0.05; done
   local deadline=$((SECONDS + TIMEOUT))
   until port_open "$PORT" && tail -n +"$((mark + 1))" "$LOGFILE" | grep -q "Kafka Server started"; do
     pid_alive "$PIDFILE" || { tail -n 30 "$LOGFILE" >&2; die "kafka exited during start-up; see $LOGFILE"; }

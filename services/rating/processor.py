@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -64,6 +65,7 @@ class RatingProcessor:
                 delay = min(delay * 2, 5.0)
 
     async def _apply_and_refit(self, votes: list[tuple[RawRecord, Vote]]) -> None:
+        started = time.perf_counter()
         to_refit: dict[tuple[str, str], SourcePosition] = {}
         for sl in fold(votes):
             applied = await self._apply_slice(sl, votes)
@@ -72,6 +74,7 @@ class RatingProcessor:
                 if applied or board_name(sl.arena, view) not in self._fits:
                     to_refit[(sl.arena, view)] = position
         await self._store.register_arenas({arena for arena, _ in to_refit})
+        applied = time.perf_counter()
         for (arena, view), position in to_refit.items():
             try:
                 await self._refit_board(arena, view, position)
@@ -79,6 +82,11 @@ class RatingProcessor:
                 raise
             except Exception:  # one broken board must not stop the others
                 log.exception("refit of %s failed", board_name(arena, view))
+        log.debug(
+            "batch of %d votes: apply %.1f ms, refit of %d boards %.1f ms",
+            len(votes), 1000 * (applied - started), len(to_refit),
+            1000 * (time.perf_counter() - applied),
+        )
 
     async def _apply_slice(self, sl: ArenaSlice, votes: list[tuple[RawRecord, Vote]]) -> bool:
         status, fence = await self._apply_with_elo(sl)
