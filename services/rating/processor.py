@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 from services.rating.batch import ArenaSlice, RawRecord, decode, fold
 from services.rating.boards import rank_changes, refit, standings_document
 from services.rating.engine import BoardFit, FitOptions
+from services.rating.read_models import ReadModelWriter
 from services.rating.store import APPLIED, PARTLY_APPLIED, RatingStore
 from shared.events import RankChange, SourcePosition, Vote, utc_now
 from shared.keys import board_name
@@ -35,6 +36,7 @@ class RatingProcessor:
         publish_rank_changes: Publish,
         clock: Callable[[], datetime] = utc_now,
         redis_retry_s: float = 0.5,
+        read_models: ReadModelWriter | None = None,
     ) -> None:
         self._store = store
         self._options = options
@@ -42,6 +44,7 @@ class RatingProcessor:
         self._publish_changes = publish_rank_changes
         self._clock = clock
         self._retry_s = redis_retry_s
+        self._read_models = read_models
         self._fits: dict[str, BoardFit] = {}
         self._rows: dict[str, list[dict[str, Any]]] = {}
 
@@ -105,5 +108,7 @@ class RatingProcessor:
         self._fits[board] = fit
         self._rows[board] = doc["rows"]
         changes: list[RankChange] = rank_changes(board, old_rows, doc["rows"], now, position)
+        if self._read_models is not None:
+            await self._read_models.after_refit(arena, view, counts, fit, doc["rows"], changes, now)
         if changes:
             await self._publish_changes([c.model_dump_json().encode() for c in changes])
