@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
@@ -24,6 +25,7 @@ from services.api.rank_feed import (
 from services.api.schemas import BOARD_PATTERN
 from shared.events import RankChange
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["rank changes"])
 
 
@@ -73,7 +75,9 @@ async def until_first_done(*work: Awaitable[None]) -> None:
     finally:
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        for outcome in await asyncio.gather(*tasks, return_exceptions=True):
+            if isinstance(outcome, Exception) and not isinstance(outcome, OSError):
+                log.error("stream ended by an error", exc_info=outcome)
 
 
 class EventStreamResponse(Response):
@@ -88,6 +92,7 @@ class EventStreamResponse(Response):
         close: Callable[[], Awaitable[Any]],
     ) -> None:
         super().__init__(headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
+        self.raw_headers = [(k, v) for k, v in self.raw_headers if k != b"content-length"]
         self._produce = produce
         self._close = close
 
@@ -190,11 +195,13 @@ async def ws_rank_changes(websocket: WebSocket) -> None:
         filters = StreamFilters.model_validate(dict(websocket.query_params))
         after = (None if filters.last_event_id is None
                  else parse_event_id(filters.last_event_id))
-    except (ValidationError, ValueError) as exc:
+    except (ValidationError, ValueError) as exc:  # accepted first, so the client sees why
+        await websocket.accept()
         await websocket.close(code=1008, reason=str(exc)[:120])
         return
     slots: StreamSlots = state.stream_slots
     if slots.open >= slots.limit:
+        await websocket.accept()
         await websocket.close(code=1013, reason="too many open streams; retry later")
         return
     feed: RankChangeFeed = state.feed
@@ -203,6 +210,7 @@ async def ws_rank_changes(websocket: WebSocket) -> None:
         try:
             sub = await resources.enter_async_context(feed.subscribe(after))
         except FeedUnavailable:
+            await websocket.accept()
             await websocket.close(code=1011, reason="rank-change topic unreachable")
             return
         await websocket.accept()
