@@ -97,12 +97,16 @@ class ScoreEvent(_Event):
         return f"{BENCH_ARENA}/{self.benchmark}"
 
 
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
+
+
 class ModelFields(_Event):
     """The editable facts about a model (every field optional: an update sends what changes)."""
 
-    display_name: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
-    organization: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
-    country: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")] | None = Field(
+    display_name: Name | None = None
+    organization: Name | None = None
+    country: CountryCode | None = Field(
         default=None, description='ISO 3166-1 alpha-2 code of the organization, e.g. "CN".'
     )
     license: License | None = None
@@ -114,12 +118,20 @@ class ModelInfo(_Event):
     """A registered model: what the registry stores and the read API shows beside its rows."""
 
     id: ModelId
-    display_name: str
-    organization: str | None = None
-    country: str | None = None
+    display_name: Name = Field(
+        default="", validate_default=False, description="Shown name; the id when not given."
+    )
+    organization: Name | None = None
+    country: CountryCode | None = Field(default=None, description="ISO 3166-1 alpha-2 code.")
     license: License | None = None
     preview: bool = False
     release_date: date | None = None
+
+    @model_validator(mode="after")
+    def _name_defaults_to_id(self) -> ModelInfo:
+        if not self.display_name:
+            object.__setattr__(self, "display_name", self.id)
+        return self
 
     @classmethod
     def register(cls, model_id: str, fields: ModelFields) -> ModelInfo:
