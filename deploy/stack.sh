@@ -6,7 +6,8 @@
 #   deploy/stack.sh run      up + the demo vote stream; Ctrl-C stops everything it started
 # Settings (env): PODIUM_INGEST_PORT (8001), PODIUM_API_PORT (8000), PODIUM_KAFKA_PORT (9092),
 #   PODIUM_REDIS_PORT (6380), PODIUM_RUN_DIR (.run), PODIUM_PYTHON (.venv/bin/python),
-#   PODIUM_DEMO_RATE (votes per second of the demo, 200).
+#   PODIUM_DEMO_RATE (votes per second of the demo, 200), PODIUM_INGEST_ADMIN_TOKEN (made once
+#   into $RUN_DIR/admin-token when unset).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
@@ -16,6 +17,14 @@ export PODIUM_REDIS_URL="${PODIUM_REDIS_URL:-redis://127.0.0.1:${PODIUM_REDIS_PO
 export PODIUM_INGEST_PORT="${PODIUM_INGEST_PORT:-8001}"
 export PODIUM_API_PORT="${PODIUM_API_PORT:-8000}"
 SERVICES=(ingest rating api)
+# The model-registry admin token of ingest (the demo registers its models with it): the one given,
+# or one made once per run dir.
+if [[ -z "${PODIUM_INGEST_ADMIN_TOKEN:-}" ]]; then
+  mkdir -p "$RUN_DIR"
+  [[ -s "$RUN_DIR/admin-token" ]] || (umask 077; od -An -tx1 -N16 /dev/urandom | tr -d ' \n' >"$RUN_DIR/admin-token")
+  PODIUM_INGEST_ADMIN_TOKEN="$(cat "$RUN_DIR/admin-token")"
+fi
+export PODIUM_INGEST_ADMIN_TOKEN
 
 wait_http() {  # wait_http NAME URL PIDFILE
   local deadline=$((SECONDS + 60))

@@ -13,6 +13,13 @@ mkdir -p "$PODIUM_RUN_DIR"
 cleanup() { "$ROOT/deploy/redis/redis.sh" stop || true; "$ROOT/deploy/kafka/kafka.sh" stop || true; }
 trap cleanup EXIT
 
+# The browser test drives Debian's chromium through Playwright (never `playwright install`).
+if ! command -v chromium >/dev/null; then
+  log "chromium not found, installing Debian's package for the browser test"
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 && \
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >&2 || die "apt-get install chromium failed"
+fi
+
 t0=$SECONDS
 "$ROOT/deploy/kafka/kafka.sh" start
 "$ROOT/deploy/redis/redis.sh" start

@@ -6,7 +6,7 @@ and never pass raw dicts inward.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
@@ -21,6 +21,9 @@ ModelId = Annotated[
 ]
 # Arena, category and language names: lower-case slugs ("text", "hard_prompts", "zh").
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+# Score events feed the boards of this pseudo-arena: ``bench/{benchmark}``.
+BENCH_ARENA = "bench"
+License = Literal["open", "proprietary"]
 OpaqueId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[!-~]+$")]
 
 
@@ -62,6 +65,8 @@ class Vote(_Event):
 
     @model_validator(mode="after")
     def _distinct_models(self) -> Vote:
+        if self.arena == BENCH_ARENA:
+            raise ValueError(f"arena {BENCH_ARENA!r} is reserved for benchmark boards")
         if self.model_a == self.model_b:
             raise ValueError("model_a and model_b must be different models")
         if len(set(self.categories)) != len(self.categories):
@@ -83,7 +88,63 @@ class ScoreEvent(_Event):
     benchmark: Slug
     score: float = Field(allow_inf_nan=False)
     source: Annotated[str, StringConstraints(min_length=1, max_length=256)]
-    timestamp: datetime | None = None
+    timestamp: datetime | None = Field(
+        default=None, description="When the result was produced; ingest stamps it when absent."
+    )
+
+    @property
+    def board(self) -> str:
+        return f"{BENCH_ARENA}/{self.benchmark}"
+
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
+
+
+class ModelFields(_Event):
+    """The editable facts about a model (every field optional: an update sends what changes)."""
+
+    display_name: Name | None = None
+    organization: Name | None = None
+    country: CountryCode | None = Field(
+        default=None, description='ISO 3166-1 alpha-2 code of the organization, e.g. "CN".'
+    )
+    license: License | None = None
+    preview: bool | None = None
+    release_date: date | None = None
+
+
+class ModelInfo(_Event):
+    """A registered model: what the registry stores and the read API shows beside its rows."""
+
+    id: ModelId
+    display_name: Name = Field(
+        default="", validate_default=False, description="Shown name; the id when not given."
+    )
+    organization: Name | None = None
+    country: CountryCode | None = Field(default=None, description="ISO 3166-1 alpha-2 code.")
+    license: License | None = None
+    preview: bool = False
+    release_date: date | None = None
+
+    @model_validator(mode="after")
+    def _name_defaults_to_id(self) -> ModelInfo:
+        if not self.display_name:
+            object.__setattr__(self, "display_name", self.id)
+        return self
+
+    @classmethod
+    def register(cls, model_id: str, fields: ModelFields) -> ModelInfo:
+        values = fields.model_dump(exclude_none=True)
+        values.setdefault("display_name", model_id)
+        return cls(id=model_id, **values)
+
+    def updated(self, fields: ModelFields) -> ModelInfo:
+        """This entry with the fields that were sent (an explicit null clears an optional one)."""
+        changes = fields.model_dump(exclude_unset=True)
+        if changes.get("display_name", "") is None:
+            changes["display_name"] = self.id
+        return ModelInfo.model_validate({**self.model_dump(), **changes})
 
 
 class SourcePosition(_Event):

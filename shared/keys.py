@@ -9,7 +9,14 @@
 | ``{p}:{arena}:elo:{view}``       | hash   | model -> online Elo (K=4), applied with counts   |
 | ``{p}:{arena}:fence``            | hash   | ``topic/partition`` -> last applied Kafka offset |
 | ``{p}:{arena}:standings:{view}`` | string | the board's standings, JSON, written by rating   |
+| ``{p}:{arena}:matrices:{view}``  | string | win-rate / predicted / battle matrices, JSON     |
+| ``{p}:{arena}:history:{view}:{model}`` | list | the model's history points on the board, JSON |
+| ``{p}:{bench}:scores:{benchmark}`` | hash | model -> latest score event of a benchmark, JSON |
+| ``{p}:models``                   | hash   | model id -> registry entry (ModelInfo JSON)      |
 | ``{p}:dedupe:{vote_id}``         | string | ingest's idempotency marker (TTL = dedupe window)|
+
+Score events live in the pseudo-arena ``bench`` (``shared.events.BENCH_ARENA``): a benchmark is a
+view of it, so ``bench/{benchmark}`` boards share every key above with the vote boards.
 """
 
 from __future__ import annotations
@@ -83,6 +90,18 @@ class KeyLayout:
 
     def standings(self, arena: str, view: str) -> str:
         return f"{self._arena(arena)}:standings:{view}"
+
+    def matrices(self, arena: str, view: str) -> str:
+        return f"{self._arena(arena)}:matrices:{view}"
+
+    def history(self, arena: str, view: str, model: str) -> str:
+        return f"{self._arena(arena)}:history:{view}:{model}"
+
+    def scores(self, arena: str, view: str) -> str:
+        return f"{self._arena(arena)}:scores:{view}"
+
+    def models(self) -> str:
+        return f"{self.prefix}:models"
 
     def dedupe(self, vote_id: str) -> str:
         return f"{self.prefix}:dedupe:{vote_id}"

@@ -6,7 +6,7 @@ object to the service's wiring function; tests build their own.
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.keys import KeyLayout
@@ -53,6 +53,14 @@ class IngestSettings(PodiumSettings):
     ingest_dedupe_window_s: int = Field(
         default=24 * 3600, ge=0, description="How long a vote_id is remembered (0 = off)."
     )
+    ingest_auto_register_models: bool = Field(
+        default=False,
+        description="Register unknown models named by votes and scores (else 422).",
+    )
+    ingest_admin_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token of the model-registry admin endpoints (unset = disabled).",
+    )
 
 
 class RatingSettings(PodiumSettings):
@@ -66,6 +74,13 @@ class RatingSettings(PodiumSettings):
     rating_preliminary_votes: int = Field(
         default=300, ge=0, description="Models with fewer votes are flagged preliminary."
     )
+    rating_history_interval_s: float = Field(
+        default=300.0, ge=0, description="A model's history gets a point at every rank change "
+        "and otherwise at most once per this many seconds."
+    )
+    rating_history_max_points: int = Field(
+        default=5000, ge=1, description="Most history points kept per model and board."
+    )
 
 
 class ApiSettings(PodiumSettings):
@@ -73,3 +88,9 @@ class ApiSettings(PodiumSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
+    api_heartbeat_s: float = Field(
+        default=15.0, gt=0, description="Heartbeat interval of the rank-change streams."
+    )
+    api_stream_max_clients: int = Field(
+        default=500, ge=1, description="Most concurrent rank-change streams (503 above)."
+    )

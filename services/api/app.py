@@ -1,78 +1,36 @@
-"""The api HTTP service: live standings as JSON, and the leaderboard page."""
+"""The api HTTP service: live standings, models, matchups and rank changes, and the page.
+
+It only reads Redis (and the rank-change topic); it never computes ratings.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.resources import files
-from typing import Annotated, Any
 
 import redis.asyncio as aioredis
-from fastapi import FastAPI, HTTPException, Path, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
-from pydantic import BaseModel, Field
 
+from services.api import leaderboards, models, streams
+from services.api.rank_feed import RankChangeFeed
 from services.api.standings import StandingsReader
 from services.common.http import OrjsonResponse, install_error_handlers
+from services.common.registry import ModelRegistry
 from shared.settings import ApiSettings
-
-ArenaParam = Annotated[
-    str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", examples=["text"], description="Arena.")
-]
-ViewParam = Annotated[
-    str,
-    Path(
-        pattern=r"^(overall|lang:[a-z0-9][a-z0-9_-]{0,63}|[a-z0-9][a-z0-9_-]{0,63})$",
-        examples=["overall", "coding", "lang:zh"],
-        description="`overall`, a category, or `lang:{language}`.",
-    ),
-]
-
-
-class BoardSummary(BaseModel):
-    board: str = Field(examples=["text/overall"])
-    arena: str
-    view: str
-    models: int
-    votes: int
-    updated_at: str
-
-
-class BoardList(BaseModel):
-    boards: list[BoardSummary]
-
-
-class Row(BaseModel):
-    rank: int
-    rank_ub: int
-    model: str
-    score: float
-    ci_low: float
-    ci_high: float
-    votes: int
-    wins: float
-    losses: float
-    ties: float
-    preliminary: bool
-    elo: float = Field(description="Online Elo (K=4), the secondary column; depends on vote order.")
-
-
-class Standings(BaseModel):
-    board: str = Field(examples=["text/overall"])
-    arena: str
-    view: str
-    updated_at: str
-    models: int
-    votes: int
-    rows: list[Row] = Field(description="Ordered by score, best first.")
 
 
 def create_app(settings: ApiSettings, redis_client: aioredis.Redis | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         client = redis_client or aioredis.Redis.from_url(settings.redis_url)
+        app.state.settings = settings
         app.state.redis = client
         app.state.reader = StandingsReader(client, settings.keys)
+        app.state.registry = ModelRegistry(client, settings.keys)
+        app.state.feed = RankChangeFeed(settings.kafka_bootstrap, settings.topics.rank_changes)
+        app.state.stream_slots = streams.StreamSlots(settings.api_stream_max_clients)
         try:
             yield
         finally:
@@ -81,38 +39,23 @@ def create_app(settings: ApiSettings, redis_client: aioredis.Redis | None = None
 
     app = FastAPI(
         title="Podium api",
-        version="0.1.0",
-        description="Live Bradley-Terry arena leaderboards (read-only).",
+        version="0.2.0",
+        description="Live Bradley-Terry arena leaderboards (read-only): standings with filters, "
+        "models and their history, matchups, groups, exports, and rank changes streamed over "
+        "SSE and WebSocket.",
         lifespan=lifespan,
         default_response_class=OrjsonResponse,
     )
     install_error_handlers(app)
+    app.include_router(leaderboards.router)
+    app.include_router(models.router)
+    app.include_router(streams.router)
 
-    def reader(request: Request) -> StandingsReader:
-        r: StandingsReader = request.app.state.reader
-        return r
-
-    @app.get("/v1/leaderboards", response_model=BoardList, summary="All boards and their sizes")
-    async def list_boards(request: Request) -> Any:
-        return OrjsonResponse({"boards": await reader(request).boards()})
-
-    @app.get(
-        "/v1/leaderboards/{arena}/{view}",
-        response_model=Standings,
-        summary="Live standings of one board",
-        responses={404: {"description": "No such board (no votes counted on it yet)."}},
-    )
-    async def get_board(request: Request, arena: ArenaParam, view: ViewParam) -> Any:
-        raw = await reader(request).board(arena, view)
-        if raw is None:
-            raise HTTPException(404, f"no board {arena}/{view}: no votes have been counted on it")
-        return Response(raw, media_type="application/json")
-
-    @app.get("/healthz", summary="Liveness")
+    @app.get("/healthz", summary="Liveness", tags=["ops"])
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", summary="Readiness: Redis reachable")
+    @app.get("/readyz", summary="Readiness: Redis reachable", tags=["ops"])
     async def readyz(request: Request) -> Response:
         try:
             await request.app.state.redis.ping()

@@ -1,4 +1,4 @@
-"""Read side of the standings in Redis (the api never computes ratings)."""
+"""Read side of the rating state in Redis (the api never computes ratings)."""
 
 from __future__ import annotations
 
@@ -15,27 +15,43 @@ class StandingsReader:
         self._redis = client
         self._keys = keys
 
-    async def board(self, arena: str, view: str) -> bytes | None:
-        """The board's standings document as the rating service wrote it (JSON bytes)."""
-        value = await self._redis.get(self._keys.standings(arena, view))
+    async def _get(self, key: str) -> bytes | None:
+        value = await self._redis.get(key)
         return value.encode() if isinstance(value, str) else value
 
-    async def boards(self) -> list[dict[str, Any]]:
-        """Every board with its size, ordered by arena then view (``overall`` first)."""
+    async def board(self, arena: str, view: str) -> bytes | None:
+        """The board's standings document as the rating service wrote it (JSON bytes)."""
+        return await self._get(self._keys.standings(arena, view))
+
+    async def board_doc(self, arena: str, view: str) -> dict[str, Any] | None:
+        raw = await self.board(arena, view)
+        return None if raw is None else dict(orjson.loads(raw))
+
+    async def matrices(self, arena: str, view: str) -> dict[str, Any] | None:
+        raw = await self._get(self._keys.matrices(arena, view))
+        return None if raw is None else dict(orjson.loads(raw))
+
+    async def history(self, arena: str, view: str, model: str, limit: int) -> list[Any]:
+        raw = await self._redis.lrange(self._keys.history(arena, view, model), -limit, -1)
+        return [orjson.loads(p) for p in raw]
+
+    async def board_names(self) -> list[tuple[str, str]]:
+        """Every (arena, view), ordered by arena then view (``overall`` first)."""
         arenas = sorted(text(a) for a in await self._redis.smembers(self._keys.arenas()))
         pairs: list[tuple[str, str]] = []
         for arena in arenas:
             views = sorted(text(v) for v in await self._redis.smembers(self._keys.views(arena)))
             views.sort(key=lambda v: (v != "overall", v.startswith("lang:"), v))
             pairs.extend((arena, v) for v in views)
-        if not pairs:
-            return []
+        return pairs
+
+    async def boards(self) -> list[dict[str, Any]]:
+        """Every board with its size."""
         docs = []
-        for arena, view in pairs:  # keys live on different slots in a cluster: no MGET
-            raw = await self.board(arena, view)
-            if raw is None:
+        for arena, view in await self.board_names():  # different slots in a cluster: no MGET
+            doc = await self.board_doc(arena, view)
+            if doc is None:
                 continue
-            doc = orjson.loads(raw)
             docs.append(
                 {
                     "board": board_name(arena, view),

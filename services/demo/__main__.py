@@ -6,15 +6,37 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import time
 
 import httpx
 import orjson
 
-from services.demo.arena import SyntheticArena
+from services.demo.arena import DEMO_MODELS, SyntheticArena, demo_model_info
 
 log = logging.getLogger("demo")
+
+
+async def register_models(ingest: str, token: str | None) -> None:
+    """Register the demo models (already registered ones are left as they are)."""
+    if not token:
+        log.warning("PODIUM_INGEST_ADMIN_TOKEN is unset: models are not registered (ingest "
+                    "then needs PODIUM_INGEST_AUTO_REGISTER_MODELS=true)")
+        return
+    headers = {"authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=ingest, timeout=10, headers=headers) as client:
+        for model_id in DEMO_MODELS:
+            for _ in range(30):
+                try:
+                    r = await client.post("/v1/admin/models", json=demo_model_info(model_id))
+                    break
+                except httpx.HTTPError:
+                    await asyncio.sleep(1)
+            else:
+                raise SystemExit(f"ingest at {ingest} is not reachable")
+            if r.status_code not in (201, 409):
+                log.warning("registering %s: %s %s", model_id, r.status_code, r.text[:200])
 
 
 async def stream_votes(ingest: str, rate: float, batch: int, total: int | None, seed: int) -> int:
@@ -64,6 +86,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level="INFO", format="%(asctime)s demo %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    asyncio.run(register_models(args.ingest, os.environ.get("PODIUM_INGEST_ADMIN_TOKEN")))
     sent = asyncio.run(stream_votes(args.ingest, args.rate, args.batch, args.total, args.seed))
     log.info("done: %d votes sent", sent)
 

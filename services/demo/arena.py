@@ -22,6 +22,30 @@ DEMO_MODELS: dict[str, float] = {
     "granite-4.0-h-small": 1228, "olmo-3-32b": 1215, "jamba-1.7-large": 1205,
     "llama-3.1-8b-instruct": 1170, "gemma-3n-e4b": 1185, "smollm3-3b": 1100,
 }
+# Registry facts of the demo models: (organization, country, license). Illustrative only.
+_ORGS: dict[str, tuple[str, str, str]] = {
+    "gemini": ("Google", "US", "proprietary"), "gemma": ("Google", "US", "open"),
+    "grok": ("xAI", "US", "proprietary"), "claude": ("Anthropic", "US", "proprietary"),
+    "gpt": ("OpenAI", "US", "proprietary"), "o4": ("OpenAI", "US", "proprietary"),
+    "qwen3.5": ("Alibaba", "CN", "proprietary"), "qwen3": ("Alibaba", "CN", "open"),
+    "deepseek": ("DeepSeek", "CN", "open"), "kimi": ("Moonshot AI", "CN", "open"),
+    "glm": ("Zhipu AI", "CN", "open"), "mistral": ("Mistral AI", "FR", "open"),
+    "longcat": ("Meituan", "CN", "open"), "hunyuan": ("Tencent", "CN", "proprietary"),
+    "minimax": ("MiniMax", "CN", "open"), "llama": ("Meta", "US", "open"),
+    "command": ("Cohere", "CA", "open"), "phi": ("Microsoft", "US", "open"),
+    "granite": ("IBM", "US", "open"), "olmo": ("Ai2", "US", "open"),
+    "jamba": ("AI21 Labs", "IL", "open"), "smollm3": ("Hugging Face", "US", "open"),
+}
+
+
+def demo_model_info(model_id: str) -> dict[str, Any]:
+    """A registry entry for a demo model (the admin endpoint's body)."""
+    prefix = max((p for p in _ORGS if model_id.startswith(p)), key=len, default=None)
+    org, country, lic = _ORGS[prefix] if prefix else (None, None, None)
+    return {"id": model_id, "organization": org, "country": country, "license": lic,
+            "preview": "preview" in model_id}
+
+
 CATEGORIES = ("coding", "math", "hard_prompts", "creative_writing", "instruction_following")
 LANGUAGES = (("en", 0.55), ("zh", 0.15), ("es", 0.08), ("de", 0.06), ("ja", 0.06), ("ru", 0.1))
 

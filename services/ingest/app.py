@@ -18,13 +18,16 @@ from services.common.http import (
     error_items,
     install_error_handlers,
 )
+from services.common.registry import ModelRegistry
+from services.ingest.admin import admin_router
 from services.ingest.publisher import (
     KafkaVotePublisher,
     PublishUnavailable,
+    ScorePublisher,
     VoteIdMemory,
     VotePublisher,
 )
-from shared.events import Vote, utc_now
+from shared.events import ScoreEvent, Vote, utc_now
 from shared.settings import IngestSettings
 
 log = logging.getLogger(__name__)
@@ -98,6 +101,7 @@ def create_app(
             await pub.start()
         app.state.publisher = pub
         app.state.memory = memory
+        app.state.registry = ModelRegistry(client, settings.keys)
         try:
             yield
         finally:
@@ -116,8 +120,30 @@ def create_app(
     )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.ingest_max_body_bytes)
     install_error_handlers(app)
+    app.include_router(admin_router(settings))
+
+    async def unknown_models(request: Request, model_ids: set[str]) -> OrjsonResponse | None:
+        """A 422 naming the unregistered models, or None (registering them when so set)."""
+        registry: ModelRegistry = request.app.state.registry
+        if settings.ingest_auto_register_models:
+            await registry.register_missing(model_ids)
+            return None
+        missing = await registry.unknown(model_ids)
+        if not missing:
+            return None
+        return OrjsonResponse(
+            {"detail": [{"loc": ["body"], "type": "unknown_model", "msg": (
+                f"unknown model(s) {', '.join(missing)}: register them first "
+                "(POST /v1/admin/models)")}]},
+            status_code=422,
+        )
 
     async def accept(request: Request, votes: Sequence[Vote]) -> OrjsonResponse:
+        rejected = await unknown_models(
+            request, {m for v in votes for m in (v.model_a, v.model_b)}
+        )
+        if rejected is not None:
+            return rejected
         memory: VoteIdMemory = request.app.state.memory
         pub: VotePublisher = request.app.state.publisher
         ids = [v.vote_id for v in votes]
@@ -188,6 +214,48 @@ def create_app(
             return OrjsonResponse({"detail": exc.detail}, status_code=422)
         return await accept(request, votes)
 
+    async def accept_scores(request: Request, scores: Sequence[ScoreEvent]) -> OrjsonResponse:
+        rejected = await unknown_models(request, {e.model for e in scores})
+        if rejected is not None:
+            return rejected
+        now = utc_now()
+        stamped = [e if e.timestamp else e.model_copy(update={"timestamp": now}) for e in scores]
+        pub: ScorePublisher = request.app.state.publisher
+        try:
+            await pub.publish_scores(stamped)
+        except PublishUnavailable as exc:
+            log.warning("503 for %d scores: %s", len(stamped), exc)
+            return OrjsonResponse(
+                {"detail": "Kafka could not acknowledge the scores; retry"},
+                status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+                headers={"Retry-After": "1"},
+            )
+        return OrjsonResponse({"accepted": len(stamped)}, status_code=202)
+
+    score_responses: dict[int | str, dict[str, Any]] = {
+        202: {"description": "Kafka acknowledged the score events: `{\"accepted\": n}`."},
+        413: responses[413],
+        422: {"description": "Invalid score event(s) or unknown model(s)."},
+        503: {"description": "Kafka did not acknowledge; retry."},
+    }
+
+    @app.post("/v1/scores", status_code=202, responses=score_responses,
+              summary="Submit one benchmark score (feeds the bench/{benchmark} board)")
+    async def post_score(
+        request: Request, score: Annotated[ScoreEvent, Body(examples=[EXAMPLE_SCORE])]
+    ) -> OrjsonResponse:
+        return await accept_scores(request, [score])
+
+    @app.post("/v1/scores/batch", status_code=202, responses=score_responses,
+              summary="Submit a batch of benchmark scores (JSON array, all or nothing)")
+    async def post_scores(
+        request: Request,
+        scores: Annotated[list[ScoreEvent], Body(examples=[[EXAMPLE_SCORE]], max_length=10_000)],
+    ) -> OrjsonResponse:
+        if not scores:
+            return OrjsonResponse({"detail": "the batch is empty"}, status_code=422)
+        return await accept_scores(request, scores)
+
     @app.get("/healthz", summary="Liveness")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
@@ -214,4 +282,11 @@ EXAMPLE_VOTE: dict[str, Any] = {
     "turns": 1,
     "anonymous": True,
     "voter": "u-81f2",
+}
+
+EXAMPLE_SCORE: dict[str, Any] = {
+    "model": "qwen3.5-max-preview",
+    "benchmark": "gpqa-diamond",
+    "score": 84.2,
+    "source": "https://example.org/evals/gpqa-diamond",
 }

@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from shared.events import Vote
+from shared.events import ScoreEvent, Vote
 from shared.kafka import ensure_topics
 from shared.keys import KeyLayout
 from shared.settings import IngestSettings
@@ -26,6 +26,10 @@ class PublishUnavailable(Exception):
 
 class VotePublisher(Protocol):
     async def publish(self, votes: Sequence[Vote]) -> None: ...
+
+
+class ScorePublisher(Protocol):
+    async def publish_scores(self, scores: Sequence[ScoreEvent]) -> None: ...
 
 
 class KafkaVotePublisher:
@@ -70,7 +74,9 @@ class KafkaVotePublisher:
                 client_id="podium-ingest",
             )
             try:
-                await ensure_topics(s.kafka_bootstrap, {self._topic: s.votes_partitions})
+                await ensure_topics(
+                    s.kafka_bootstrap, {self._topic: s.votes_partitions, s.topics.scores: 1}
+                )
                 await producer.start()
             except (KafkaError, OSError) as exc:
                 await producer.stop()
@@ -104,6 +110,23 @@ class KafkaVotePublisher:
         try:
             async with asyncio.timeout(self._settings.ingest_kafka_ack_timeout_s):
                 acks = [await self._send_once(producer, vote) for vote in votes]
+                await asyncio.gather(*acks)
+        except (TimeoutError, KafkaError) as exc:
+            raise PublishUnavailable(f"Kafka did not acknowledge: {exc!r}") from exc
+
+    async def publish_scores(self, scores: Sequence[ScoreEvent]) -> None:
+        """Produce score events (keyed by benchmark) and wait for Kafka's acks."""
+        producer = self._producer
+        if producer is None:
+            raise PublishUnavailable("Kafka is not reachable yet")
+        topic = self._settings.topics.scores
+        try:
+            async with asyncio.timeout(self._settings.ingest_kafka_ack_timeout_s):
+                acks = [
+                    await producer.send(topic, e.model_dump_json().encode(),
+                                        key=e.benchmark.encode())
+                    for e in scores
+                ]
                 await asyncio.gather(*acks)
         except (TimeoutError, KafkaError) as exc:
             raise PublishUnavailable(f"Kafka did not acknowledge: {exc!r}") from exc

@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 from services.rating.batch import ArenaSlice, EloOptions, RawRecord, decode, fold, online_elo
 from services.rating.boards import rank_changes, refit, standings_document
 from services.rating.engine import BoardFit, FitOptions
+from services.rating.read_models import ReadModelWriter
 from services.rating.store import APPLIED, PARTLY_APPLIED, RatingStore
 from shared.events import RankChange, SourcePosition, Vote, utc_now
 from shared.keys import board_name
@@ -37,6 +38,7 @@ class RatingProcessor:
         clock: Callable[[], datetime] = utc_now,
         redis_retry_s: float = 0.5,
         elo: EloOptions | None = None,
+        read_models: ReadModelWriter | None = None,
     ) -> None:
         self._elo = elo or EloOptions()
         self._store = store
@@ -45,6 +47,7 @@ class RatingProcessor:
         self._publish_changes = publish_rank_changes
         self._clock = clock
         self._retry_s = redis_retry_s
+        self._read_models = read_models
         self._fits: dict[str, BoardFit] = {}
         self._rows: dict[str, list[dict[str, Any]]] = {}
 
@@ -74,7 +77,7 @@ class RatingProcessor:
                 if applied or board_name(sl.arena, view) not in self._fits:
                     to_refit[(sl.arena, view)] = position
         await self._store.register_arenas({arena for arena, _ in to_refit})
-        applied = time.perf_counter()
+        apply_done = time.perf_counter()
         for (arena, view), position in to_refit.items():
             try:
                 await self._refit_board(arena, view, position)
@@ -84,8 +87,8 @@ class RatingProcessor:
                 log.exception("refit of %s failed", board_name(arena, view))
         log.debug(
             "batch of %d votes: apply %.1f ms, refit of %d boards %.1f ms",
-            len(votes), 1000 * (applied - started), len(to_refit),
-            1000 * (time.perf_counter() - applied),
+            len(votes), 1000 * (apply_done - started), len(to_refit),
+            1000 * (time.perf_counter() - apply_done),
         )
 
     async def _apply_slice(self, sl: ArenaSlice, votes: list[tuple[RawRecord, Vote]]) -> bool:
@@ -122,5 +125,7 @@ class RatingProcessor:
         self._fits[board] = fit
         self._rows[board] = doc["rows"]
         changes: list[RankChange] = rank_changes(board, old_rows, doc["rows"], now, position)
+        if self._read_models is not None:
+            await self._read_models.after_refit(arena, view, counts, fit, doc["rows"], changes, now)
         if changes:
             await self._publish_changes([c.model_dump_json().encode() for c in changes])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,6 +15,8 @@ from aiokafka.errors import KafkaError
 from services.rating.batch import RawRecord
 from services.rating.engine import FitOptions
 from services.rating.processor import RatingProcessor
+from services.rating.read_models import ReadModelWriter
+from services.rating.scores import ScoreProcessor
 from services.rating.store import RatingStore
 from shared.kafka import ensure_topics
 from shared.settings import RatingSettings
@@ -39,6 +42,13 @@ def build_worker(settings: RatingSettings) -> faust.App:
                       partitions=settings.votes_partitions)
     dead_letters = app.topic(topics.votes_dlq, key_type=bytes, value_type=bytes, partitions=1)
     rank_changes = app.topic(topics.rank_changes, key_type=bytes, value_type=bytes, partitions=1)
+    scores = app.topic(topics.scores, key_type=bytes, value_type=bytes, partitions=1)
+    wanted_topics = {topics.votes: settings.votes_partitions, topics.votes_dlq: 1,
+                     topics.rank_changes: 1, topics.scores: 1}
+
+    def read_model_writer(client: aioredis.Redis) -> ReadModelWriter:
+        return ReadModelWriter(client, settings.keys, settings.rating_history_interval_s,
+                               settings.rating_history_max_points, time.monotonic)
 
     async def publish_to(topic: Any, values: Sequence[bytes]) -> None:
         pending = [await topic.send(value=v) for v in values]
@@ -53,17 +63,34 @@ def build_worker(settings: RatingSettings) -> faust.App:
     @app.agent(votes, name="rate-votes")
     async def rate(stream: faust.StreamT[bytes]) -> None:
         assert isinstance(stream, faust.Stream)  # take_events is on the class, not on StreamT
-        await _ensure_topics_with_retry(
-            settings.kafka_bootstrap,
-            {topics.votes: settings.votes_partitions, topics.votes_dlq: 1, topics.rank_changes: 1},
-        )
+        await _ensure_topics_with_retry(settings.kafka_bootstrap, wanted_topics)
         client = aioredis.Redis.from_url(settings.redis_url)
         processor = RatingProcessor(
             RatingStore(client, settings.keys),
             FitOptions(preliminary_votes=settings.rating_preliminary_votes),
             publish_dead,
             publish_changes,
+            read_models=read_model_writer(client),
         )
+        try:
+            async for events in stream.take_events(
+                settings.rating_batch_max, within=settings.rating_batch_within_s
+            ):
+                records = [
+                    RawRecord(e.message.topic, e.message.partition, e.message.offset, e.value)
+                    for e in events
+                ]
+                await _finish_even_if_cancelled(processor.process(records))
+        finally:
+            await client.aclose()
+
+    @app.agent(scores, name="rate-scores")
+    async def rate_scores(stream: faust.StreamT[bytes]) -> None:
+        assert isinstance(stream, faust.Stream)
+        await _ensure_topics_with_retry(settings.kafka_bootstrap, wanted_topics)
+        client = aioredis.Redis.from_url(settings.redis_url)
+        processor = ScoreProcessor(client, settings.keys, publish_changes,
+                                   read_models=read_model_writer(client))
         try:
             async for events in stream.take_events(
                 settings.rating_batch_max, within=settings.rating_batch_within_s

@@ -7,9 +7,12 @@ from collections.abc import AsyncIterator
 import httpx
 import orjson
 import pytest
+import redis.asyncio as aioredis
 
-from shared.events import Vote
-from tests.support.infra import Infra, service_env
+from services.common.registry import ModelRegistry
+from shared.events import ScoreEvent, Vote
+from shared.keys import KeyLayout
+from tests.support.infra import ADMIN_TOKEN, Infra, service_env
 from tests.support.kafka import read_topic
 from tests.support.processes import ServiceProcess
 
@@ -76,3 +79,65 @@ async def test_openapi_documents_the_vote_endpoints(ingest: ServiceProcess) -> N
         spec = (await client.get("/openapi.json")).json()
         assert {"/v1/votes", "/v1/votes/batch"} <= set(spec["paths"])
         assert (await client.get("/docs")).status_code == 200
+
+
+async def test_registry_admin_unknown_models_and_scores(infra: Infra, prefix: str) -> None:
+    env = service_env(infra, prefix, PODIUM_INGEST_AUTO_REGISTER_MODELS="false")
+    service = await ServiceProcess("ingest", env, log_name=f"ingest-{prefix}").start()
+    admin = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+    try:
+        async with httpx.AsyncClient(base_url=service.url, timeout=30) as client:
+            r = await client.post("/v1/votes", json=vote(1))
+            assert r.status_code == 422 and "unknown model(s) a, b" in r.text
+            entry = {"id": "a", "organization": "Acme", "country": "US", "license": "open",
+                     "release_date": "2025-01-02"}
+            assert (await client.post("/v1/admin/models", json=entry)).status_code == 401
+            bad_token = {"authorization": "Bearer nope"}
+            r = await client.post("/v1/admin/models", json=entry, headers=bad_token)
+            assert r.status_code == 401
+            r = await client.post("/v1/admin/models", json=entry, headers=admin)
+            assert r.status_code == 201 and r.json()["display_name"] == "a"
+            r = await client.post("/v1/admin/models", json=entry, headers=admin)
+            assert r.status_code == 409
+            r = await client.post("/v1/admin/models", json={**entry, "id": "b", "country": "usa"},
+                                  headers=admin)
+            assert r.status_code == 422 and "country" in r.text
+            r = await client.post("/v1/admin/models", json={"id": "b"}, headers=admin)
+            assert r.status_code == 201
+            r = await client.patch("/v1/admin/models/a", json={"preview": True,
+                                                              "display_name": "A One"},
+                                   headers=admin)
+            assert r.status_code == 200
+            assert r.json() == {**entry, "display_name": "A One", "preview": True}
+            r = await client.patch("/v1/admin/models/ghost", json={"preview": True},
+                                   headers=admin)
+            assert r.status_code == 404
+            assert (await client.post("/v1/votes", json=vote(1))).status_code == 202
+
+            score = {"model": "a", "benchmark": "gpqa", "score": 71.5, "source": "paper"}
+            assert (await client.post("/v1/scores", json=score)).status_code == 202
+            r = await client.post("/v1/scores/batch", json=[score, {**score, "model": "c"}])
+            assert r.status_code == 422 and "unknown model(s) c" in r.text
+            r = await client.post("/v1/scores", json={**score, "score": "NaN"})
+            assert r.status_code == 422
+            r = await client.post("/v1/votes", json=vote(2, arena="bench"))
+            assert r.status_code == 422 and "reserved" in r.text
+    finally:
+        assert service.stop() == 0
+
+    produced = [ScoreEvent.model_validate_json(v) for v in
+                await read_topic(infra.kafka_bootstrap, prefix + ".podium.scores")]
+    assert [(e.model, e.score) for e in produced] == [("a", 71.5)]
+    assert produced[0].timestamp is not None
+
+
+async def test_auto_registration_registers_unknown_models(ingest: ServiceProcess,
+                                                          infra: Infra, prefix: str) -> None:
+    async with httpx.AsyncClient(base_url=ingest.url, timeout=30) as client:
+        assert (await client.post("/v1/votes", json=vote(1, model_a="new-x"))).status_code == 202
+    redis_client = aioredis.Redis.from_url(infra.redis_url)
+    try:
+        known = await ModelRegistry(redis_client, KeyLayout(prefix)).all()
+    finally:
+        await redis_client.aclose()
+    assert known["new-x"].display_name == "new-x" and set(known) == {"new-x", "b"}

@@ -68,6 +68,9 @@ def session_infra() -> Iterator[Infra]:
             subprocess.run([str(ROOT / "deploy/redis/redis.sh"), "stop"], env=env, check=False)
 
 
+ADMIN_TOKEN = "test-admin-token"
+
+
 def unique_prefix() -> str:
     return "t" + uuid.uuid4().hex[:12]
 
@@ -80,5 +83,7 @@ def service_env(infra: Infra, prefix: str, **extra: str) -> dict[str, str]:
         "PODIUM_TOPIC_PREFIX": prefix + ".",
         "PODIUM_KEY_PREFIX": prefix,
         "PODIUM_RATING_APP_ID": prefix + "-rating",
+        "PODIUM_INGEST_AUTO_REGISTER_MODELS": "true",
+        "PODIUM_INGEST_ADMIN_TOKEN": ADMIN_TOKEN,
         **extra,
     }

@@ -1,0 +1,237 @@
+"""Rank changes streamed live: Server-Sent Events and WebSocket, resumable by Kafka position."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Header, HTTPException, Query, Request, WebSocket
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from services.api.rank_feed import (
+    ChangeFilter,
+    FeedUnavailable,
+    RankChangeFeed,
+    event_id,
+    parse_event_id,
+    pump,
+)
+from services.api.schemas import BOARD_PATTERN
+from shared.events import RankChange
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["rank changes"])
+
+
+class StreamFilters(BaseModel):
+    """Query parameters of both streams."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    board: str | None = Field(default=None, pattern=BOARD_PATTERN, examples=["text/overall"])
+    model: str | None = Field(default=None, max_length=128, examples=["gemini-3-pro"])
+    organization: str | None = Field(default=None, max_length=200, examples=["Google"])
+    top: int | None = Field(default=None, ge=1, le=10_000,
+                            description="Only changes into, out of or within the top N.")
+    last_event_id: str | None = Field(
+        default=None, description="Resume after this event id (for clients that cannot send "
+        "the Last-Event-ID header); the header wins."
+    )
+
+    def change_filter(self) -> ChangeFilter:
+        return ChangeFilter(self.board, self.model, self.organization, self.top)
+
+
+class StreamSlots:
+    """Counts open streams against the configured maximum."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open = 0
+
+    @contextlib.contextmanager
+    def take(self) -> Any:
+        if self.open >= self.limit:
+            raise HTTPException(503, f"too many open streams (limit {self.limit}); retry later",
+                                headers={"Retry-After": "5"})
+        self.open += 1
+        try:
+            yield
+        finally:
+            self.open -= 1
+
+
+async def until_first_done(*work: Awaitable[None]) -> None:
+    """Run ``work`` concurrently until one finishes (or fails), then cancel and await the rest."""
+    tasks = [asyncio.ensure_future(w) for w in work]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        for outcome in await asyncio.gather(*tasks, return_exceptions=True):
+            if isinstance(outcome, Exception) and not isinstance(outcome, OSError):
+                log.error("stream ended by an error", exc_info=outcome)
+
+
+class EventStreamResponse(Response):
+    """``text/event-stream`` written by ``produce(write)`` until it ends or the client leaves;
+    ``close`` always runs at the end (it releases the Kafka consumer of the stream)."""
+
+    media_type = "text/event-stream"
+
+    def __init__(
+        self,
+        produce: Callable[[Callable[[str], Awaitable[None]]], Awaitable[None]],
+        close: Callable[[], Awaitable[Any]],
+    ) -> None:
+        super().__init__(headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
+        self.raw_headers = [(k, v) for k, v in self.raw_headers if k != b"content-length"]
+        self._produce = produce
+        self._close = close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def write(chunk: str) -> None:
+            await send({"type": "http.response.body", "body": chunk.encode(), "more_body": True})
+
+        async def until_disconnect() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+        try:
+            with contextlib.suppress(OSError):
+                await send({"type": "http.response.start", "status": 200,
+                            "headers": self.raw_headers})
+                await until_first_done(self._produce(write), until_disconnect())
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            await self._close()
+
+
+def sse_event(event: str, data: bytes, event_id_: str | None = None) -> str:
+    head = f"id: {event_id_}\n" if event_id_ is not None else ""
+    return f"{head}event: {event}\ndata: {data.decode()}\n\n"
+
+
+def _resume_point(header: str | None, query: str | None) -> int | None:
+    value = header if header else query
+    if value is None:
+        return None
+    try:
+        return parse_event_id(value)
+    except ValueError as exc:
+        raise HTTPException(400, str(exc)) from exc
+
+
+def _change_json(change: RankChange) -> bytes:
+    return change.model_dump_json().encode()
+
+
+@router.get(
+    "/v1/events/rank-changes",
+    summary="Rank changes as Server-Sent Events",
+    description="Each change is an event `rank-change` whose `id` is its Kafka position "
+    "(`partition:offset` of the rank-change topic) and whose data is a RankChange. The stream "
+    "opens with an event `ready` carrying the current position as its id, and sends a comment "
+    "line `: heartbeat` after `PODIUM_API_HEARTBEAT_S` seconds without events. Reconnect with "
+    "`Last-Event-ID` (EventSource does it for you) to receive exactly the events missed.",
+    responses={
+        200: {"content": {"text/event-stream": {"example": (
+            "id: 0:41\nevent: rank-change\ndata: {\"board\":\"text/overall\","
+            "\"model\":\"glm-4.6\",\"old_rank\":9,\"new_rank\":8,...}\n\n")}},
+              "description": "The event stream."},
+        400: {"description": "Malformed Last-Event-ID."},
+        503: {"description": "Kafka unreachable or too many streams."},
+    },
+)
+async def sse_rank_changes(
+    request: Request,
+    filters: Annotated[StreamFilters, Query()],
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> Response:
+    after = _resume_point(last_event_id, filters.last_event_id)
+    state = request.app.state
+    heartbeat_s: float = state.settings.api_heartbeat_s
+    resources = contextlib.AsyncExitStack()
+    try:  # open the feed before answering: "Kafka down" and "too many streams" get real codes
+        resources.enter_context(state.stream_slots.take())
+        sub = await resources.enter_async_context(state.feed.subscribe(after))
+    except FeedUnavailable as exc:
+        await resources.aclose()
+        raise HTTPException(503, str(exc), headers={"Retry-After": "2"}) from exc
+    except BaseException:
+        await resources.aclose()
+        raise
+
+    async def produce(write: Callable[[str], Awaitable[None]]) -> None:
+        await write("retry: 1000\n\n")
+        position = event_id(sub.start - 1)
+        await write(sse_event("ready", orjson.dumps({"position": position}), position))
+
+        async def emit(offset: int, change: RankChange) -> None:
+            await write(sse_event("rank-change", _change_json(change), event_id(offset)))
+
+        async def heartbeat() -> None:
+            await write(": heartbeat\n\n")
+
+        await pump(sub, filters.change_filter(), state.registry, heartbeat_s, emit, heartbeat)
+
+    return EventStreamResponse(produce, resources.aclose)
+
+
+@router.websocket("/v1/ws/rank-changes")
+async def ws_rank_changes(websocket: WebSocket) -> None:
+    """Rank changes over WebSocket: JSON messages ``{"type": "ready", "id"}``,
+    ``{"type": "rank-change", "id", "change"}`` and ``{"type": "heartbeat"}``. Query parameters
+    as the SSE stream; resume with ``last_event_id``."""
+    state = websocket.app.state
+    try:
+        filters = StreamFilters.model_validate(dict(websocket.query_params))
+        after = (None if filters.last_event_id is None
+                 else parse_event_id(filters.last_event_id))
+    except (ValidationError, ValueError) as exc:  # accepted first, so the client sees why
+        await websocket.accept()
+        await websocket.close(code=1008, reason=str(exc)[:120])
+        return
+    slots: StreamSlots = state.stream_slots
+    if slots.open >= slots.limit:
+        await websocket.accept()
+        await websocket.close(code=1013, reason="too many open streams; retry later")
+        return
+    feed: RankChangeFeed = state.feed
+    async with contextlib.AsyncExitStack() as resources:
+        resources.enter_context(slots.take())
+        try:
+            sub = await resources.enter_async_context(feed.subscribe(after))
+        except FeedUnavailable:
+            await websocket.accept()
+            await websocket.close(code=1011, reason="rank-change topic unreachable")
+            return
+        await websocket.accept()
+        await websocket.send_text(orjson.dumps(
+            {"type": "ready", "id": event_id(sub.start - 1)}).decode())
+
+        async def emit(offset: int, change: RankChange) -> None:
+            await websocket.send_text(orjson.dumps(
+                {"type": "rank-change", "id": event_id(offset),
+                 "change": change.model_dump(mode="json")}).decode())
+
+        async def heartbeat() -> None:
+            await websocket.send_text('{"type":"heartbeat"}')
+
+        async def until_disconnect() -> None:
+            while (await websocket.receive())["type"] != "websocket.disconnect":
+                pass
+
+        with contextlib.suppress(OSError, RuntimeError):
+            await until_first_done(
+                pump(sub, filters.change_filter(), state.registry,
+                     state.settings.api_heartbeat_s, emit, heartbeat),
+                until_disconnect(),
+            )

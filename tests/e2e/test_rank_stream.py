@@ -1,0 +1,144 @@
+"""Rank changes reach stream clients live, and a reconnecting client misses nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+import websockets
+
+from shared.events import RankChange
+from tests.support.infra import Infra
+from tests.support.kafka import read_topic
+from tests.support.processes import ServiceProcess
+from tests.support.sse import SseEvent, next_event, sse_events
+from tests.support.wait import wait_until
+
+_ids = itertools.count()
+DEADLINE_S = 20
+
+
+async def battle(ingest: httpx.AsyncClient, winner: str, loser: str, n: int) -> None:
+    votes = [{"vote_id": f"v{next(_ids)}-{winner}", "arena": "text", "model_a": winner,
+              "model_b": loser, "winner": "model_a", "categories": ["coding"]} for _ in range(n)]
+    r = await ingest.post("/v1/votes/batch", json=votes)
+    assert r.status_code == 202, r.text
+
+
+async def ready(events: AsyncIterator[SseEvent]) -> SseEvent:
+    return await next_event(events, DEADLINE_S, kinds=("ready",))
+
+
+async def test_a_flipped_rank_arrives_over_sse_within_the_deadline(
+    live_stack: dict[str, ServiceProcess]
+) -> None:
+    async with (httpx.AsyncClient(base_url=live_stack["ingest"].url, timeout=30) as ingest,
+                httpx.AsyncClient(base_url=live_stack["api"].url, timeout=30) as api):
+        params = {"board": "text/overall"}
+        async with api.stream("GET", "/v1/events/rank-changes", params=params) as response:
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/event-stream")
+            events = sse_events(response)
+            await ready(events)
+            await battle(ingest, "ursa", "vega", 20)  # ursa 1st, vega 2nd: both new
+            first = {RankChange.model_validate_json((await next_event(events, DEADLINE_S)).data)
+                     .model for _ in range(2)}
+            assert first == {"ursa", "vega"}
+
+            await battle(ingest, "vega", "ursa", 60)  # the flip
+            flipped = RankChange.model_validate_json((await next_event(events, DEADLINE_S)).data)
+            assert flipped.board == "text/overall" and flipped.old_rank is not None
+            assert {flipped.model: (flipped.old_rank, flipped.new_rank)} in (
+                {"vega": (2, 1)}, {"ursa": (1, 2)})
+            heartbeat = await next_event(events, 5, kinds=("comment",))
+            assert heartbeat.data == "heartbeat"
+
+        bad = await api.get("/v1/events/rank-changes", headers={"Last-Event-ID": "zero"})
+        assert bad.status_code == 400 and "Last-Event-ID" in bad.text
+        assert (await api.get("/v1/events/rank-changes", params={"top": 0})).status_code == 422
+
+
+async def test_reconnect_with_last_event_id_receives_exactly_the_missed_events(
+    live_stack: dict[str, ServiceProcess], infra: Infra, prefix: str
+) -> None:
+    topic = f"{prefix}.podium.rank-changes"
+    async with (httpx.AsyncClient(base_url=live_stack["ingest"].url, timeout=30) as ingest,
+                httpx.AsyncClient(base_url=live_stack["api"].url, timeout=30) as api):
+        async with api.stream("GET", "/v1/events/rank-changes") as response:
+            events = sse_events(response)
+            await ready(events)
+            await battle(ingest, "ursa", "vega", 20)
+            seen = [await next_event(events, DEADLINE_S) for _ in range(4)]  # overall + coding
+        last_id = seen[-1].id
+        assert last_id is not None and last_id.startswith("0:")
+        last = int(last_id.split(":")[1])
+
+        # while disconnected: two flips on two boards
+        await battle(ingest, "vega", "ursa", 60)
+        await battle(ingest, "ursa", "vega", 200)
+
+        async def produced_after_last() -> list[bytes] | None:
+            values = await read_topic(infra.kafka_bootstrap, topic, settle_s=0)
+            return values[last + 1:] if len(values) >= last + 1 + 8 else None
+
+        missed = await wait_until(produced_after_last, DEADLINE_S, "8 more rank changes")
+
+        headers = {"Last-Event-ID": last_id}
+        async with api.stream("GET", "/v1/events/rank-changes", headers=headers) as response:
+            events = sse_events(response)
+            assert (await ready(events)).id == last_id
+            got = [await next_event(events, DEADLINE_S) for _ in range(len(missed))]
+            assert [e.id for e in got] == [f"0:{last + 1 + i}" for i in range(len(missed))]
+            assert [orjson.loads(e.data) for e in got] == [orjson.loads(v) for v in missed]
+            # and nothing else: the next thing is a heartbeat
+            after = await next_event(events, 5, kinds=("rank-change", "comment"))
+            assert after.event == "comment"
+
+        # the same resume point with a filter: only that board's missed events
+        async with api.stream("GET", "/v1/events/rank-changes", headers=headers,
+                              params={"board": "text/coding", "model": "vega"}) as response:
+            events = sse_events(response)
+            await ready(events)
+            wanted = [orjson.loads(v) for v in missed]
+            wanted = [c for c in wanted if c["board"] == "text/coding" and c["model"] == "vega"]
+            got = [orjson.loads((await next_event(events, DEADLINE_S)).data) for _ in wanted]
+            assert got == wanted and len(wanted) == 2
+
+
+async def ws_next(ws: Any, kind: str = "rank-change") -> dict[str, Any]:
+    """The next message of type ``kind`` (others skipped), within the deadline."""
+    async def find() -> dict[str, Any]:
+        while True:
+            message: dict[str, Any] = orjson.loads(await ws.recv())
+            if message["type"] == kind:
+                return message
+
+    return await asyncio.wait_for(find(), DEADLINE_S)
+
+
+async def test_websocket_stream_with_resume(
+    live_stack: dict[str, ServiceProcess]
+) -> None:
+    url = live_stack["api"].url.replace("http://", "ws://") + "/v1/ws/rank-changes"
+    async with httpx.AsyncClient(base_url=live_stack["ingest"].url, timeout=30) as ingest:
+        async with websockets.connect(url + "?board=text/overall") as ws:
+            hello = orjson.loads(await ws.recv())
+            assert hello["type"] == "ready"
+            await battle(ingest, "ursa", "vega", 20)
+            messages = [await ws_next(ws) for _ in range(2)]
+            assert {m["change"]["model"] for m in messages} == {"ursa", "vega"}
+            assert await ws_next(ws, "heartbeat") == {"type": "heartbeat"}
+        last = messages[0]["id"]
+        async with websockets.connect(f"{url}?board=text/overall&last_event_id={last}") as ws:
+            assert (await ws_next(ws, "ready"))["id"] == last
+            again = await ws_next(ws)
+            assert again["id"] == messages[1]["id"] and again["change"] == messages[1]["change"]
+        async with websockets.connect(f"{url}?top=zero") as ws:
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await ws.recv()
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
