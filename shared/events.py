@@ -6,10 +6,18 @@ and never pass raw dicts inward.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    model_validator,
+)
 
 Outcome = Literal["model_a", "model_b", "tie", "tie_bothbad"]
 OUTCOMES: tuple[Outcome, ...] = ("model_a", "model_b", "tie", "tie_bothbad")
@@ -172,3 +180,19 @@ class RankChange(_Event):
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+_VOTE_LIST: TypeAdapter[list[Vote]] = TypeAdapter(list[Vote])
+
+
+def encode_vote_record(votes: Sequence[Vote]) -> bytes:
+    """A ``podium.votes`` record: a JSON array of votes (one arena, in order)."""
+    return _VOTE_LIST.dump_json(list(votes))
+
+
+def decode_vote_record(raw: bytes) -> list[Vote]:
+    """A ``podium.votes`` record: one vote (a JSON object) or a batch (a JSON array of votes).
+    Raises pydantic's ValidationError when any vote in it is invalid."""
+    if raw.lstrip()[:1] == b"[":
+        return _VOTE_LIST.validate_json(raw)
+    return [Vote.model_validate_json(raw)]

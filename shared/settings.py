@@ -44,6 +44,10 @@ class IngestSettings(PodiumSettings):
     ingest_host: str = "127.0.0.1"
     ingest_port: int = Field(default=8001, ge=0, le=65535)
     ingest_max_batch: int = Field(default=10_000, ge=1, description="Most votes in one batch.")
+    ingest_votes_per_record: int = Field(
+        default=500, ge=1, le=2000,
+        description="Votes of one arena per Kafka record (a JSON array); 1 = a record a vote.",
+    )
     ingest_max_body_bytes: int = Field(
         default=16 * 1024 * 1024, ge=1024, description="Request body size limit (413 above)."
     )

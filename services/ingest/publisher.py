@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from shared.events import ScoreEvent, Vote
+from shared.events import ScoreEvent, Vote, encode_vote_record
 from shared.kafka import ensure_topics
 from shared.keys import KeyLayout
 from shared.settings import IngestSettings
@@ -102,18 +102,18 @@ class KafkaVotePublisher:
             await asyncio.gather(*self._background, return_exceptions=True)
 
     async def publish(self, votes: Sequence[Vote]) -> None:
-        """Produce and wait for Kafka's acks. A send that times out stays in flight: a retry of
-        the same vote_id waits on that send instead of producing the vote a second time."""
+        """Produce and wait for Kafka's acks. Votes go as batch records (a JSON array of up to
+        ``ingest_votes_per_record`` votes of one arena). A send that times out stays in flight:
+        a retry of the same vote_id waits on that send instead of producing the vote twice."""
         producer = self._producer
         if producer is None:
             raise PublishUnavailable("Kafka is not reachable yet")
         try:
             async with asyncio.timeout(self._settings.ingest_kafka_ack_timeout_s):
-                acks = [await self._send_once(producer, vote) for vote in votes]
-                await asyncio.gather(*acks)
+                waits = await self._send_once(producer, votes)
+                await asyncio.gather(*waits)
         except (TimeoutError, KafkaError) as exc:
             raise PublishUnavailable(f"Kafka did not acknowledge: {exc!r}") from exc
-
     async def publish_scores(self, scores: Sequence[ScoreEvent]) -> None:
         """Produce score events (keyed by benchmark) and wait for Kafka's acks."""
         producer = self._producer
@@ -131,31 +131,47 @@ class KafkaVotePublisher:
         except (TimeoutError, KafkaError) as exc:
             raise PublishUnavailable(f"Kafka did not acknowledge: {exc!r}") from exc
 
-    async def _send_once(self, producer: AIOKafkaProducer, vote: Vote) -> asyncio.Future[Any]:
-        earlier = self._in_flight.get(vote.vote_id)
-        if earlier is not None and not (earlier.done() and earlier.exception() is not None):
-            return asyncio.shield(earlier)  # pending or delivered: never send twice
-        ack: asyncio.Future[Any] = await producer.send(
-            self._topic, vote.model_dump_json().encode(), key=vote.arena.encode()
-        )
-        self._in_flight[vote.vote_id] = ack
-        ack.add_done_callback(functools.partial(self._settled, vote.vote_id))
-        return asyncio.shield(ack)
+    async def _send_once(
+        self, producer: AIOKafkaProducer, votes: Sequence[Vote]
+    ) -> list[asyncio.Future[Any]]:
+        waits: list[asyncio.Future[Any]] = []
+        fresh: dict[str, list[Vote]] = {}
+        for vote in votes:
+            earlier = self._in_flight.get(vote.vote_id)
+            if earlier is not None and not (earlier.done() and earlier.exception() is not None):
+                waits.append(asyncio.shield(earlier))  # pending or delivered: never send twice
+            else:
+                fresh.setdefault(vote.arena, []).append(vote)
+        size = self._settings.ingest_votes_per_record
+        for arena, arena_votes in fresh.items():
+            for start in range(0, len(arena_votes), size):
+                chunk = arena_votes[start:start + size]
+                ack: asyncio.Future[Any] = await producer.send(
+                    self._topic, encode_vote_record(chunk), key=arena.encode()
+                )
+                ids = [v.vote_id for v in chunk]
+                for vote_id in ids:
+                    self._in_flight[vote_id] = ack
+                ack.add_done_callback(functools.partial(self._settled, ids))
+                waits.append(asyncio.shield(ack))
+        return waits
 
-    def _settled(self, vote_id: str, ack: asyncio.Future[Any]) -> None:
+    def _settled(self, vote_ids: list[str], ack: asyncio.Future[Any]) -> None:
         """Forget a send once it failed, or once its delivery is remembered by vote_id."""
         if ack.cancelled() or ack.exception() is not None:
-            self._in_flight.pop(vote_id, None)
+            for vote_id in vote_ids:
+                self._in_flight.pop(vote_id, None)
             return
-        task = asyncio.ensure_future(self._remember_delivered(vote_id))
+        task = asyncio.ensure_future(self._remember_delivered(vote_ids))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _remember_delivered(self, vote_id: str) -> None:
+    async def _remember_delivered(self, vote_ids: list[str]) -> None:
         try:
-            await self._on_delivered([vote_id])
+            await self._on_delivered(vote_ids)
         finally:
-            self._in_flight.pop(vote_id, None)
+            for vote_id in vote_ids:
+                self._in_flight.pop(vote_id, None)
 
 
 class VoteIdMemory:

@@ -1,39 +1,48 @@
 -- Apply one arena's slice of a Kafka batch to its board counts, exactly once.
 -- All keys share the arena's hash tag, so this runs on one Redis Cluster slot.
 --
--- KEYS[1]     fence hash: "topic/partition" -> last applied offset
+-- KEYS[1]     fence hash: "topic/partition" -> last applied offset, "_version" -> applies so far
 -- KEYS[2]     views set of the arena
 -- KEYS[3 .. 2+n]     counts hash of each view touched, in the order of the view names below
 -- KEYS[3+n .. 2+2n]  online-Elo hash (model -> rating) of each of those views
--- ARGV[1]     fence field ("topic/partition")
--- ARGV[2]     first offset of the slice, ARGV[3] last offset of the slice
--- ARGV[4]     n = number of views; ARGV[5 .. 4+n] view names (aligned with KEYS)
--- ARGV[5+n]   m = number of count triples; then m triples: view index (1-based), field, increment
+-- ARGV[1]     the arena's version the caller's cached state reflects
+-- ARGV[2]     fence field ("topic/partition")
+-- ARGV[3]     first offset of the slice, ARGV[4] last offset of the slice
+-- ARGV[5]     n = number of views; ARGV[6 .. 5+n] view names (aligned with KEYS)
+-- ARGV[6+n]   m = number of count triples; then m triples: view index (1-based), field, increment
 -- then        Elo triples to the end: view index, model, new rating (computed by the worker
---             from the ratings it read, in offset order; written only if the fence passes)
+--             from its cached ratings, in offset order; written only if everything passes)
 --
--- Returns {status, fence}: 1 applied (fence = last), 0 all already applied (fence >= last),
--- -1 partly applied before (first <= fence < last): the caller drops offsets <= fence, retries.
-local current = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '-1')
-local first = tonumber(ARGV[2])
-local last = tonumber(ARGV[3])
+-- Returns {status, fence, version}:
+--   1 applied (fence = last, version + 1)
+--   0 all already applied (fence >= last)
+--  -1 partly applied before (first <= fence < last): the caller drops offsets <= fence, retries
+--  -2 stale: someone else changed the arena since the caller's version; reload, then retry
+local version = tonumber(redis.call('HGET', KEYS[1], '_version') or '0')
+if version ~= tonumber(ARGV[1]) then
+  return {-2, -1, version}
+end
+local current = tonumber(redis.call('HGET', KEYS[1], ARGV[2]) or '-1')
+local first = tonumber(ARGV[3])
+local last = tonumber(ARGV[4])
 if current >= last then
-  return {0, current}
+  return {0, current, version}
 end
 if current >= first then
-  return {-1, current}
+  return {-1, current, version}
 end
-local nviews = tonumber(ARGV[4])
+local nviews = tonumber(ARGV[5])
 for i = 1, nviews do
-  redis.call('SADD', KEYS[2], ARGV[4 + i])
+  redis.call('SADD', KEYS[2], ARGV[5 + i])
 end
-local ncounts = tonumber(ARGV[5 + nviews])
-local counts_end = 5 + nviews + 3 * ncounts
-for i = 6 + nviews, counts_end, 3 do
+local ncounts = tonumber(ARGV[6 + nviews])
+local counts_end = 6 + nviews + 3 * ncounts
+for i = 7 + nviews, counts_end, 3 do
   redis.call('HINCRBY', KEYS[2 + tonumber(ARGV[i])], ARGV[i + 1], ARGV[i + 2])
 end
 for i = counts_end + 1, #ARGV, 3 do
   redis.call('HSET', KEYS[2 + nviews + tonumber(ARGV[i])], ARGV[i + 1], ARGV[i + 2])
 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-return {1, last}
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[4])
+redis.call('HSET', KEYS[1], '_version', version + 1)
+return {1, last, version + 1}

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from services.rating.engine import EloState
-from shared.events import Outcome, Vote
+from shared.events import Outcome, Vote, decode_vote_record
 from shared.keys import count_field
 
 
@@ -86,7 +86,7 @@ def decode(records: Iterable[RawRecord]) -> tuple[list[tuple[RawRecord, Vote]], 
             dead.append(DeadLetter("empty record value", rec))
             continue
         try:
-            votes.append((rec, Vote.model_validate_json(rec.value)))
+            votes.extend((rec, vote) for vote in decode_vote_record(rec.value))
         except ValidationError as exc:
             reason = "; ".join(
                 f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}"
@@ -107,6 +107,7 @@ def fold(
     as on LMArena only anonymous battles count.
     """
     slices: dict[tuple[str, str, int], ArenaSlice] = {}
+    # stable sort: votes of one batch record (same offset) keep their order in the record
     for rec, vote in sorted(votes, key=lambda rv: (rv[0].topic, rv[0].partition, rv[0].offset)):
         key = (vote.arena, rec.topic, rec.partition)
         if after is not None and rec.offset <= after.get(key, -1):
@@ -128,7 +129,7 @@ def fold(
 
 
 def lua_args(
-    sl: ArenaSlice, elo: Mapping[str, Mapping[str, float]] | None = None
+    sl: ArenaSlice, version: int, elo: Mapping[str, Mapping[str, float]] | None = None
 ) -> tuple[list[str], list[str | int]]:
     """The view order and ARGV of apply_batch.lua for one slice (keys are added by the store).
 
@@ -138,8 +139,8 @@ def lua_args(
     for index, view in enumerate(views, start=1):
         for fld, n in sorted(sl.increments[view].items()):
             triples.extend((index, fld, n))
-    argv: list[str | int] = [sl.fence_field, sl.first_offset, sl.last_offset, len(views), *views,
-                             len(triples) // 3, *triples]
+    argv: list[str | int] = [version, sl.fence_field, sl.first_offset, sl.last_offset,
+                             len(views), *views, len(triples) // 3, *triples]
     for index, view in enumerate(views, start=1):
         for model, rating in sorted((elo or {}).get(view, {}).items()):
             argv.extend((index, model, repr(rating)))

@@ -6,17 +6,9 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from services.rating.engine import BoardFit, FitOptions, PairCounts, fit_board
+from services.rating.engine import BoardFit
 from shared.events import RankChange, SourcePosition
 from shared.keys import board_name
-
-
-def refit(
-    counts: Mapping[tuple[str, str, str], int],
-    options: FitOptions,
-    previous: BoardFit | None,
-) -> BoardFit:
-    return fit_board(PairCounts.from_triples(counts), options, warm_start=previous)
 
 
 def standings_document(

@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -14,16 +15,36 @@ import orjson
 import redis.asyncio as aioredis
 
 from services.rating.batch import ArenaSlice, EloOptions, RawRecord, decode, fold, online_elo
-from services.rating.boards import rank_changes, refit, standings_document
-from services.rating.engine import BoardFit, FitOptions
+from services.rating.boards import rank_changes, standings_document
+from services.rating.engine import BoardFit, FitOptions, PairCounts, fit_board
 from services.rating.read_models import ReadModelWriter
-from services.rating.store import APPLIED, PARTLY_APPLIED, RatingStore
+from services.rating.store import ALREADY_APPLIED, APPLIED, STALE, RatingStore
 from shared.events import RankChange, SourcePosition, Vote, utc_now
-from shared.keys import board_name
+from shared.keys import board_name, parse_count_field
 
 log = logging.getLogger(__name__)
 
 Publish = Callable[[Sequence[bytes]], Awaitable[None]]
+
+
+@dataclass
+class ArenaState:
+    """What the worker knows of an arena, valid while the arena's version in Redis equals
+    ``version`` (every apply bumps it; the Lua script refuses an apply from a stale state)."""
+
+    version: int
+    counts: dict[str, PairCounts]
+    elo: dict[str, dict[str, float]]
+
+    def absorb(
+        self, sl: ArenaSlice, elo_after: Mapping[str, Mapping[str, float]], version: int
+    ) -> None:
+        for view, increments in sl.increments.items():
+            counts = self.counts[view]
+            for field, n in increments.items():
+                counts.add(*parse_count_field(field), n=n)
+            self.elo[view].update(elo_after.get(view, {}))
+        self.version = version
 
 
 class RatingProcessor:
@@ -48,6 +69,7 @@ class RatingProcessor:
         self._clock = clock
         self._retry_s = redis_retry_s
         self._read_models = read_models
+        self._arenas: dict[str, ArenaState] = {}
         self._fits: dict[str, BoardFit] = {}
         self._rows: dict[str, list[dict[str, Any]]] = {}
 
@@ -63,6 +85,7 @@ class RatingProcessor:
                 await self._apply_and_refit(votes)
                 return
             except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
+                self._arenas.clear()  # an apply may or may not have landed: reload
                 log.warning("redis unavailable (%s); retrying batch in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
@@ -92,29 +115,51 @@ class RatingProcessor:
         )
 
     async def _apply_slice(self, sl: ArenaSlice, votes: list[tuple[RawRecord, Vote]]) -> bool:
-        status, fence = await self._apply_with_elo(sl)
-        if status == PARTLY_APPLIED:  # a replay overlapping what was applied: keep the rest
+        """Apply one slice exactly once; True if it changed the counts."""
+        while True:
+            state = await self._state(sl.arena, sl.increments)
+            elo_after = online_elo(sl, state.elo, self._elo)  # Elo depends on offset order
+            result = await self._store.apply(sl, state.version, elo_after)
+            if result.status == APPLIED:
+                state.absorb(sl, elo_after, result.version)
+                return True
+            if result.status == STALE:  # another writer moved the arena on: reload, retry
+                log.info("arena %s changed elsewhere; reloading its state", sl.arena)
+                self._arenas.pop(sl.arena, None)
+                continue
+            if result.status == ALREADY_APPLIED:
+                return False
+            # partly applied before (a replay overlapping what was applied): keep the rest
             key = (sl.arena, sl.topic, sl.partition)
             rest = fold(
                 [(r, v) for r, v in votes if (v.arena, r.topic, r.partition) == key],
-                after={key: fence},
+                after={key: result.fence},
             )
             if not rest:
                 return False
-            status, fence = await self._apply_with_elo(rest[0])
-        return status == APPLIED
+            sl = rest[0]
 
-    async def _apply_with_elo(self, sl: ArenaSlice) -> tuple[int, int]:
-        """Elo depends on order: compute it from the stored ratings, in offset order, and let
-        the fenced script write it together with the counts (or not at all)."""
-        current = await self._store.read_elo(sl.arena, sl.increments)
-        return await self._store.apply(sl, online_elo(sl, current, self._elo))
+    async def _state(self, arena: str, views: Iterable[str]) -> ArenaState:
+        """The cached counts and Elo of an arena's views, loaded from Redis when missing."""
+        state = self._arenas.get(arena)
+        missing = [v for v in views if state is None or v not in state.counts]
+        if state is not None and not missing:
+            return state
+        snapshot = await self._store.load(arena, missing)
+        if state is None or snapshot.version != state.version:
+            everything = set(missing) | (set(state.counts) if state else set())
+            snapshot = await self._store.load(arena, everything)
+            state = self._arenas[arena] = ArenaState(snapshot.version, {}, {})
+        state.counts.update(snapshot.counts)
+        state.elo.update(snapshot.elo)
+        return state
 
     async def _refit_board(self, arena: str, view: str, position: SourcePosition) -> None:
         board = board_name(arena, view)
-        counts = await self._store.read_counts(arena, view)
-        fit = refit(counts, self._options, self._fits.get(board))
-        elo = (await self._store.read_elo(arena, [view]))[view]
+        state = await self._state(arena, [view])
+        counts = state.counts[view]
+        fit = fit_board(counts, self._options, warm_start=self._fits.get(board))
+        elo = state.elo[view]
         now = self._clock()
         doc = standings_document(arena, view, fit, elo, now, position)
         old_rows = self._rows.get(board)

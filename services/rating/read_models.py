@@ -78,14 +78,14 @@ class ReadModelWriter:
         self,
         arena: str,
         view: str,
-        counts: Mapping[tuple[str, str, str], int],
+        counts: PairCounts,
         fit: BoardFit,
         rows: Sequence[Mapping[str, Any]],
         changes: Sequence[RankChange],
         now: datetime,
     ) -> None:
         """Everything the read side needs from one refit of a vote board."""
-        await self.write_matrices(arena, view, PairCounts.from_triples(counts), fit, now)
+        await self.write_matrices(arena, view, counts, fit, now)
         await self.record_history(arena, view, rows, changes, now)
 
     async def write_matrices(

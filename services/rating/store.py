@@ -3,16 +3,35 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from importlib.resources import files
 
 import redis.asyncio as aioredis
 
 from services.rating.batch import ArenaSlice, lua_args
+from services.rating.engine import PairCounts
 from shared.keys import KeyLayout, parse_count_field, text
 
 APPLY_SCRIPT = files("services.rating").joinpath("apply_batch.lua").read_text()
 
-APPLIED, ALREADY_APPLIED, PARTLY_APPLIED = 1, 0, -1
+APPLIED, ALREADY_APPLIED, PARTLY_APPLIED, STALE = 1, 0, -1, -2
+VERSION_FIELD = "_version"
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    status: int  # APPLIED, ALREADY_APPLIED, PARTLY_APPLIED or STALE
+    fence: int  # the partition's fence after the call (-1 when STALE)
+    version: int  # the arena's version after the call
+
+
+@dataclass(frozen=True)
+class ArenaSnapshot:
+    """An arena's views as stored, read at one version."""
+
+    version: int
+    counts: dict[str, PairCounts]
+    elo: dict[str, dict[str, float]]
 
 
 class RatingStore:
@@ -22,35 +41,55 @@ class RatingStore:
         self._apply = client.register_script(APPLY_SCRIPT)
 
     async def apply(
-        self, sl: ArenaSlice, elo: Mapping[str, Mapping[str, float]] | None = None
-    ) -> tuple[int, int]:
-        """Apply a slice (counts, and the Elo ratings after it) exactly once; returns
-        (status, fence offset after the call)."""
-        views, argv = lua_args(sl, elo)
+        self,
+        sl: ArenaSlice,
+        version: int,
+        elo: Mapping[str, Mapping[str, float]] | None = None,
+    ) -> ApplyResult:
+        """Apply a slice (counts, and the Elo ratings after it) exactly once, if the arena is
+        still at ``version`` (the state the caller computed Elo from)."""
+        views, argv = lua_args(sl, version, elo)
         keys = [
             self._keys.fence(sl.arena),
             self._keys.views(sl.arena),
             *(self._keys.counts(sl.arena, v) for v in views),
             *(self._keys.elo(sl.arena, v) for v in views),
         ]
-        status, fence = await self._apply(keys=keys, args=argv)
-        return int(status), int(fence)
+        status, fence, new_version = await self._apply(keys=keys, args=argv)
+        return ApplyResult(int(status), int(fence), int(new_version))
 
-    async def read_elo(self, arena: str, views: Iterable[str]) -> dict[str, dict[str, float]]:
-        """Each view's online-Elo ratings (model -> rating)."""
-        out: dict[str, dict[str, float]] = {}
-        for view in views:
-            raw = await self._redis.hgetall(self._keys.elo(arena, view))
-            out[view] = {text(k): float(v) for k, v in raw.items()}
-        return out
+    async def version(self, arena: str) -> int:
+        raw = await self._redis.hget(self._keys.fence(arena), VERSION_FIELD)
+        return int(raw) if raw is not None else 0
+
+    async def load(self, arena: str, views: Iterable[str]) -> ArenaSnapshot:
+        """Counts and Elo of some views at one consistent version (retries if an apply lands
+        while reading; the rating worker is normally the only writer)."""
+        wanted = sorted(set(views))
+        while True:
+            before = await self.version(arena)
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for view in wanted:
+                    pipe.hgetall(self._keys.counts(arena, view))
+                    pipe.hgetall(self._keys.elo(arena, view))
+                replies = await pipe.execute()
+            if await self.version(arena) != before:
+                continue
+            counts = {
+                view: PairCounts.from_triples(
+                    {parse_count_field(text(k)): int(v) for k, v in replies[2 * i].items()}
+                )
+                for i, view in enumerate(wanted)
+            }
+            elo = {
+                view: {text(k): float(v) for k, v in replies[2 * i + 1].items()}
+                for i, view in enumerate(wanted)
+            }
+            return ArenaSnapshot(before, counts, elo)
 
     async def register_arenas(self, arenas: set[str]) -> None:
         if arenas:
             await self._redis.sadd(self._keys.arenas(), *sorted(arenas))
-
-    async def read_counts(self, arena: str, view: str) -> dict[tuple[str, str, str], int]:
-        raw = await self._redis.hgetall(self._keys.counts(arena, view))
-        return {parse_count_field(text(k)): int(v) for k, v in raw.items()}
 
     async def write_standings(self, arena: str, view: str, document: bytes) -> None:
         await self._redis.set(self._keys.standings(arena, view), document)

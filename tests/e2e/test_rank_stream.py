@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -78,15 +78,18 @@ async def test_reconnect_with_last_event_id_receives_exactly_the_missed_events(
         assert last_id is not None and last_id.startswith("0:")
         last = int(last_id.split(":")[1])
 
-        # while disconnected: two flips on two boards
+        # while disconnected: two flips on two boards, one after the other (sent together,
+        # the worker could count both in one batch, and the ranks would not change at all)
+        def produced_after_last(n: int) -> Callable[[], Awaitable[list[bytes] | None]]:
+            async def probe() -> list[bytes] | None:
+                values = await read_topic(infra.kafka_bootstrap, topic, settle_s=0)
+                return values[last + 1:] if len(values) >= last + 1 + n else None
+            return probe
+
         await battle(ingest, "vega", "ursa", 60)
+        await wait_until(produced_after_last(4), DEADLINE_S, "the first flip")
         await battle(ingest, "ursa", "vega", 200)
-
-        async def produced_after_last() -> list[bytes] | None:
-            values = await read_topic(infra.kafka_bootstrap, topic, settle_s=0)
-            return values[last + 1:] if len(values) >= last + 1 + 8 else None
-
-        missed = await wait_until(produced_after_last, DEADLINE_S, "8 more rank changes")
+        missed = await wait_until(produced_after_last(8), DEADLINE_S, "the second flip")
 
         headers = {"Last-Event-ID": last_id}
         async with api.stream("GET", "/v1/events/rank-changes", headers=headers) as response:

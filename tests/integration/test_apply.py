@@ -13,7 +13,14 @@ from services.demo.arena import SyntheticArena
 from services.rating.batch import RawRecord, decode, fold
 from services.rating.engine import EloState, FitOptions
 from services.rating.processor import RatingProcessor
-from services.rating.store import ALREADY_APPLIED, APPLIED, PARTLY_APPLIED, RatingStore
+from services.rating.store import (
+    ALREADY_APPLIED,
+    APPLIED,
+    PARTLY_APPLIED,
+    STALE,
+    ApplyResult,
+    RatingStore,
+)
 from shared.keys import KeyLayout, count_field
 
 
@@ -43,12 +50,13 @@ async def test_apply_is_exact_and_fenced(redis_client: aioredis.Redis, prefix: s
     recs = records(2000)
     votes, _ = decode(recs)
     [first] = fold(votes[:1500])
-    assert await store.apply(first) == (APPLIED, 1499)
+    assert await store.apply(first, 0) == ApplyResult(APPLIED, 1499, 1)
     assert await stored_counts(redis_client, keys, "overall") == expected_counts(recs[:1500])
 
-    assert await store.apply(first) == (ALREADY_APPLIED, 1499)  # a replay is a no-op
+    assert await store.apply(first, 1) == ApplyResult(ALREADY_APPLIED, 1499, 1)  # a replay
     [overlap] = fold(votes[1000:])
-    assert await store.apply(overlap) == (PARTLY_APPLIED, 1499)  # nothing applied either
+    assert await store.apply(overlap, 1) == ApplyResult(PARTLY_APPLIED, 1499, 1)
+    assert await store.apply(overlap, 0) == ApplyResult(STALE, -1, 1)  # a stale writer
     assert await stored_counts(redis_client, keys, "overall") == expected_counts(recs[:1500])
     for view in ("coding", "lang:en"):
         assert await stored_counts(redis_client, keys, view) == expected_counts(recs[:1500], view)
@@ -98,3 +106,26 @@ async def test_poison_records_are_dead_lettered_and_good_ones_counted(
     assert len(dead) == 10
     assert {orjson.loads(d)["offset"] for d in dead} == set(range(100, 110))
     assert await stored_counts(redis_client, keys, "overall") == expected_counts(good)
+
+
+async def test_two_writers_taking_turns_stay_exact(redis_client: aioredis.Redis, prefix: str
+                                                   ) -> None:
+    """As in a rebalance: two workers apply alternate stretches of one partition. Each must
+    notice the other's applies (version check), reload, and keep counts and Elo exact."""
+    keys = KeyLayout(prefix)
+
+    async def ignore(values: Sequence[bytes]) -> None:
+        return None
+
+    first, second = (RatingProcessor(RatingStore(redis_client, keys), FitOptions(), ignore,
+                                     ignore) for _ in range(2))
+    recs = records(2000, seed=11)
+    for i, start in enumerate(range(0, 2000, 250)):
+        worker = first if i % 2 == 0 else second
+        await worker.process(recs[max(0, start - 50):start + 250])  # with some overlap
+    assert await stored_counts(redis_client, keys, "overall") == expected_counts(recs)
+    doc = orjson.loads(await redis_client.get(keys.standings("text", "overall")))
+    sequential = EloState()
+    for _, v in decode(recs)[0]:
+        sequential.apply(v.model_a, v.model_b, v.winner)
+    assert {r["model"]: r["elo"] for r in doc["rows"]} == pytest.approx(sequential.ratings)

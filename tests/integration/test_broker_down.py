@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from shared.events import Vote
+from shared.events import decode_vote_record
 from tests.support.infra import ROOT, Infra, free_port, kafka_broker, kafka_script, service_env
 from tests.support.kafka import read_topic
 from tests.support.processes import ServiceProcess
@@ -44,5 +44,5 @@ async def test_503_while_broker_is_down_then_retry_is_counted_once(
         finally:
             ingest.stop()
         values = await read_topic(bootstrap, prefix + ".podium.votes")
-    ids = sorted(Vote.model_validate_json(v).vote_id for v in values)
+    ids = sorted(vote.vote_id for v in values for vote in decode_vote_record(v))
     assert ids == ["before", "during"]

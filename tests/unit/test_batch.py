@@ -40,6 +40,19 @@ def test_decode_splits_good_and_dead() -> None:
     assert letter["offset"] == 1 and letter["partition"] == 0 and letter["reason"]
 
 
+def test_batch_records_expand_in_order_and_a_bad_one_is_dead_whole() -> None:
+    batch = orjson.dumps([{"vote_id": f"b{i}", "arena": "text", "model_a": "a", "model_b": "b",
+                           "winner": w} for i, w in enumerate(["model_a", "tie", "model_b"])])
+    bad = batch.replace(b'"tie"', b'"draw"')
+    votes, dead = decode([RawRecord("podium.votes", 0, 7, batch),
+                          RawRecord("podium.votes", 0, 8, bad)])
+    assert [(r.offset, v.vote_id) for r, v in votes] == [(7, "b0"), (7, "b1"), (7, "b2")]
+    assert [d.record.offset for d in dead] == [8] and "1.winner" in dead[0].reason
+    [sl] = fold(votes)
+    assert [b.winner for b in sl.battles] == ["model_a", "tie", "model_b"]
+    assert (sl.first_offset, sl.last_offset) == (7, 7)
+
+
 def test_fold_counts_every_view_and_tracks_offsets() -> None:
     votes, _ = decode([
         record(10, categories=["coding"], language="en"),
@@ -70,10 +83,10 @@ def test_fold_after_drops_what_was_applied() -> None:
 def test_lua_args_align_views_and_triples() -> None:
     votes, _ = decode([record(1, categories=["math"]), record(2, winner="tie")])
     [sl] = fold(votes)
-    views, argv = lua_args(sl, {"overall": {"a": 1002.5, "b": 997.5}})
+    views, argv = lua_args(sl, 7, {"overall": {"a": 1002.5, "b": 997.5}})
     assert views == ["math", "overall"]
-    assert argv[:7] == ["podium.votes/0", 1, 2, 2, "math", "overall", 3]
-    triples = [tuple(argv[i:i + 3]) for i in range(7, len(argv), 3)]
+    assert argv[:8] == [7, "podium.votes/0", 1, 2, 2, "math", "overall", 3]
+    triples = [tuple(argv[i:i + 3]) for i in range(8, len(argv), 3)]
     assert triples == [(1, "a|b|model_a", 1), (2, "a|b|model_a", 1), (2, "a|b|tie", 1),
                        (2, "a", "1002.5"), (2, "b", "997.5")]
 

@@ -5,7 +5,15 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from shared.events import RankChange, ScoreEvent, SourcePosition, Vote, utc_now
+from shared.events import (
+    RankChange,
+    ScoreEvent,
+    SourcePosition,
+    Vote,
+    decode_vote_record,
+    encode_vote_record,
+    utc_now,
+)
 
 GOOD: dict[str, Any] = {
     "vote_id": "v-1",
@@ -87,3 +95,11 @@ def test_rank_change_round_trip() -> None:
         position=SourcePosition(topic="podium.votes", partition=0, offset=42),
     )
     assert RankChange.model_validate_json(change.model_dump_json()) == change
+
+
+def test_vote_records_hold_one_vote_or_a_batch_in_order() -> None:
+    votes = [Vote.model_validate({**GOOD, "vote_id": f"v{i}"}) for i in range(3)]
+    assert decode_vote_record(encode_vote_record(votes)) == votes
+    assert decode_vote_record(votes[0].model_dump_json().encode()) == votes[:1]
+    with pytest.raises(ValidationError):
+        decode_vote_record(b'[{"vote_id": "x"}]')
