@@ -35,8 +35,10 @@ def _columns(request: dict[str, Any]) -> dict[str, Any]:
     if "npz" in request:
         with np.load(request["npz"], allow_pickle=False) as data:
             return {key: data[key] for key in data.files}
-    return {key: np.asarray(request[key]) for key in ("model_a", "model_b", "outcome", "style_a",
-                                                       "style_b", "models", "features")}
+    return {
+        key: np.asarray(request[key])
+        for key in ("model_a", "model_b", "outcome", "style_a", "style_b", "models", "features")
+    }
 
 
 def _frame(columns: dict[str, Any]) -> tuple[pd.DataFrame, list[str]]:

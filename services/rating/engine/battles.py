@@ -244,13 +244,15 @@ class BattleColumns:
         n_columns = 3 + 2 * k
         sizes = data[offset : offset + n_columns]
         offset += n_columns
+        if any(size not in (1, 2, 4) for size in sizes):
+            raise ValueError("corrupt battle block: column width")
+        if len(sizes) != n_columns or offset + sum(sizes) * n != len(data):
+            raise ValueError("corrupt battle block: length")
         columns: list[NDArray[np.integer]] = []
         for size in sizes:
             dtype = np.dtype(f"<u{size}")
             columns.append(np.frombuffer(data, dtype=dtype, count=n, offset=offset))
             offset += size * n
-        if offset != len(data):
-            raise ValueError("corrupt battle block: length")
         block = cls(names[:k], capacity=n)
         block._models = names[k:]
         block._index = {name: i for i, name in enumerate(block._models)}
