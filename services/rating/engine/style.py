@@ -67,24 +67,30 @@ def style_features_from_text(answer: str) -> dict[str, int]:
 
 def relative_difference(side_a: NDArray[np.int32], side_b: NDArray[np.int32]) -> FloatMatrix:
     """``(a - b) / (a + b)`` per battle and feature, with a zero total counted as 1."""
-    a = side_a.astype(np.float64)
-    b = side_b.astype(np.float64)
-    total = a + b
+    diff: FloatMatrix = side_a.astype(np.float64)
+    total = side_b.astype(np.float64)
+    total += diff
+    diff -= side_b
     total[total == 0.0] = 1.0
-    diff: FloatMatrix = (a - b) / total
+    diff /= total
     return diff
 
 
 def standardise(raw: FloatMatrix) -> tuple[FloatMatrix, FloatMatrix, FloatMatrix]:
-    """Columns to mean 0, population std 1 (std 0 -> 1). Returns (features, mean, std)."""
-    if raw.shape[0] == 0:
+    """Columns to mean 0, population std 1 (std 0 -> 1), in place.
+
+    Returns (features, mean, std); ``features`` is ``raw``.
+    """
+    n = raw.shape[0]
+    if n == 0:
         zeros = np.zeros(raw.shape[1], dtype=np.float64)
-        return raw.copy(), zeros, np.ones_like(zeros)
-    mean = raw.mean(axis=0)
-    std = raw.std(axis=0)
+        return raw, zeros, np.ones_like(zeros)
+    mean: FloatMatrix = raw.sum(axis=0) / n
+    raw -= mean
+    std: FloatMatrix = np.sqrt(np.einsum("ij,ij->j", raw, raw) / n)
     std[std == 0.0] = 1.0
-    features: FloatMatrix = (raw - mean) / std
-    return features, mean, std
+    raw /= std
+    return raw, mean, std
 
 
 def normalised_style(
