@@ -113,8 +113,9 @@ def fold(
             continue
         sl = slices.get(key)
         if sl is None:
-            sl = slices[key] = ArenaSlice(vote.arena, rec.topic, rec.partition, rec.offset,
-                                          rec.offset)
+            sl = slices[key] = ArenaSlice(
+                vote.arena, rec.topic, rec.partition, rec.offset, rec.offset
+            )
         sl.first_offset = min(sl.first_offset, rec.offset)
         sl.last_offset = max(sl.last_offset, rec.offset)
         if not vote.anonymous:
@@ -138,8 +139,15 @@ def lua_args(
     for index, view in enumerate(views, start=1):
         for fld, n in sorted(sl.increments[view].items()):
             triples.extend((index, fld, n))
-    argv: list[str | int] = [sl.fence_field, sl.first_offset, sl.last_offset, len(views), *views,
-                             len(triples) // 3, *triples]
+    argv: list[str | int] = [
+        sl.fence_field,
+        sl.first_offset,
+        sl.last_offset,
+        len(views),
+        *views,
+        len(triples) // 3,
+        *triples,
+    ]
     for index, view in enumerate(views, start=1):
         for model, rating in sorted((elo or {}).get(view, {}).items()):
             argv.extend((index, model, repr(rating)))
@@ -150,8 +158,9 @@ def online_elo(
     sl: ArenaSlice, current: Mapping[str, Mapping[str, float]], options: EloOptions
 ) -> dict[str, dict[str, float]]:
     """Each view's online-Elo ratings after the slice's battles (only models that moved)."""
-    states = {view: EloState(k=options.k, ratings=dict(current.get(view, {})))
-              for view in sl.increments}
+    states = {
+        view: EloState(k=options.k, ratings=dict(current.get(view, {}))) for view in sl.increments
+    }
     moved: dict[str, set[str]] = {view: set() for view in sl.increments}
     for b in sl.battles:
         for view in b.views:

@@ -220,9 +220,10 @@ def sandwich_variance(
     if n == 0:
         return np.zeros(design.m + design.k, dtype=np.float64)
     p = design.probabilities(params)
-    hess = design.gram(design.w * p * (1.0 - p) / n)
+    hess, grad_cov = design.grams(
+        design.w * p * (1.0 - p) / n, (design.w * (design.y - p)) ** 2 / n
+    )
     hess[np.diag_indices_from(hess)] += options.board.hessian_reg
-    grad_cov = design.gram((design.w * (design.y - p)) ** 2 / n)
     beta = params[design.m :]
     grad_cov[design.m :, design.m :] -= (options.reg**2 / n) * np.outer(beta, beta)
     hess_inv = _inverse(hess)

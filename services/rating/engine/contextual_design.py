@@ -122,17 +122,27 @@ class ContextualDesign:
 
     def gram(self, values: FloatVector) -> FloatMatrix:
         """``D^T diag(values) D``: the (M+K) x (M+K) matrix ``sum_k values_k d_k d_k^T``."""
+        return self.grams(values)[0]
+
+    def grams(self, *values: FloatVector) -> list[FloatMatrix]:
+        """:meth:`gram` of several value vectors, sharing one pass of the sparse scatter."""
         m, k = self.m, self.k
-        out = np.zeros((m + k, m + k), dtype=np.float64)
-        per_pair = np.bincount(self.pair, weights=values, minlength=m * m).reshape(m, m)
-        per_pair += per_pair.T
-        block = out[:m, :m]
-        block -= per_pair
-        block[np.diag_indices(m)] = per_pair.sum(axis=1) - np.diag(per_pair)
-        weighted = self.x * values[:, None]
-        out[:m, m:] = self.incidence_t @ weighted
-        out[m:, :m] = out[:m, m:].T
-        out[m:, m:] = weighted.T @ self.x
+        weighted = np.empty((self.n, k * len(values)), dtype=np.float64)
+        for r, v in enumerate(values):
+            np.multiply(self.x, v[:, None], out=weighted[:, r * k : (r + 1) * k])
+        cross = self.incidence_t @ weighted
+        out = []
+        for r, v in enumerate(values):
+            gram = np.zeros((m + k, m + k), dtype=np.float64)
+            per_pair = np.bincount(self.pair, weights=v, minlength=m * m).reshape(m, m)
+            per_pair += per_pair.T
+            block = gram[:m, :m]
+            block -= per_pair
+            block[np.diag_indices(m)] = per_pair.sum(axis=1) - np.diag(per_pair)
+            gram[:m, m:] = cross[:, r * k : (r + 1) * k]
+            gram[m:, :m] = gram[:m, m:].T
+            gram[m:, m:] = weighted[:, r * k : (r + 1) * k].T @ self.x
+            out.append(gram)
         return out
 
     # -- tallies ----------------------------------------------------------------------------
