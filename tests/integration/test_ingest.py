@@ -15,14 +15,21 @@ from tests.support.processes import ServiceProcess
 
 
 def vote(i: int, **extra: object) -> dict[str, object]:
-    return {"vote_id": f"v{i}", "arena": "text", "model_a": "a", "model_b": "b",
-            "winner": "model_a", **extra}
+    return {
+        "vote_id": f"v{i}",
+        "arena": "text",
+        "model_a": "a",
+        "model_b": "b",
+        "winner": "model_a",
+        **extra,
+    }
 
 
 @pytest.fixture
 async def ingest(infra: Infra, prefix: str) -> AsyncIterator[ServiceProcess]:
-    env = service_env(infra, prefix, PODIUM_INGEST_MAX_BODY_BYTES="65536",
-                      PODIUM_INGEST_MAX_BATCH="100")
+    env = service_env(
+        infra, prefix, PODIUM_INGEST_MAX_BODY_BYTES="65536", PODIUM_INGEST_MAX_BATCH="100"
+    )
     service = await ServiceProcess("ingest", env, log_name=f"ingest-{prefix}").start()
     try:
         yield service
@@ -53,20 +60,27 @@ async def test_accepted_votes_are_in_kafka_once_and_invalid_ones_are_not(
         r = await client.post("/v1/votes/batch", json=[vote(10), vote(11, winner="?")])
         assert r.status_code == 422 and r.json()["detail"][0]["loc"][:2] == ["body", 1]
         lines = b"\n".join(orjson.dumps(vote(i, winner="tie")) for i in range(20, 30))
-        r = await client.post("/v1/votes/batch", content=lines,
-                              headers={"content-type": "application/x-ndjson"})
+        r = await client.post(
+            "/v1/votes/batch", content=lines, headers={"content-type": "application/x-ndjson"}
+        )
         assert r.status_code == 202 and len(r.json()["accepted"]) == 10
         r = await client.post("/v1/votes/batch", json=[vote(i) for i in range(200, 301)])
         assert r.status_code == 422 and "limit is 100" in r.text
-        r = await client.post("/v1/votes/batch", content=b"[" + b" " * 70_000 + b"]",
-                              headers={"content-type": "application/json"})
+        r = await client.post(
+            "/v1/votes/batch",
+            content=b"[" + b" " * 70_000 + b"]",
+            headers={"content-type": "application/json"},
+        )
         assert r.status_code == 413 and "limit" in r.text
-        r = await client.post("/v1/votes", content=b"{oops", headers={"content-type":
-                                                                       "application/json"})
+        r = await client.post(
+            "/v1/votes", content=b"{oops", headers={"content-type": "application/json"}
+        )
         assert r.status_code == 422
 
-    produced = [Vote.model_validate_json(v) for v in
-                await read_topic(infra.kafka_bootstrap, prefix + ".podium.votes")]
+    produced = [
+        Vote.model_validate_json(v)
+        for v in await read_topic(infra.kafka_bootstrap, prefix + ".podium.votes")
+    ]
     assert sorted(v.vote_id for v in produced) == sorted(["v1", *(f"v{i}" for i in range(20, 30))])
     assert all(v.received_at is not None for v in produced)
 

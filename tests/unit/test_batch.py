@@ -19,8 +19,14 @@ from shared.events import utc_now
 
 
 def record(offset: int, partition: int = 0, **vote: object) -> RawRecord:
-    body = {"vote_id": f"v{offset}", "arena": "text", "model_a": "a", "model_b": "b",
-            "winner": "model_a", **vote}
+    body = {
+        "vote_id": f"v{offset}",
+        "arena": "text",
+        "model_a": "a",
+        "model_b": "b",
+        "winner": "model_a",
+        **vote,
+    }
     return RawRecord("podium.votes", partition, offset, orjson.dumps(body))
 
 
@@ -41,13 +47,15 @@ def test_decode_splits_good_and_dead() -> None:
 
 
 def test_fold_counts_every_view_and_tracks_offsets() -> None:
-    votes, _ = decode([
-        record(10, categories=["coding"], language="en"),
-        record(11, model_a="b", model_b="a", winner="model_b"),  # same outcome, other order
-        record(12, winner="tie", language="en"),
-        record(13, winner="model_b", anonymous=False),  # advances the range, counts nothing
-        record(5, partition=1, arena="vision"),
-    ])
+    votes, _ = decode(
+        [
+            record(10, categories=["coding"], language="en"),
+            record(11, model_a="b", model_b="a", winner="model_b"),  # same outcome, other order
+            record(12, winner="tie", language="en"),
+            record(13, winner="model_b", anonymous=False),  # advances the range, counts nothing
+            record(5, partition=1, arena="vision"),
+        ]
+    )
     slices = {(s.arena, s.partition): s for s in fold(votes)}
     text = slices[("text", 0)]
     assert (text.first_offset, text.last_offset) == (10, 13)
@@ -56,7 +64,9 @@ def test_fold_counts_every_view_and_tracks_offsets() -> None:
     assert text.increments["lang:en"] == Counter({"a|b|model_a": 1, "a|b|tie": 1})
     assert slices[("vision", 1)].fence_field == "podium.votes/1"
     assert touched_views(slices.values()) == {
-        "text": {"overall", "coding", "lang:en"}, "vision": {"overall"}}
+        "text": {"overall", "coding", "lang:en"},
+        "vision": {"overall"},
+    }
 
 
 def test_fold_after_drops_what_was_applied() -> None:
@@ -73,9 +83,14 @@ def test_lua_args_align_views_and_triples() -> None:
     views, argv = lua_args(sl, {"overall": {"a": 1002.5, "b": 997.5}})
     assert views == ["math", "overall"]
     assert argv[:7] == ["podium.votes/0", 1, 2, 2, "math", "overall", 3]
-    triples = [tuple(argv[i:i + 3]) for i in range(7, len(argv), 3)]
-    assert triples == [(1, "a|b|model_a", 1), (2, "a|b|model_a", 1), (2, "a|b|tie", 1),
-                       (2, "a", "1002.5"), (2, "b", "997.5")]
+    triples = [tuple(argv[i : i + 3]) for i in range(7, len(argv), 3)]
+    assert triples == [
+        (1, "a|b|model_a", 1),
+        (2, "a|b|model_a", 1),
+        (2, "a|b|tie", 1),
+        (2, "a", "1002.5"),
+        (2, "b", "997.5"),
+    ]
 
 
 def test_online_elo_follows_offset_order_per_view() -> None:

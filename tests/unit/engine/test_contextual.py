@@ -175,3 +175,23 @@ def test_any_board_gives_finite_standings(rows: list[tuple[int, int, int, list[i
     for values in (fit.board.scores, fit.board.ci_low, fit.board.ci_high, fit.beta):
         assert np.all(np.isfinite(values))
     assert np.all(fit.board.ci_low <= fit.board.ci_high)
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(0, 2**32 - 1))
+def test_battle_order_never_changes_the_fit(seed: int) -> None:
+    block = synthetic_style_battles(n_models=6, n_battles=600, seed=8)
+    order = np.random.default_rng(seed).permutation(len(block))
+    shuffled = BattleColumns(block.features)
+    shuffled.extend_indexed(
+        block.model_a[order],
+        block.model_b[order],
+        block.outcome[order],
+        block.style_a[order],
+        block.style_b[order],
+        block.models,
+    )
+    fit, again = fit_contextual(block), fit_contextual(shuffled)
+    np.testing.assert_allclose(again.board.scores, fit.board.scores, atol=1e-6)
+    np.testing.assert_allclose(again.board.ci_low, fit.board.ci_low, atol=1e-6)
+    np.testing.assert_allclose(again.beta, fit.beta, atol=1e-9)
