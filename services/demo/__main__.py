@@ -53,7 +53,8 @@ async def stream_votes(ingest: str, rate: float, batch: int, total: int | None, 
             body = b"\n".join(orjson.dumps(v) for v in arena.votes(n))
             try:
                 r = await client.post(
-                    "/v1/votes/batch", content=body,
+                    "/v1/votes/batch",
+                    content=body,
                     headers={"content-type": "application/x-ndjson"},
                 )
             except httpx.HTTPError as exc:

@@ -38,8 +38,9 @@ def build_worker(settings: RatingSettings) -> faust.App:
         value_serializer="raw",
     )
     topics = settings.topics
-    votes = app.topic(topics.votes, key_type=bytes, value_type=bytes,
-                      partitions=settings.votes_partitions)
+    votes = app.topic(
+        topics.votes, key_type=bytes, value_type=bytes, partitions=settings.votes_partitions
+    )
     dead_letters = app.topic(topics.votes_dlq, key_type=bytes, value_type=bytes, partitions=1)
     rank_changes = app.topic(topics.rank_changes, key_type=bytes, value_type=bytes, partitions=1)
     scores = app.topic(topics.scores, key_type=bytes, value_type=bytes, partitions=1)

@@ -16,8 +16,14 @@ from tests.support.infra import Infra, service_env
 from tests.support.processes import ServiceProcess
 from tests.support.wait import wait_until
 
-TRUE_STRENGTHS = {"atlas-7b": 1000, "boreal-13b": 1080, "cirrus-34b": 1160,
-                  "dynamo-70b": 1240, "ember-405b": 1320, "fjord-max": 1400}
+TRUE_STRENGTHS = {
+    "atlas-7b": 1000,
+    "boreal-13b": 1080,
+    "cirrus-34b": 1160,
+    "dynamo-70b": 1240,
+    "ember-405b": 1320,
+    "fjord-max": 1400,
+}
 
 
 @pytest.fixture
@@ -44,7 +50,7 @@ def expected_votes(votes: list[dict[str, Any]], view: str) -> Counter[str]:
 
 
 async def test_ten_thousand_votes_flow_into_exact_live_standings(
-    stack: dict[str, ServiceProcess]
+    stack: dict[str, ServiceProcess],
 ) -> None:
     arena = SyntheticArena(strengths=dict(TRUE_STRENGTHS), seed=42, tie_rate=0.1)
     votes = list(arena.votes(10_000))
@@ -53,19 +59,23 @@ async def test_ten_thousand_votes_flow_into_exact_live_standings(
         for v in votes[:200]:  # single votes
             assert (await ingest.post("/v1/votes", json=v)).status_code == 202
         for start in range(200, len(votes), 700):  # JSON-array and NDJSON batches
-            chunk = votes[start:start + 700]
+            chunk = votes[start : start + 700]
             if rng.random() < 0.5:
                 r = await ingest.post("/v1/votes/batch", json=chunk)
             else:
                 body = b"\n".join(orjson.dumps(v) for v in chunk)
-                r = await ingest.post("/v1/votes/batch", content=body,
-                                      headers={"content-type": "application/x-ndjson"})
+                r = await ingest.post(
+                    "/v1/votes/batch",
+                    content=body,
+                    headers={"content-type": "application/x-ndjson"},
+                )
             assert r.status_code == 202, r.text
             assert len(r.json()["accepted"]) == len(chunk)
         r = await ingest.post("/v1/votes", json={**votes[0], "vote_id": "bad", "winner": "x"})
         assert r.status_code == 422
 
     async with httpx.AsyncClient(base_url=stack["api"].url, timeout=10) as api:
+
         async def board_with_all_votes() -> dict[str, Any] | None:
             r = await api.get("/v1/leaderboards/text/overall")
             doc: dict[str, Any] = r.json()
@@ -74,8 +84,9 @@ async def test_ten_thousand_votes_flow_into_exact_live_standings(
         overall = await wait_until(board_with_all_votes, 90, "all 10,000 votes in standings")
         rows = overall["rows"]
         assert {r["model"]: r["votes"] for r in rows} == expected_votes(votes, "overall")
-        assert [r["model"] for r in rows] == sorted(TRUE_STRENGTHS, key=lambda m:
-                                                    -TRUE_STRENGTHS[m])
+        assert [r["model"] for r in rows] == sorted(
+            TRUE_STRENGTHS, key=lambda m: -TRUE_STRENGTHS[m]
+        )
         assert [r["rank"] for r in rows] == list(range(1, len(rows) + 1))
         assert all(r["ci_low"] < r["score"] < r["ci_high"] for r in rows)
 

@@ -22,11 +22,13 @@ async def test_503_while_broker_is_down_then_retry_is_counted_once(
     run_dir = ROOT / ".run" / f"test-broker-{prefix}"
     with kafka_broker(run_dir, port, free_port()) as broker_env:
         bootstrap = f"127.0.0.1:{port}"
-        env = service_env(infra, prefix, PODIUM_KAFKA_BOOTSTRAP=bootstrap,
-                          PODIUM_INGEST_KAFKA_ACK_TIMEOUT_S="2")
+        env = service_env(
+            infra, prefix, PODIUM_KAFKA_BOOTSTRAP=bootstrap, PODIUM_INGEST_KAFKA_ACK_TIMEOUT_S="2"
+        )
         ingest = await ServiceProcess("ingest", env, log_name=f"ingest-{prefix}").start()
         try:
             async with httpx.AsyncClient(base_url=ingest.url, timeout=30) as client:
+
                 async def posted(vote_id: str) -> httpx.Response | None:
                     r = await client.post("/v1/votes", json=vote(vote_id))
                     return r if r.status_code == 202 else None

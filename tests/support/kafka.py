@@ -21,12 +21,14 @@ async def partitions_of(bootstrap: str, topic: str) -> list[int]:
         await admin.close()
 
 
-async def read_topic(bootstrap: str, topic: str, settle_s: float = 1.0, timeout: float = 30
-                     ) -> list[bytes]:
+async def read_topic(
+    bootstrap: str, topic: str, settle_s: float = 1.0, timeout: float = 30
+) -> list[bytes]:
     """Every record value of ``topic``, read until the end offsets as of ``settle_s`` from now."""
     await asyncio.sleep(settle_s)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
     await consumer.start()
     try:
         deadline = time.monotonic() + timeout

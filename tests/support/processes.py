@@ -35,7 +35,10 @@ class ServiceProcess:
         with self.log_path.open("ab") as log:  # the child keeps its own descriptor
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", f"services.{self.name}"],
-                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         if self.port is not None:
             async with httpx.AsyncClient(base_url=self.url, timeout=2) as client:

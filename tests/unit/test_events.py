@@ -46,8 +46,9 @@ def test_minimal_vote_gets_defaults() -> None:
         ({"style": {"model_a": {"tokens": -1}, "model_b": {"tokens": 3}}}, "style"),
     ],
 )
-def test_invalid_votes_are_rejected_with_the_field(change: dict[str, Any], field: str | None
-                                                   ) -> None:
+def test_invalid_votes_are_rejected_with_the_field(
+    change: dict[str, Any], field: str | None
+) -> None:
     with pytest.raises(ValidationError) as info:
         Vote.model_validate({**GOOD, **change})
     if field is not None:
@@ -77,8 +78,13 @@ def test_views_of_a_vote(categories: list[str], language: str | None, views: lis
 
 def test_vote_round_trips_through_json() -> None:
     vote = Vote.model_validate(
-        {**GOOD, "categories": ["coding"], "language": "en", "received_at": utc_now(),
-         "style": {"model_a": {"tokens": 120, "bold": 2}, "model_b": {"tokens": 80}}}
+        {
+            **GOOD,
+            "categories": ["coding"],
+            "language": "en",
+            "received_at": utc_now(),
+            "style": {"model_a": {"tokens": 120, "bold": 2}, "model_b": {"tokens": 80}},
+        }
     )
     assert Vote.model_validate_json(vote.model_dump_json()) == vote
 
@@ -90,8 +96,15 @@ def test_score_event_rejects_nan() -> None:
 
 def test_rank_change_round_trip() -> None:
     change = RankChange(
-        board="text/overall", model="m", old_rank=3, new_rank=1, old_score=1450.0,
-        new_score=1464.0, rank_ub=1, votes=1000, timestamp=utc_now(),
+        board="text/overall",
+        model="m",
+        old_rank=3,
+        new_rank=1,
+        old_score=1450.0,
+        new_score=1464.0,
+        rank_ub=1,
+        votes=1000,
+        timestamp=utc_now(),
         position=SourcePosition(topic="podium.votes", partition=0, offset=42),
     )
     assert RankChange.model_validate_json(change.model_dump_json()) == change

@@ -7,8 +7,14 @@ from services.ingest.app import NDJSON, InvalidBody, parse_batch
 
 
 def vote(i: int, **extra: object) -> dict[str, object]:
-    return {"vote_id": f"v{i}", "arena": "text", "model_a": "a", "model_b": "b",
-            "winner": "tie", **extra}
+    return {
+        "vote_id": f"v{i}",
+        "arena": "text",
+        "model_a": "a",
+        "model_b": "b",
+        "winner": "tie",
+        **extra,
+    }
 
 
 def test_json_array_and_ndjson_parse_the_same() -> None:

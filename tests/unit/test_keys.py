@@ -27,8 +27,12 @@ def test_parse_rejects_unknown_outcome() -> None:
 
 def test_keys_of_one_arena_share_a_hash_tag() -> None:
     keys = KeyLayout("podium")
-    arena_keys = [keys.counts("text", "overall"), keys.fence("text"), keys.views("text"),
-                  keys.standings("text", "lang:zh")]
+    arena_keys = [
+        keys.counts("text", "overall"),
+        keys.fence("text"),
+        keys.views("text"),
+        keys.standings("text", "lang:zh"),
+    ]
     assert all(k.startswith("podium:{text}:") for k in arena_keys)
     assert len(set(arena_keys)) == len(arena_keys)
 

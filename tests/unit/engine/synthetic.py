@@ -7,7 +7,8 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from services.rating.engine import OUTCOMES, PairCounts
+from services.rating.engine import OUTCOMES, BattleColumns, PairCounts
+from services.rating.engine.style import normalised_style
 
 Battle = tuple[str, str, str]
 
@@ -85,3 +86,53 @@ def synthetic_counts(
         share = probs[k, a, b] / np.maximum(probs[k:, a, b].sum(axis=0), 1e-300)
         cells[k, a, b] = rng.binomial(rest, np.clip(share, 0.0, 1.0))
     return PairCounts(model_names(n_models), cells)
+
+
+TRUE_STYLE_BETA = (0.35, 0.08, 0.12, 0.10)  # tokens, headers, lists, bold (logit per std)
+
+
+def synthetic_style_battles(
+    n_models: int = 20,
+    n_battles: int = 20_000,
+    seed: int = 0,
+    beta: Sequence[float] = TRUE_STYLE_BETA,
+    tie_rate: float = 0.15,
+    skew: float = 0.5,
+    strength: Sequence[float] | None = None,
+    verbosity: Sequence[float] | None = None,
+) -> BattleColumns:
+    """Battles whose outcome follows contextual Bradley-Terry with LMArena's style features.
+
+    Each model has a strength (normal, sd 0.6 unless given), a verbosity (log-scale shift of
+    its answer length, normal sd 0.4 unless given) and its own markdown habits (Poisson rates
+    of headers, list items, bold spans). The outcome logit is ``strength_a - strength_b +
+    beta . x`` where x are the normalised style features of the battle (arena-rank's
+    normalisation, so ``beta`` is what a fit should recover).
+    """
+    rng = np.random.default_rng(seed)
+    s = rng.normal(0.0, 0.6, n_models) if strength is None else np.asarray(strength, float)
+    v = rng.normal(0.0, 0.4, n_models) if verbosity is None else np.asarray(verbosity, float)
+    rates = np.exp(rng.normal(np.log([2.0, 5.0, 3.0]), 0.7, (n_models, 3)))
+    popularity = np.exp(skew * rng.normal(size=n_models))
+    popularity /= popularity.sum()
+    a = rng.choice(n_models, n_battles, p=popularity)
+    b = rng.choice(n_models, n_battles, p=popularity)
+    while (same := a == b).any():
+        b[same] = rng.choice(n_models, int(same.sum()), p=popularity)
+
+    def side(m: np.ndarray) -> np.ndarray:
+        tokens = np.rint(np.exp(6.0 + v[m] + 0.5 * rng.normal(size=m.size)))
+        # markdown scales with length: a longer answer has more room for structure
+        scale = np.exp(v[m])[:, None]
+        marks = rng.poisson(rates[m] * scale)
+        return np.column_stack([tokens, marks]).astype(np.int32)
+
+    style_a, style_b = side(a), side(b)
+    x, _, _ = normalised_style(style_a, style_b)
+    p_a = 1.0 / (1.0 + np.exp(-(s[a] - s[b] + x @ np.asarray(beta, float))))
+    outcome = np.where(rng.random(n_battles) < p_a, 0, 1)
+    tie = rng.random(n_battles) < tie_rate
+    outcome = np.where(tie, np.where(rng.random(n_battles) < 0.3, 3, 2), outcome)
+    block = BattleColumns(capacity=n_battles)
+    block.extend_indexed(a, b, outcome, style_a, style_b, model_names(n_models))
+    return block
