@@ -6,6 +6,8 @@ object to the service's wiring function; tests build their own.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -28,6 +30,10 @@ class PodiumSettings(BaseSettings):
         default=4, ge=1, le=1024, description="Partitions of the votes topic (arenas spread)."
     )
     log_level: str = Field(default="INFO", description="Python log level.")
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="Log lines for people (text) or one JSON object a line "
+        "(json), with the request id, vote id or batch when set."
+    )
 
     @property
     def topics(self) -> Topics:
@@ -85,6 +91,13 @@ class RatingSettings(PodiumSettings):
     rating_history_max_points: int = Field(
         default=5000, ge=1, description="Most history points kept per model and board."
     )
+    rating_metrics_host: str = Field(
+        default="127.0.0.1", description="Address of the worker's /healthz, /readyz, /metrics."
+    )
+    rating_metrics_port: int = Field(
+        default=8002, ge=0, le=65535,
+        description="Port of the worker's /healthz, /readyz, /metrics (0 = no HTTP endpoint).",
+    )
 
 
 class ApiSettings(PodiumSettings):
@@ -97,4 +110,16 @@ class ApiSettings(PodiumSettings):
     )
     api_stream_max_clients: int = Field(
         default=500, ge=1, description="Most concurrent rank-change streams (503 above)."
+    )
+
+
+class ClientSettings(BaseSettings):
+    """Where the ``podium`` CLI (and ``shared.client``) finds the services (env ``PODIUM_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="PODIUM_", extra="ignore")
+
+    ingest_url: str = Field(default="http://127.0.0.1:8001", description="Base URL of ingest.")
+    api_url: str = Field(default="http://127.0.0.1:8000", description="Base URL of the api.")
+    ingest_admin_token: SecretStr | None = Field(
+        default=None, description="Admin bearer token sent by `podium models add`."
     )

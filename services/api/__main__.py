@@ -9,7 +9,7 @@ from shared.settings import ApiSettings
 
 def main() -> None:
     settings = ApiSettings()
-    configure_logging(settings.log_level, "api")
+    configure_logging(settings.log_level, "api", settings.log_format)
     serve(create_app(settings), settings.api_host, settings.api_port, settings.log_level)
 
 

@@ -16,12 +16,16 @@ from fastapi.responses import HTMLResponse, Response
 from services.api import leaderboards, models, streams
 from services.api.rank_feed import RankChangeFeed
 from services.api.standings import StandingsReader
+from services.common.health import KafkaProbe, redis_ready
 from services.common.http import OrjsonResponse, install_error_handlers
+from services.common.metrics import ApiMetrics, RequestContextMiddleware, metrics_response
 from services.common.registry import ModelRegistry
 from shared.settings import ApiSettings
 
 
 def create_app(settings: ApiSettings, redis_client: aioredis.Redis | None = None) -> FastAPI:
+    metrics = ApiMetrics()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         client = redis_client or aioredis.Redis.from_url(settings.redis_url)
@@ -31,9 +35,12 @@ def create_app(settings: ApiSettings, redis_client: aioredis.Redis | None = None
         app.state.registry = ModelRegistry(client, settings.keys)
         app.state.feed = RankChangeFeed(settings.kafka_bootstrap, settings.topics.rank_changes)
         app.state.stream_slots = streams.StreamSlots(settings.api_stream_max_clients)
+        metrics.stream_clients.set_function(lambda: app.state.stream_slots.open)
+        app.state.kafka_probe = KafkaProbe(settings.kafka_bootstrap)
         try:
             yield
         finally:
+            await app.state.kafka_probe.close()
             if redis_client is None:
                 await client.aclose()
 
@@ -47,6 +54,8 @@ def create_app(settings: ApiSettings, redis_client: aioredis.Redis | None = None
         default_response_class=OrjsonResponse,
     )
     install_error_handlers(app)
+    app.state.metrics = metrics
+    app.add_middleware(RequestContextMiddleware, metrics=metrics)
     app.include_router(leaderboards.router)
     app.include_router(models.router)
     app.include_router(streams.router)
@@ -55,13 +64,16 @@ def create_app(settings: ApiSettings, redis_client: aioredis.Redis | None = None
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", summary="Readiness: Redis reachable", tags=["ops"])
+    @app.get("/readyz", summary="Readiness: Redis and Kafka reachable", tags=["ops"])
     async def readyz(request: Request) -> Response:
-        try:
-            await request.app.state.redis.ping()
-        except (aioredis.ConnectionError, aioredis.TimeoutError, OSError):
-            return OrjsonResponse({"redis": False}, status_code=503)
-        return OrjsonResponse({"redis": True})
+        redis = await redis_ready(request.app.state.redis)
+        kafka = await request.app.state.kafka_probe.reachable()
+        return OrjsonResponse({"redis": redis, "kafka": kafka},
+                              status_code=200 if redis and kafka else 503)
+
+    @app.get("/metrics", summary="Prometheus metrics", tags=["ops"], include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        return metrics_response(metrics.registry)
 
     page = files("services.api").joinpath("static/index.html").read_text()
 

@@ -5,18 +5,63 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+from datetime import UTC, datetime
+from typing import Any
 
+import orjson
 import uvicorn
 from fastapi import FastAPI
 
+from services.common.logcontext import current_context
 
-def configure_logging(level: str, service: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        stream=sys.stderr,
-        format=f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s",
-        force=True,
-    )
+# Attributes every LogRecord has; anything else on a record came from ``extra=`` and is logged.
+_STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, service, logger, message, the request/vote/batch
+    context that is set, fields passed with ``extra=``, and the exception when there is one."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "service": self.service,
+            "logger": record.name,
+            "message": record.getMessage(),
+            **current_context(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry, default=str).decode()
+
+
+class TextFormatter(logging.Formatter):
+    """The human format, with the request/vote/batch context appended when set."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__(f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        context = current_context()
+        if context:
+            line += " [" + " ".join(f"{k}={v}" for k, v in context.items()) + "]"
+        return line
+
+
+def configure_logging(level: str, service: str, log_format: str = "text") -> None:
+    """Root logging to stderr: ``text`` for people, ``json`` (one object a line) for collectors."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter(service) if log_format == "json" else TextFormatter(service))
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
 
 
 def serve(app: FastAPI, host: str, port: int, log_level: str) -> None:
@@ -30,6 +75,7 @@ def serve(app: FastAPI, host: str, port: int, log_level: str) -> None:
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=10,
+        log_config=None,  # keep the root handler (and its format) configure_logging set up
     )
     # uvicorn drains, then re-raises the signal it caught to the handler found before it ran:
     # make that one a clean exit, so a graceful stop exits 0 rather than "killed by SIGTERM".

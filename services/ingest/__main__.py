@@ -9,7 +9,7 @@ from shared.settings import IngestSettings
 
 def main() -> None:
     settings = IngestSettings()
-    configure_logging(settings.log_level, "ingest")
+    configure_logging(settings.log_level, "ingest", settings.log_format)
     serve(create_app(settings), settings.ingest_host, settings.ingest_port, settings.log_level)
 
 

@@ -9,17 +9,21 @@ from typing import Annotated, Any
 
 import orjson
 import redis.asyncio as aioredis
-from fastapi import Body, FastAPI, Request, status
+from fastapi import Body, FastAPI, Request, Response, status
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
+from services.common.health import redis_ready
 from services.common.http import (
     BodyLimitMiddleware,
     OrjsonResponse,
     error_items,
     install_error_handlers,
 )
+from services.common.logcontext import bind_votes
+from services.common.metrics import IngestMetrics, RequestContextMiddleware, metrics_response
 from services.common.registry import ModelRegistry
 from services.ingest.admin import admin_router
+from services.ingest.observability import VoteRejectionMiddleware
 from services.ingest.publisher import (
     KafkaVotePublisher,
     PublishUnavailable,
@@ -102,6 +106,7 @@ def create_app(
         app.state.publisher = pub
         app.state.memory = memory
         app.state.registry = ModelRegistry(client, settings.keys)
+        app.state.redis = client
         try:
             yield
         finally:
@@ -119,6 +124,10 @@ def create_app(
         default_response_class=OrjsonResponse,
     )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.ingest_max_body_bytes)
+    metrics = IngestMetrics()
+    app.state.metrics = metrics
+    app.add_middleware(VoteRejectionMiddleware, metrics=metrics)
+    app.add_middleware(RequestContextMiddleware, metrics=metrics)  # outermost
     install_error_handlers(app)
     app.include_router(admin_router(settings))
 
@@ -132,7 +141,7 @@ def create_app(
         if not missing:
             return None
         return OrjsonResponse(
-            {"detail": [{"loc": ["body"], "type": "unknown_model", "msg": (
+            {"detail": [{"loc": ["body"], "type": "unknown_model", "models": missing, "msg": (
                 f"unknown model(s) {', '.join(missing)}: register them first "
                 "(POST /v1/admin/models)")}]},
             status_code=422,
@@ -147,6 +156,7 @@ def create_app(
         memory: VoteIdMemory = request.app.state.memory
         pub: VotePublisher = request.app.state.publisher
         ids = [v.vote_id for v in votes]
+        bind_votes(ids)
         seen = await memory.seen(ids)
         fresh: dict[str, Vote] = {}
         now = utc_now()
@@ -164,6 +174,9 @@ def create_app(
             )
         await memory.remember(fresh.keys())
         duplicates = [i for i in ids if i not in fresh]
+        metrics.votes_accepted.inc(len(fresh))
+        metrics.votes_duplicate.inc(len(duplicates))
+        metrics.batch_size.observe(len(ids))
         return OrjsonResponse(
             Accepted(accepted=ids, duplicates=duplicates).model_dump(),
             status_code=status.HTTP_202_ACCEPTED,
@@ -260,13 +273,20 @@ def create_app(
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", summary="Readiness: Kafka producer connected")
+    @app.get("/readyz", summary="Readiness: Kafka producer connected, Redis reachable")
     async def readyz(request: Request) -> OrjsonResponse:
         pub = request.app.state.publisher
-        ready = not isinstance(pub, KafkaVotePublisher) or pub.ready
+        kafka = not isinstance(pub, KafkaVotePublisher) or pub.ready
+        redis = await redis_ready(request.app.state.redis)
+        ready = kafka and redis
         return OrjsonResponse(
-            {"kafka": ready}, status_code=200 if ready else status.HTTP_503_SERVICE_UNAVAILABLE
+            {"kafka": kafka, "redis": redis},
+            status_code=200 if ready else status.HTTP_503_SERVICE_UNAVAILABLE,
         )
+
+    @app.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        return metrics_response(metrics.registry)
 
     return app
 

@@ -9,7 +9,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import redis.asyncio as aioredis
@@ -25,6 +25,14 @@ from shared.keys import board_name, parse_count_field
 log = logging.getLogger(__name__)
 
 Publish = Callable[[Sequence[bytes]], Awaitable[None]]
+
+
+class BatchObserver(Protocol):
+    """Where the processor reports what it did (``services.common.metrics.RatingMetrics``)."""
+
+    def observe_batch(self, votes: int, apply_s: float, refit_s: float, boards: int) -> None: ...
+
+    def observe_dead_letters(self, count: int) -> None: ...
 
 
 @dataclass
@@ -60,7 +68,9 @@ class RatingProcessor:
         redis_retry_s: float = 0.5,
         elo: EloOptions | None = None,
         read_models: ReadModelWriter | None = None,
+        metrics: BatchObserver | None = None,
     ) -> None:
+        self._metrics = metrics
         self._elo = elo or EloOptions()
         self._store = store
         self._options = options
@@ -79,6 +89,8 @@ class RatingProcessor:
             now = self._clock()
             await self._publish_dead([orjson.dumps(d.to_json(now)) for d in dead])
             log.warning("dead-lettered %d records, first: %s", len(dead), dead[0].reason)
+            if self._metrics is not None:
+                self._metrics.observe_dead_letters(len(dead))
         delay = self._retry_s
         while True:  # Redis down: wait and retry; the fence makes the retry harmless
             try:
@@ -108,11 +120,15 @@ class RatingProcessor:
                 raise
             except Exception:  # one broken board must not stop the others
                 log.exception("refit of %s failed", board_name(arena, view))
+        refit_done = time.perf_counter()
         log.debug(
             "batch of %d votes: apply %.1f ms, refit of %d boards %.1f ms",
             len(votes), 1000 * (apply_done - started), len(to_refit),
-            1000 * (time.perf_counter() - apply_done),
+            1000 * (refit_done - apply_done),
         )
+        if self._metrics is not None:
+            self._metrics.observe_batch(len(votes), apply_done - started,
+                                        refit_done - apply_done, len(to_refit))
 
     async def _apply_slice(self, sl: ArenaSlice, votes: list[tuple[RawRecord, Vote]]) -> bool:
         """Apply one slice exactly once; True if it changed the counts."""

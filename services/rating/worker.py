@@ -9,11 +9,15 @@ from collections.abc import Sequence
 from typing import Any
 
 import faust
+import mode
 import redis.asyncio as aioredis
 from aiokafka.errors import KafkaError
 
+from services.common.logcontext import batch_context
+from services.common.metrics import RatingMetrics
 from services.rating.batch import RawRecord
 from services.rating.engine import FitOptions
+from services.rating.ops import OpsEndpoint
 from services.rating.processor import RatingProcessor
 from services.rating.read_models import ReadModelWriter
 from services.rating.scores import ScoreProcessor
@@ -24,8 +28,10 @@ from shared.settings import RatingSettings
 log = logging.getLogger(__name__)
 
 
-def build_worker(settings: RatingSettings) -> faust.App:
-    """A faust app consuming the votes topic in batches; nothing is connected until it runs."""
+def build_worker(settings: RatingSettings, metrics: RatingMetrics | None = None) -> faust.App:
+    """A faust app consuming the votes topic in batches; nothing is connected until it runs.
+    With ``rating_metrics_port`` set, it also serves /healthz, /readyz and /metrics."""
+    metrics = metrics or RatingMetrics()
     app = faust.App(
         settings.rating_app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
@@ -72,6 +78,7 @@ def build_worker(settings: RatingSettings) -> faust.App:
             publish_dead,
             publish_changes,
             read_models=read_model_writer(client),
+            metrics=metrics,
         )
         try:
             async for events in stream.take_events(
@@ -81,9 +88,21 @@ def build_worker(settings: RatingSettings) -> faust.App:
                     RawRecord(e.message.topic, e.message.partition, e.message.offset, e.value)
                     for e in events
                 ]
-                await _finish_even_if_cancelled(processor.process(records))
+                with batch_context(_describe(records)):
+                    await _finish_even_if_cancelled(processor.process(records))
         finally:
             await client.aclose()
+
+    if settings.rating_metrics_port:
+        endpoint = OpsEndpoint(settings, metrics)
+
+        @app.service
+        class OpsService(mode.Service):
+            async def on_start(self) -> None:
+                await endpoint.start()
+
+            async def on_stop(self) -> None:
+                await endpoint.stop()
 
     @app.agent(scores, name="rate-scores")
     async def rate_scores(stream: faust.StreamT[bytes]) -> None:
@@ -105,6 +124,14 @@ def build_worker(settings: RatingSettings) -> faust.App:
             await client.aclose()
 
     return app
+
+
+def _describe(records: Sequence[RawRecord]) -> str:
+    """``topic/partition@first-last`` of a batch, for its log lines."""
+    if not records:
+        return "empty"
+    first, last = records[0], records[-1]
+    return f"{first.topic}/{first.partition}@{first.offset}-{last.offset} ({len(records)})"
 
 
 async def _ensure_topics_with_retry(bootstrap: str, wanted: dict[str, int]) -> None:

@@ -14,15 +14,18 @@ from tests.support.infra import ROOT, free_port
 from tests.support.wait import wait_until
 
 ARTIFACTS = ROOT / "test-artifacts"
+# The HTTP port of each service (rating: its health and metrics endpoint).
+PORT_SETTING = {"ingest": "PODIUM_INGEST_PORT", "api": "PODIUM_API_PORT",
+                "rating": "PODIUM_RATING_METRICS_PORT"}
 
 
 class ServiceProcess:
     def __init__(self, name: str, env: dict[str, str], log_name: str | None = None) -> None:
         self.name = name
-        self.port = free_port() if name in ("ingest", "api") else None
+        self.port = free_port() if name in PORT_SETTING else None
         self.env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
         if self.port is not None:
-            self.env[f"PODIUM_{name.upper()}_PORT"] = str(self.port)
+            self.env[PORT_SETTING[name]] = str(self.port)
         ARTIFACTS.mkdir(exist_ok=True)
         self.log_path: Path = ARTIFACTS / f"{log_name or name}.log"
         self.proc: subprocess.Popen[bytes] | None = None

@@ -1,0 +1,174 @@
+"""Prometheus metrics of the services: one registry per app (no process-global state, so tests
+may run several apps in one process), and the HTTP middleware that measures requests and
+carries the request id."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from services.common.logcontext import request_id_var
+
+__all__ = [
+    "CONTENT_TYPE_LATEST",
+    "ApiMetrics",
+    "HttpMetrics",
+    "IngestMetrics",
+    "RatingMetrics",
+    "RequestContextMiddleware",
+    "metrics_response",
+]
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BATCH_BUCKETS = (1, 5, 10, 50, 100, 500, 1000, 2500, 5000, 10_000)
+REQUEST_ID_HEADER = "x-request-id"
+
+
+class HttpMetrics:
+    """Requests by route template, method and status, and their latency."""
+
+    def __init__(self, registry: CollectorRegistry, service: str) -> None:
+        self.registry = registry
+        self.requests = Counter(
+            f"podium_{service}_http_requests", "HTTP requests answered.",
+            ["method", "route", "status"], registry=registry,
+        )
+        self.latency = Histogram(
+            f"podium_{service}_http_request_seconds", "Time to answer an HTTP request "
+            "(streams: until the headers are sent).", ["method", "route"],
+            buckets=LATENCY_BUCKETS, registry=registry,
+        )
+
+
+class IngestMetrics(HttpMetrics):
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        super().__init__(registry or CollectorRegistry(), "ingest")
+        self.votes_accepted = Counter(
+            "podium_ingest_votes_accepted", "Votes newly accepted (acknowledged by Kafka).",
+            registry=self.registry,
+        )
+        self.votes_duplicate = Counter(
+            "podium_ingest_votes_duplicate", "Votes accepted again by a retry (vote_id seen "
+            "before): answered 202, not counted twice.", registry=self.registry,
+        )
+        self.votes_rejected = Counter(
+            "podium_ingest_votes_rejected", "Votes refused, by reason (invalid, unknown_model, "
+            "too_large, kafka_unavailable, unauthorized, rate_limited, other).", ["reason"],
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "podium_ingest_batch_votes", "Votes per accepted request.", buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        )
+
+
+class ApiMetrics(HttpMetrics):
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        super().__init__(registry or CollectorRegistry(), "api")
+        self.stream_clients = Gauge(
+            "podium_api_stream_clients", "Open rank-change streams (SSE and WebSocket).",
+            registry=self.registry,
+        )
+
+
+class RatingMetrics:
+    """What the rating worker measures; the processor calls ``observe_batch``."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.batch_votes = Histogram(
+            "podium_rating_batch_votes", "Votes per processed batch.", buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        self.votes = Counter("podium_rating_votes", "Votes processed (applied or replayed).",
+                             registry=r)
+        self.dead_letters = Counter("podium_rating_dead_letters",
+                                    "Records sent to the dead-letter topic.", registry=r)
+        self.apply_seconds = Histogram(
+            "podium_rating_apply_seconds", "Time to apply one batch's counts to Redis.",
+            buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.refit_seconds = Histogram(
+            "podium_rating_refit_seconds", "Time to refit the boards a batch touched.",
+            buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.boards_refitted = Counter("podium_rating_boards_refitted", "Board refits.",
+                                       registry=r)
+        self.consumer_lag = Gauge(
+            "podium_rating_consumer_lag", "Records of the votes topic not yet committed by the "
+            "consumer group (end offset - committed offset), per partition.", ["partition"],
+            registry=r,
+        )
+
+    def observe_batch(self, votes: int, apply_s: float, refit_s: float, boards: int) -> None:
+        self.batch_votes.observe(votes)
+        self.votes.inc(votes)
+        self.apply_seconds.observe(apply_s)
+        self.refit_seconds.observe(refit_s)
+        self.boards_refitted.inc(boards)
+
+    def observe_dead_letters(self, count: int) -> None:
+        self.dead_letters.inc(count)
+
+
+def metrics_response(registry: CollectorRegistry) -> Response:
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _route_of(scope: Scope) -> str:
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else "unmatched"
+
+
+class RequestContextMiddleware:
+    """Outermost middleware: takes the request id from ``X-Request-ID`` (or makes one), makes it
+    visible to logs (contextvar) and echoes it back, and records request count and latency."""
+
+    def __init__(self, app: ASGIApp, metrics: HttpMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        request_id = ""
+        for name, value in scope.get("headers", []):
+            if name == b"x-request-id":
+                request_id = value.decode("latin-1")[:128]
+        request_id = request_id or uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((REQUEST_ID_HEADER.encode(), request_id.encode("latin-1")))
+                message = {**message, "headers": headers}
+                self._observe(scope, status, started)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            request_id_var.reset(token)
+            if scope["type"] == "websocket":
+                self._observe(scope, 101, started)
+
+    def _observe(self, scope: Scope, status: int, started: float) -> None:
+        method = scope.get("method", "WS")
+        route = _route_of(scope)
+        if route == "/metrics":
+            return
+        self.metrics.requests.labels(method, route, str(status)).inc()
+        self.metrics.latency.labels(method, route).observe(time.perf_counter() - started)
