@@ -34,7 +34,7 @@ class ServiceProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    async def start(self) -> ServiceProcess:
+    async def start(self, ready_path: str = "/readyz") -> ServiceProcess:
         with self.log_path.open("ab") as log:  # the child keeps its own descriptor
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", f"services.{self.name}"],
@@ -50,9 +50,9 @@ class ServiceProcess:
                     assert self.proc is not None
                     if self.proc.poll() is not None:
                         raise RuntimeError(f"{self.name} exited; see {self.log_path}")
-                    return (await client.get("/readyz")).status_code == 200
+                    return (await client.get(ready_path)).status_code == 200
 
-                await wait_until(healthy, 60, f"{self.name} /readyz")
+                await wait_until(healthy, 60, f"{self.name} {ready_path}")
         return self
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int | None:

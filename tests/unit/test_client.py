@@ -1,0 +1,75 @@
+"""The client's retry logic (backoff schedule, what is retried, same body each time) on a fake
+transport; the same logic against a real ingest is in tests/integration/test_client.py."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from shared.client import PodiumClient, PodiumUnavailable, RetryPolicy, VotesRejected
+from shared.events import Vote
+from shared.settings import ClientSettings
+
+VOTES = [Vote(vote_id=f"v{i}", arena="text", model_a="a", model_b="b", winner="model_a")
+         for i in range(3)]
+
+
+def test_backoff_doubles_up_to_the_cap_and_honours_retry_after() -> None:
+    policy = RetryPolicy(base_s=0.1, max_s=1.0, jitter=0)
+    assert [policy.delay(n) for n in range(1, 7)] == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
+    assert policy.delay(1, retry_after=0.5) == 0.5
+    assert policy.delay(1, retry_after=60) == 1.0  # never longer than the cap
+    jittered = RetryPolicy(base_s=0.1, max_s=1.0, jitter=0.5).delay(2)
+    assert 0.2 <= jittered <= 0.3
+
+
+def client_with(answers: list[int | Exception]) -> tuple[PodiumClient, list[bytes], list[float]]:
+    bodies: list[bytes] = []
+    sleeps: list[float] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        bodies.append(request.content)
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        if answer == 202:
+            return httpx.Response(202, json={"accepted": [v.vote_id for v in VOTES],
+                                             "duplicates": ["v0"]})
+        if answer == 422:
+            return httpx.Response(422, json={"detail": [
+                {"loc": ["body"], "type": "unknown_model", "models": ["b", "a"], "msg": "?"}]})
+        return httpx.Response(answer, headers={"retry-after": "1"}, json={"detail": "busy"})
+
+    async def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+
+    client = PodiumClient(ClientSettings(ingest_url="http://ingest"),
+                          retry=RetryPolicy(attempts=4, base_s=0.1, max_s=2.0, jitter=0),
+                          transport=httpx.MockTransport(handle), sleep=sleep)
+    return client, bodies, sleeps
+
+
+async def test_unavailable_answers_are_retried_with_the_same_votes() -> None:
+    client, bodies, sleeps = client_with(
+        [503, httpx.ConnectError("refused"), 429, 202])
+    async with client:
+        receipt = await client.post_votes(VOTES)
+    assert receipt.accepted == ["v0", "v1", "v2"] and receipt.duplicates == ["v0"]
+    assert len(bodies) == 4 and len(set(bodies)) == 1  # the same vote ids every time
+    assert sleeps == [1.0, 0.2, 1.0]  # Retry-After wins over a shorter backoff
+
+
+async def test_giving_up_after_the_last_attempt() -> None:
+    client, bodies, sleeps = client_with([503, 503, 503, 503])
+    async with client:
+        with pytest.raises(PodiumUnavailable, match="4 attempts"):
+            await client.post_votes(VOTES)
+    assert len(bodies) == 4 and len(sleeps) == 3
+
+
+async def test_invalid_votes_are_not_retried() -> None:
+    client, bodies, _ = client_with([422])
+    async with client:
+        with pytest.raises(VotesRejected) as caught:
+            await client.post_votes(VOTES)
+    assert caught.value.unknown_models() == ["a", "b"] and len(bodies) == 1
