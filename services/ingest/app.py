@@ -177,6 +177,7 @@ def create_app(
         metrics.votes_accepted.inc(len(fresh))
         metrics.votes_duplicate.inc(len(duplicates))
         metrics.batch_size.observe(len(ids))
+        log.debug("accepted %d votes (%d duplicates)", len(fresh), len(duplicates))
         return OrjsonResponse(
             Accepted(accepted=ids, duplicates=duplicates).model_dump(),
             status_code=status.HTTP_202_ACCEPTED,
