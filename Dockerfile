@@ -8,5 +8,5 @@ COPY shared ./shared
 COPY services ./services
 RUN pip install --no-cache-dir . && useradd --system --uid 10001 podium
 USER podium
-EXPOSE 8000 8001
+EXPOSE 8000 8001 8002
 CMD ["python", "-m", "services.api"]

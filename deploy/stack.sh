@@ -4,7 +4,8 @@
 #   deploy/stack.sh down     stop exactly the processes this script started (services, then infra)
 #   deploy/stack.sh status
 #   deploy/stack.sh run      up + the demo vote stream; Ctrl-C stops everything it started
-# Settings (env): PODIUM_INGEST_PORT (8001), PODIUM_API_PORT (8000), PODIUM_KAFKA_PORT (9092),
+# Settings (env): PODIUM_INGEST_PORT (8001), PODIUM_API_PORT (8000),
+#   PODIUM_RATING_METRICS_PORT (8002: the worker's /healthz, /readyz, /metrics), PODIUM_KAFKA_PORT (9092),
 #   PODIUM_REDIS_PORT (6380), PODIUM_RUN_DIR (.run), PODIUM_PYTHON (.venv/bin/python),
 #   PODIUM_DEMO_RATE (votes per second of the demo, 200), PODIUM_INGEST_ADMIN_TOKEN (made once
 #   into $RUN_DIR/admin-token when unset).
@@ -16,6 +17,7 @@ export PODIUM_KAFKA_BOOTSTRAP="${PODIUM_KAFKA_BOOTSTRAP:-127.0.0.1:${PODIUM_KAFK
 export PODIUM_REDIS_URL="${PODIUM_REDIS_URL:-redis://127.0.0.1:${PODIUM_REDIS_PORT:-6380}/0}"
 export PODIUM_INGEST_PORT="${PODIUM_INGEST_PORT:-8001}"
 export PODIUM_API_PORT="${PODIUM_API_PORT:-8000}"
+export PODIUM_RATING_METRICS_PORT="${PODIUM_RATING_METRICS_PORT:-8002}"
 SERVICES=(ingest rating api)
 # The model-registry admin token of ingest (the demo registers its models with it): the one given,
 # or one made once per run dir.
@@ -49,7 +51,7 @@ start_service() {
   case "$name" in
     ingest) wait_http ingest "http://127.0.0.1:$PODIUM_INGEST_PORT/healthz" "$pidfile" ;;
     api) wait_http api "http://127.0.0.1:$PODIUM_API_PORT/healthz" "$pidfile" ;;
-    rating) sleep 1; pid_alive "$pidfile" || { tail -n 30 "$RUN_DIR/rating.log" >&2; die "rating exited; see $RUN_DIR/rating.log"; } ;;
+    rating) wait_http rating "http://127.0.0.1:$PODIUM_RATING_METRICS_PORT/healthz" "$pidfile" ;;
   esac
   log "$name: running (pid $(cat "$pidfile"), log $RUN_DIR/$name.log)"
 }

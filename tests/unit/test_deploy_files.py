@@ -47,8 +47,9 @@ def test_compose_runs_every_service_with_real_modules_and_settings(compose: dict
         assert set(svc["environment"]) <= known_env(name), f"{name}: unknown setting"
         for dep in svc["depends_on"].values():
             assert dep["condition"] == "service_healthy"
-    for name in ("kafka", "redis", "ingest", "api"):
+    for name in ("kafka", "redis", "ingest", "rating", "api"):
         assert services[name]["healthcheck"]["test"], name
+    assert "PODIUM_RATING_METRICS_PORT" in services["rating"]["environment"]
 
 
 def test_compose_config_validates_when_docker_is_present() -> None:
@@ -84,7 +85,11 @@ def test_k8s_deployments_are_consistent() -> None:
         assert env - NON_PODIUM_ENV <= known_env(service), f"{name}: unknown setting"
         labels = dep["spec"]["template"]["metadata"]["labels"]
         assert dep["spec"]["selector"]["matchLabels"].items() <= labels.items()
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        [port] = container["ports"]
+        assert container["readinessProbe"]["httpGet"]["port"] == port["name"]
+        annotations = dep["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/port"] == str(port["containerPort"])
         if service in ("api", "ingest"):
-            assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
-            assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
             assert services[name]["spec"]["selector"].items() <= labels.items()
