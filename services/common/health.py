@@ -61,14 +61,13 @@ class KafkaProbe:
                 async with asyncio.timeout(self._timeout_s):
                     admin = await self._admin_client()
                     committed = await admin.list_consumer_group_offsets(group)
-                    consumer = await self._offsets_consumer()
-                    parts = consumer.partitions_for_topic(topic)
-                    if not parts:
-                        await consumer.topics()  # refresh metadata once
-                        parts = consumer.partitions_for_topic(topic) or set()
+                    [described] = await admin.describe_topics([topic])
+                    parts = [] if described.get("error_code") else [
+                        p["partition"] for p in described.get("partitions", [])]
                     tps = [TopicPartition(topic, p) for p in sorted(parts)]
                     if not tps:
                         return {}
+                    consumer = await self._offsets_consumer()
                     ends = await consumer.end_offsets(tps)
                     starts = await consumer.beginning_offsets(tps)
             except (KafkaError, OSError, TimeoutError):

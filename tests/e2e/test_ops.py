@@ -65,8 +65,8 @@ async def test_metrics_count_what_happened(json_stack: dict[str, ServiceProcess]
 
     async def all_rated() -> dict[str, float] | None:
         m = await scrape(rating.url)
-        lag = sum(v for k, v in m.items() if k.startswith("podium_rating_consumer_lag{"))
-        done = m.get("podium_rating_votes_total") == 50 and lag == 0
+        lags = [v for k, v in m.items() if k.startswith("podium_rating_consumer_lag{")]
+        done = m.get("podium_rating_votes_total") == 50 and len(lags) == 4 and sum(lags) == 0
         return m if done else None
 
     m = await wait_until(all_rated, 60, "50 votes rated and committed")
