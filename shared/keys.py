@@ -103,5 +103,9 @@ class KeyLayout:
     def models(self) -> str:
         return f"{self.prefix}:models"
 
+    def models_version(self) -> str:
+        """Counter bumped on every registry change (lets readers cache the registry)."""
+        return f"{self.prefix}:models:version"
+
     def dedupe(self, vote_id: str) -> str:
         return f"{self.prefix}:dedupe:{vote_id}"

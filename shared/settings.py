@@ -92,6 +92,10 @@ class ApiSettings(PodiumSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
+    api_read_cache_s: float = Field(
+        default=0.05, ge=0, le=5,
+        description="A board read reuses a response checked against Redis this recently.",
+    )
     api_heartbeat_s: float = Field(
         default=15.0, gt=0, description="Heartbeat interval of the rank-change streams."
     )

@@ -7,7 +7,7 @@ import signal
 import sys
 
 import uvicorn
-from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 
 def configure_logging(level: str, service: str) -> None:
@@ -19,7 +19,7 @@ def configure_logging(level: str, service: str) -> None:
     )
 
 
-def serve(app: FastAPI, host: str, port: int, log_level: str) -> None:
+def serve(app: ASGIApp, host: str, port: int, log_level: str) -> None:
     """Serve until SIGINT/SIGTERM; uvicorn then stops accepting, finishes requests, runs lifespan
     shutdown (which closes Kafka and Redis clients)."""
     config = uvicorn.Config(
