@@ -72,7 +72,7 @@ class Vote(_Event):
         description="Hex digest of the prompt (e.g. sha256 of the normalized text): votes past "
         "a cap per (arena, prompt_hash) are kept but not counted (duplicate-prompt downsampling).",
     )
-    excluded: Literal["duplicate_prompt"] | None = Field(
+    excluded: Literal["duplicate_prompt", "quarantined"] | None = Field(
         default=None, description="Server-set: why this vote does not count (client values are "
         "replaced)."
     )

@@ -129,6 +129,19 @@ class RatingSettings(PodiumSettings):
     )
 
 
+    rating_screen_enabled: bool = Field(
+        default=True, description="Run the per-voter outlier test and quarantine flagged voters."
+    )
+    rating_screen_threshold: float = Field(
+        default=9.2, gt=0, description="CUSUM threshold of the outlier test (log-likelihood "
+        "ratio; 9.2 = log 1e4).",
+    )
+    rating_screen_epsilon: float = Field(
+        default=0.1, gt=0, lt=0.5, description="The alternative: a voter's favourite model wins "
+        "with probability 1 - epsilon whenever it appears.",
+    )
+
+
 class ApiSettings(PodiumSettings):
     """Settings of services/api (env ``PODIUM_API_*`` plus the common ones)."""
 
