@@ -17,6 +17,7 @@ from services.rating.engine import FitOptions
 from services.rating.processor import RatingProcessor
 from services.rating.read_models import ReadModelWriter
 from services.rating.scores import ScoreProcessor
+from services.rating.screen import ScreenOptions, VoterScreen
 from services.rating.store import RatingStore
 from shared.kafka import ensure_topics
 from shared.settings import RatingSettings
@@ -72,6 +73,7 @@ def build_worker(settings: RatingSettings) -> faust.App:
             publish_dead,
             publish_changes,
             read_models=read_model_writer(client),
+            screen=voter_screen(client, settings),
         )
         try:
             async for events in stream.take_events(
@@ -105,6 +107,14 @@ def build_worker(settings: RatingSettings) -> faust.App:
             await client.aclose()
 
     return app
+
+
+def voter_screen(client: aioredis.Redis, settings: RatingSettings) -> VoterScreen | None:
+    if not settings.rating_screen_enabled:
+        return None
+    options = ScreenOptions(threshold=settings.rating_screen_threshold,
+                            epsilon=settings.rating_screen_epsilon)
+    return VoterScreen(client, settings.keys, options)
 
 
 async def _ensure_topics_with_retry(bootstrap: str, wanted: dict[str, int]) -> None:
