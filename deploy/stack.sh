@@ -8,7 +8,8 @@
 #   PODIUM_RATING_METRICS_PORT (8002: the worker's /healthz, /readyz, /metrics), PODIUM_KAFKA_PORT (9092),
 #   PODIUM_REDIS_PORT (6380), PODIUM_RUN_DIR (.run), PODIUM_PYTHON (.venv/bin/python),
 #   PODIUM_DEMO_RATE (votes per second of the demo, 200), PODIUM_INGEST_ADMIN_TOKEN (made once
-#   into $RUN_DIR/admin-token when unset).
+#   into $RUN_DIR/admin-token when unset), PODIUM_DEV_API_KEY (the development client key that
+#   ingest registers at start-up; made once into $RUN_DIR/dev-api-key when unset).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
@@ -27,6 +28,13 @@ if [[ -z "${PODIUM_INGEST_ADMIN_TOKEN:-}" ]]; then
   PODIUM_INGEST_ADMIN_TOKEN="$(cat "$RUN_DIR/admin-token")"
 fi
 export PODIUM_INGEST_ADMIN_TOKEN
+# The development client key (ingest registers it as client "dev"; the demo sends it).
+if [[ -z "${PODIUM_DEV_API_KEY:-}" ]]; then
+  mkdir -p "$RUN_DIR"
+  [[ -s "$RUN_DIR/dev-api-key" ]] || (umask 077; printf 'pdm_dev_%s' "$(od -An -tx1 -N24 /dev/urandom | tr -d ' \n')" >"$RUN_DIR/dev-api-key")
+  PODIUM_DEV_API_KEY="$(cat "$RUN_DIR/dev-api-key")"
+fi
+export PODIUM_DEV_API_KEY
 
 wait_http() {  # wait_http NAME URL PIDFILE
   local deadline=$((SECONDS + 60))
@@ -61,6 +69,8 @@ up() {
   "$ROOT/deploy/redis/redis.sh" start
   for s in "${SERVICES[@]}"; do start_service "$s"; done
   log "ingest: http://127.0.0.1:$PODIUM_INGEST_PORT/docs   api: http://127.0.0.1:$PODIUM_API_PORT/docs"
+  log "development client key (send as X-API-Key): $PODIUM_DEV_API_KEY"
+  log "admin key (Authorization: Bearer): in $RUN_DIR/admin-token or PODIUM_INGEST_ADMIN_TOKEN"
 }
 
 down() {

@@ -16,8 +16,11 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import logging
 import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -34,6 +37,11 @@ log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 NDJSON = "application/x-ndjson"
+# ingest's client authentication (docs/security.md)
+KEY_HEADER = "X-API-Key"
+KEY_ID_HEADER = "X-Podium-Key-Id"
+TIMESTAMP_HEADER = "X-Podium-Timestamp"
+SIGNATURE_HEADER = "X-Podium-Signature"
 
 
 class PodiumError(Exception):
@@ -104,6 +112,7 @@ class PodiumClient:
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
         self._http = httpx.AsyncClient(timeout=timeout_s, transport=transport)
+        self._last_stamp = 0
 
     async def __aenter__(self) -> PodiumClient:
         return self
@@ -122,7 +131,7 @@ class PodiumClient:
         body = b"\n".join(v.model_dump_json(exclude_none=True).encode() for v in votes)
         response = await self._send_with_retries(
             "POST", f"{self.settings.ingest_url}/v1/votes/batch", content=body,
-            headers={"content-type": NDJSON},
+            headers={"content-type": NDJSON}, authenticate=True,
         )
         if response.status_code == 422:
             raise VotesRejected(422, _detail(response))
@@ -213,10 +222,29 @@ class PodiumClient:
 
     # -- plumbing ----------------------------------------------------------------------------
 
-    async def _send_with_retries(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    def _auth_headers(self, method: str, url: str, body: bytes) -> dict[str, str]:
+        """The client key, or (when signing) key id, timestamp and HMAC signature. A signature
+        is accepted once, so every attempt gets a timestamp of its own."""
+        key = self.settings.client_api_key
+        if key is None:
+            return {}
+        if not self.settings.client_sign_requests:
+            return {KEY_HEADER: key.get_secret_value()}
+        digest = hashlib.sha256(key.get_secret_value().encode()).hexdigest()
+        stamp = max(int(time.time()), self._last_stamp + 1)
+        self._last_stamp = stamp
+        payload = f"{stamp}\n{method.upper()}\n{httpx.URL(url).path}\n".encode() + body
+        return {KEY_ID_HEADER: digest[:16], TIMESTAMP_HEADER: str(stamp),
+                SIGNATURE_HEADER: hmac.new(bytes.fromhex(digest), payload, "sha256").hexdigest()}
+
+    async def _send_with_retries(self, method: str, url: str, authenticate: bool = False,
+                                 **kwargs: Any) -> httpx.Response:
         last: str = ""
         for attempt in range(1, self.retry.attempts + 1):
             retry_after: float | None = None
+            if authenticate:
+                auth = self._auth_headers(method, url, kwargs.get("content", b""))
+                kwargs["headers"] = {**kwargs.get("headers", {}), **auth}
             try:
                 response = await self._http.request(method, url, **kwargs)
             except httpx.TransportError as exc:

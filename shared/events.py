@@ -67,6 +67,19 @@ class Vote(_Event):
     anonymous: bool = Field(default=True, description="Only anonymous battles count.")
     voter: OpaqueId | None = None
     style: VoteStyle | None = None
+    prompt_hash: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{16,128}$")] | None = Field(
+        default=None,
+        description="Hex digest of the prompt (e.g. sha256 of the normalized text): votes past "
+        "a cap per (arena, prompt_hash) are kept but not counted (duplicate-prompt downsampling).",
+    )
+    excluded: Literal["duplicate_prompt", "quarantined"] | None = Field(
+        default=None, description="Server-set: why this vote does not count (client values are "
+        "replaced)."
+    )
+    released: bool = Field(
+        default=False, description="Server-set: a quarantined vote released by an admin (client "
+        "values are replaced)."
+    )
     received_at: datetime | None = Field(
         default=None, description="Server time, stamped by ingest (client values are replaced)."
     )

@@ -14,6 +14,15 @@
 | ``{p}:{bench}:scores:{benchmark}`` | hash | model -> latest score event of a benchmark, JSON |
 | ``{p}:models``                   | hash   | model id -> registry entry (ModelInfo JSON)      |
 | ``{p}:dedupe:{vote_id}``         | string | ingest's idempotency marker (TTL = dedupe window)|
+| ``{p}:clients``                  | hash   | key id -> ingest client (ClientRecord JSON: the  |
+|                                  |        | key's sha256, never the key)                     |
+| ``{p}:replay:{signature}``       | string | a signed request seen (TTL = 2 x window)         |
+| ``{p}:{limits}:{kind}:{id}``     | hash/str | token buckets (ip, client, voter), daily caps, |
+|                                  |        | prompt-hash counts; one hash tag: one Lua call   |
+| ``{p}:{arena}:voters``           | hash   | voter -> sequential-test statistics (rating)     |
+| ``{p}:{arena}:flagged``          | hash   | voter -> evidence JSON (votes quarantined)       |
+| ``{p}:{arena}:quarantine:{voter}`` | list | the voter's quarantined votes, JSON, in order    |
+| ``{p}:{arena}:screen-fence``     | hash   | ``topic/partition`` -> last screened offset      |
 
 Score events live in the pseudo-arena ``bench`` (``shared.events.BENCH_ARENA``): a benchmark is a
 view of it, so ``bench/{benchmark}`` boards share every key above with the vote boards.
@@ -103,5 +112,31 @@ class KeyLayout:
     def models(self) -> str:
         return f"{self.prefix}:models"
 
+    def models_version(self) -> str:
+        """Counter bumped on every registry change (lets readers cache the registry)."""
+        return f"{self.prefix}:models:version"
+
     def dedupe(self, vote_id: str) -> str:
         return f"{self.prefix}:dedupe:{vote_id}"
+
+    def clients(self) -> str:
+        return f"{self.prefix}:clients"
+
+    def replay(self, signature: str) -> str:
+        return f"{self.prefix}:replay:{signature}"
+
+    def limit(self, kind: str, ident: str) -> str:
+        """A rate-limit key; all share the hash tag ``{limits}`` so one Lua call checks them."""
+        return f"{self.prefix}:{{limits}}:{kind}:{ident}"
+
+    def voter_stats(self, arena: str) -> str:
+        return f"{self._arena(arena)}:voters"
+
+    def flagged(self, arena: str) -> str:
+        return f"{self._arena(arena)}:flagged"
+
+    def quarantine(self, arena: str, voter: str) -> str:
+        return f"{self._arena(arena)}:quarantine:{voter}"
+
+    def screen_fence(self, arena: str) -> str:
+        return f"{self._arena(arena)}:screen-fence"

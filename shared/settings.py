@@ -69,7 +69,49 @@ class IngestSettings(PodiumSettings):
     )
     ingest_admin_token: SecretStr | None = Field(
         default=None,
-        description="Bearer token of the model-registry admin endpoints (unset = disabled).",
+        description="Admin key: bearer token of the /v1/admin endpoints (unset = disabled).",
+    )
+    # --- security (docs/security.md) ---
+    ingest_require_auth: bool = Field(
+        default=True,
+        description="Writes need a registered client key (false: anonymous writes are allowed, "
+        "a key that is sent is still checked; for tests and local experiments only).",
+    )
+    ingest_require_signature: bool = Field(
+        default=False,
+        description="Every write must carry an HMAC-SHA256 signature (else only clients "
+        "registered with require_signature must sign).",
+    )
+    ingest_signature_window_s: int = Field(
+        default=300, ge=1, le=3600,
+        description="Largest clock difference of a signed request; replays are rejected for it.",
+    )
+    dev_api_key: SecretStr | None = Field(
+        default=None,
+        description="PODIUM_DEV_API_KEY: a client key registered (as client 'dev') at start-up.",
+    )
+    ingest_cors_origins: list[str] = Field(
+        default_factory=list, description="Origins allowed by CORS (JSON list; empty = none)."
+    )
+    ingest_trust_forwarded_for: bool = Field(
+        default=False,
+        description="Take the client IP from X-Forwarded-For (only behind a trusted proxy).",
+    )
+    ingest_ip_requests_per_s: float = Field(default=500.0, gt=0, description="Per-IP rate.")
+    ingest_ip_burst: int = Field(default=2000, ge=1, description="Per-IP burst (requests).")
+    ingest_client_votes_per_s: float = Field(
+        default=100_000.0, gt=0, description="Per-client rate, in votes (not requests)."
+    )
+    ingest_client_burst: int = Field(default=200_000, ge=1, description="Per-client burst.")
+    ingest_voter_votes_per_s: float = Field(default=5.0, gt=0, description="Per-voter rate.")
+    ingest_voter_burst: int = Field(default=500, ge=1, description="Per-voter burst (votes).")
+    ingest_voter_daily_cap: int = Field(
+        default=5000, ge=0, description="Most votes of one voter per UTC day (0 = no cap)."
+    )
+    ingest_prompt_hash_cap: int = Field(
+        default=50, ge=0,
+        description="Votes per (arena, prompt_hash) that count; later ones are kept but "
+        "excluded (duplicate-prompt downsampling; 0 = no cap).",
     )
 
 
@@ -100,11 +142,28 @@ class RatingSettings(PodiumSettings):
     )
 
 
+    rating_screen_enabled: bool = Field(
+        default=True, description="Run the per-voter outlier test and quarantine flagged voters."
+    )
+    rating_screen_threshold: float = Field(
+        default=9.2, gt=0, description="CUSUM threshold of the outlier test (log-likelihood "
+        "ratio; 9.2 = log 1e4).",
+    )
+    rating_screen_epsilon: float = Field(
+        default=0.1, gt=0, lt=0.5, description="The alternative: a voter's favourite model wins "
+        "with probability 1 - epsilon whenever it appears.",
+    )
+
+
 class ApiSettings(PodiumSettings):
     """Settings of services/api (env ``PODIUM_API_*`` plus the common ones)."""
 
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
+    api_read_cache_s: float = Field(
+        default=0.05, ge=0, le=5,
+        description="A board read reuses a response checked against Redis this recently.",
+    )
     api_heartbeat_s: float = Field(
         default=15.0, gt=0, description="Heartbeat interval of the rank-change streams."
     )
@@ -122,4 +181,12 @@ class ClientSettings(BaseSettings):
     api_url: str = Field(default="http://127.0.0.1:8000", description="Base URL of the api.")
     ingest_admin_token: SecretStr | None = Field(
         default=None, description="Admin bearer token sent by `podium models add`."
+    )
+    client_api_key: SecretStr | None = Field(
+        default=None, description="Client key sent with votes (`X-API-Key`; ingest needs one "
+        "unless PODIUM_INGEST_REQUIRE_AUTH=false)."
+    )
+    client_sign_requests: bool = Field(
+        default=False, description="Sign writes with HMAC-SHA256 of the client key (sends the "
+        "key id, a timestamp and the signature instead of the key)."
     )

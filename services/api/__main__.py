@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from services.api.app import create_app
+from services.api.fastpath import BoardFastPath
 from services.common.runtime import configure_logging, serve
 from shared.settings import ApiSettings
 
@@ -10,7 +11,8 @@ from shared.settings import ApiSettings
 def main() -> None:
     settings = ApiSettings()
     configure_logging(settings.log_level, "api", settings.log_format)
-    serve(create_app(settings), settings.api_host, settings.api_port, settings.log_level)
+    app = BoardFastPath(create_app(settings))  # the hot read skips FastAPI's routing
+    serve(app, settings.api_host, settings.api_port, settings.log_level)
 
 
 if __name__ == "__main__":

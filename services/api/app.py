@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 
 from services.api import leaderboards, models, streams
+from services.api.deps import RenderedBoards
 from services.api.rank_feed import RankChangeFeed
 from services.api.standings import StandingsReader
 from services.common.health import KafkaProbe, redis_ready
@@ -33,6 +34,7 @@ def create_app(settings: ApiSettings, redis_client: aioredis.Redis | None = None
         app.state.redis = client
         app.state.reader = StandingsReader(client, settings.keys)
         app.state.registry = ModelRegistry(client, settings.keys)
+        app.state.rendered_boards = RenderedBoards(fresh_s=settings.api_read_cache_s)
         app.state.feed = RankChangeFeed(settings.kafka_bootstrap, settings.topics.rank_changes)
         app.state.stream_slots = streams.StreamSlots(settings.api_stream_max_clients)
         metrics.stream_clients.set_function(lambda: app.state.stream_slots.open)

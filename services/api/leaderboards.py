@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import Response
 
-from services.api.deps import Reader, Registry, labelled_board
+from services.api.deps import Reader, Registry, Rendered, labelled_board
 from services.api.rows import RowFilter, export_csv, export_json, groups, headline
 from services.api.schemas import ArenaParam, BoardList, Groups, Matchups, Standings, ViewParam
 from services.common.http import OrjsonResponse
@@ -39,6 +39,7 @@ async def list_boards(reader: Reader) -> Any:
 async def get_board(
     reader: Reader,
     registry: Registry,
+    rendered: Rendered,
     arena: ArenaParam,
     view: ViewParam,
     organization: Annotated[str | None, Query(max_length=200, examples=["Google"])] = None,
@@ -48,10 +49,9 @@ async def get_board(
     min_votes: MinVotes = 0,
     top: Top = None,
 ) -> Any:
-    doc, _ = await labelled_board(reader, registry, arena, view)
     filters = RowFilter(organization, country, license, preview, min_votes, top)
-    doc["rows"] = filters.apply(doc["rows"])
-    return OrjsonResponse(doc)
+    body = await rendered.body(reader, registry, arena, view, filters, filters.render)
+    return Response(body, media_type="application/json")
 
 
 @router.get(

@@ -40,6 +40,11 @@ class RowFilter:
     min_votes: int = 0
     top: int | None = None
 
+    def render(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """The board document with only the rows that pass."""
+        doc["rows"] = self.apply(doc["rows"])
+        return doc
+
     def apply(self, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """Labelled rows that pass every filter, then the first ``top``, with their position."""
         kept: list[dict[str, Any]] = []

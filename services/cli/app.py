@@ -61,6 +61,8 @@ def main_options(
         help="api base URL [env PODIUM_API_URL, default http://127.0.0.1:8000]")] = None,
     admin_token: Annotated[str | None, typer.Option(
         help="admin bearer token [env PODIUM_INGEST_ADMIN_TOKEN]")] = None,
+    api_key: Annotated[str | None, typer.Option(
+        help="client key sent with votes [env PODIUM_CLIENT_API_KEY]")] = None,
 ) -> None:
     settings = ClientSettings()
     changes: dict[str, Any] = {}
@@ -70,6 +72,8 @@ def main_options(
         changes["api_url"] = api_url.rstrip("/")
     if admin_token:
         changes["ingest_admin_token"] = SecretStr(admin_token)
+    if api_key:
+        changes["client_api_key"] = SecretStr(api_key)
     ctx.obj = settings.model_copy(update=changes)
 
 

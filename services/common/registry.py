@@ -18,7 +18,9 @@ class ModelRegistry:
     def __init__(self, client: aioredis.Redis, keys: KeyLayout) -> None:
         self._redis = client
         self._key = keys.models()
+        self._version_key = keys.models_version()
         self._known: set[str] = set()
+        self._all: tuple[int, dict[str, ModelInfo]] | None = None
 
     async def get(self, model_id: str) -> ModelInfo | None:
         raw = await self._redis.hget(self._key, model_id)
@@ -27,6 +29,20 @@ class ModelRegistry:
     async def all(self) -> dict[str, ModelInfo]:
         raw = await self._redis.hgetall(self._key)
         return {text(k): ModelInfo.model_validate_json(v) for k, v in raw.items()}
+
+    async def version(self) -> int:
+        """How many times the registry changed; equal versions mean equal contents."""
+        raw = await self._redis.get(self._version_key)
+        return int(raw) if raw is not None else 0
+
+    async def all_at(self, version: int) -> dict[str, ModelInfo]:
+        """Every model, parsed once per registry version (read it with ``version()`` first)."""
+        if self._all is None or self._all[0] != version:
+            self._all = (version, await self.all())
+        return self._all[1]
+
+    async def _changed(self) -> None:
+        await self._redis.incr(self._version_key)
 
     async def unknown(self, model_ids: Iterable[str]) -> list[str]:
         """The ids among ``model_ids`` that are not registered, in sorted order."""
@@ -50,12 +66,16 @@ class ModelRegistry:
             if await self._redis.hsetnx(self._key, model_id, entry.model_dump_json()):
                 added.append(model_id)
             self._known.add(model_id)
+        if added:
+            await self._changed()
         return added
 
     async def create(self, info: ModelInfo) -> bool:
         """Register ``info``; False (and nothing written) when the id is taken."""
         created = bool(await self._redis.hsetnx(self._key, info.id, info.model_dump_json()))
         self._known.add(info.id)
+        if created:
+            await self._changed()
         return created
 
     async def update(self, model_id: str, fields: ModelFields) -> ModelInfo | None:
@@ -72,6 +92,7 @@ class ModelRegistry:
                     pipe.multi()  # type: ignore[no-untyped-call]
                     pipe.hset(self._key, model_id, info.model_dump_json())
                     await pipe.execute()
+                    await self._changed()
                     return info
                 except aioredis.WatchError:
                     continue

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 import uvicorn
-from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from services.common.logcontext import current_context
 
@@ -64,7 +64,7 @@ def configure_logging(level: str, service: str, log_format: str = "text") -> Non
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
 
 
-def serve(app: FastAPI, host: str, port: int, log_level: str) -> None:
+def serve(app: ASGIApp, host: str, port: int, log_level: str) -> None:
     """Serve until SIGINT/SIGTERM; uvicorn then stops accepting, finishes requests, runs lifespan
     shutdown (which closes Kafka and Redis clients)."""
     config = uvicorn.Config(

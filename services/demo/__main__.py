@@ -47,7 +47,12 @@ async def stream_votes(ingest: str, rate: float, batch: int, total: int | None, 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with httpx.AsyncClient(base_url=ingest, timeout=10) as client:
+    key = os.environ.get("PODIUM_DEV_API_KEY")
+    if not key:
+        log.warning("PODIUM_DEV_API_KEY is unset: ingest refuses the votes unless "
+                    "PODIUM_INGEST_REQUIRE_AUTH=false")
+    headers = {"X-API-Key": key} if key else {}
+    async with httpx.AsyncClient(base_url=ingest, timeout=10, headers=headers) as client:
         while (total is None or sent < total) and not stop.is_set():
             n = batch if total is None else min(batch, total - sent)
             body = b"\n".join(orjson.dumps(v) for v in arena.votes(n))

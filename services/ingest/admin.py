@@ -1,14 +1,13 @@
-"""Model-registry admin endpoints of ingest, behind a bearer token from the settings."""
+"""Model-registry admin endpoints of ingest, behind the admin key (services.ingest.auth)."""
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Path, Request, status
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import APIRouter, Body, Depends, HTTPException, Path, Request
 
 from services.common.registry import ModelRegistry
+from services.ingest.auth import admin_auth
 from shared.events import ModelFields, ModelInfo
 from shared.settings import IngestSettings
 
@@ -22,8 +21,6 @@ EXAMPLE_MODEL: dict[str, Any] = {
     "release_date": "2025-11-20",
 }
 
-_bearer = HTTPBearer(auto_error=False, description="PODIUM_INGEST_ADMIN_TOKEN")
-
 ModelIdPath = Annotated[
     str,
     Path(
@@ -35,24 +32,9 @@ ModelIdPath = Annotated[
 
 
 def admin_router(settings: IngestSettings) -> APIRouter:
-    def require_admin(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    ) -> None:
-        token = settings.ingest_admin_token
-        if token is None:
-            raise HTTPException(
-                status.HTTP_403_FORBIDDEN,
-                "admin endpoints are disabled: set PODIUM_INGEST_ADMIN_TOKEN",
-            )
-        given = credentials.credentials if credentials is not None else ""
-        if not secrets.compare_digest(given.encode(), token.get_secret_value().encode()):
-            raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED,
-                "a valid admin bearer token is required",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-
-    router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)])
+    router = APIRouter(
+        prefix="/v1/admin", tags=["admin"], dependencies=[Depends(admin_auth(settings))]
+    )
     errors: dict[int | str, dict[str, Any]] = {
         401: {"description": "Missing or wrong admin token."},
         403: {"description": "Admin endpoints are disabled (no token configured)."},

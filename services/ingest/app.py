@@ -22,6 +22,7 @@ from services.common.http import (
 from services.common.logcontext import bind_votes
 from services.common.metrics import IngestMetrics, RequestContextMiddleware, metrics_response
 from services.common.registry import ModelRegistry
+from services.ingest import security
 from services.ingest.admin import admin_router
 from services.ingest.observability import VoteRejectionMiddleware
 from services.ingest.publisher import (
@@ -107,6 +108,7 @@ def create_app(
         app.state.memory = memory
         app.state.registry = ModelRegistry(client, settings.keys)
         app.state.redis = client
+        await security.start(app, client, settings)
         try:
             yield
         finally:
@@ -130,6 +132,7 @@ def create_app(
     app.add_middleware(RequestContextMiddleware, metrics=metrics)  # outermost
     install_error_handlers(app)
     app.include_router(admin_router(settings))
+    writer = security.install(app, settings)
 
     async def unknown_models(request: Request, model_ids: set[str]) -> OrjsonResponse | None:
         """A 422 naming the unregistered models, or None (registering them when so set)."""
@@ -162,7 +165,14 @@ def create_app(
         now = utc_now()
         for v in votes:
             if v.vote_id not in seen and v.vote_id not in fresh:
-                fresh[v.vote_id] = v.model_copy(update={"received_at": now})
+                # server-set fields: a client cannot pre-release or pre-exclude a vote
+                fresh[v.vote_id] = v.model_copy(
+                    update={"received_at": now, "released": False, "excluded": None}
+                )
+        limited = await security.limit(request, settings, list(fresh.values()))
+        if isinstance(limited, OrjsonResponse):
+            return limited
+        fresh = {v.vote_id: v for v in limited}
         try:
             await pub.publish(list(fresh.values()))
         except PublishUnavailable as exc:
@@ -188,9 +198,11 @@ def create_app(
         413: {"description": "Body larger than the configured limit."},
         422: {"description": "Invalid vote(s): field-level messages in `detail`."},
         503: {"description": "Kafka did not acknowledge; retry with the same vote_id."},
+        **security.WRITE_RESPONSES,
     }
 
-    @app.post("/v1/votes", status_code=202, responses=responses, summary="Submit one vote")
+    @app.post("/v1/votes", status_code=202, responses=responses, summary="Submit one vote",
+              dependencies=writer)
     async def post_vote(
         request: Request,
         vote: Annotated[Vote, Body(examples=[EXAMPLE_VOTE])],
@@ -202,6 +214,7 @@ def create_app(
         status_code=202,
         responses=responses,
         summary="Submit a batch of votes (JSON array or NDJSON)",
+        dependencies=writer,
         description=f"A JSON array of votes, or one vote per line with `Content-Type: {NDJSON}`. "
         "All or nothing: if any vote is invalid, none is accepted and `detail` lists the errors "
         "by index.",
@@ -232,6 +245,9 @@ def create_app(
         rejected = await unknown_models(request, {e.model for e in scores})
         if rejected is not None:
             return rejected
+        limited = await security.limit(request, settings, [])
+        if isinstance(limited, OrjsonResponse):
+            return limited
         now = utc_now()
         stamped = [e if e.timestamp else e.model_copy(update={"timestamp": now}) for e in scores]
         pub: ScorePublisher = request.app.state.publisher
@@ -251,16 +267,17 @@ def create_app(
         413: responses[413],
         422: {"description": "Invalid score event(s) or unknown model(s)."},
         503: {"description": "Kafka did not acknowledge; retry."},
+        **security.WRITE_RESPONSES,
     }
 
-    @app.post("/v1/scores", status_code=202, responses=score_responses,
+    @app.post("/v1/scores", status_code=202, responses=score_responses, dependencies=writer,
               summary="Submit one benchmark score (feeds the bench/{benchmark} board)")
     async def post_score(
         request: Request, score: Annotated[ScoreEvent, Body(examples=[EXAMPLE_SCORE])]
     ) -> OrjsonResponse:
         return await accept_scores(request, [score])
 
-    @app.post("/v1/scores/batch", status_code=202, responses=score_responses,
+    @app.post("/v1/scores/batch", status_code=202, responses=score_responses, dependencies=writer,
               summary="Submit a batch of benchmark scores (JSON array, all or nothing)")
     async def post_scores(
         request: Request,

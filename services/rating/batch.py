@@ -104,7 +104,8 @@ def fold(
 
     ``after`` maps (arena, topic, partition) to an offset: votes at or below it are left out
     (they were applied before). Non-anonymous battles advance the offset range but add no counts,
-    as on LMArena only anonymous battles count.
+    as on LMArena only anonymous battles count; so do excluded votes (duplicate prompts past the
+    cap, quarantined voters: docs/security.md).
     """
     slices: dict[tuple[str, str, int], ArenaSlice] = {}
     # stable sort: votes of one batch record (same offset) keep their order in the record
@@ -118,8 +119,8 @@ def fold(
                                           rec.offset)
         sl.first_offset = min(sl.first_offset, rec.offset)
         sl.last_offset = max(sl.last_offset, rec.offset)
-        if not vote.anonymous:
-            continue
+        if not vote.anonymous or vote.excluded is not None:
+            continue  # kept in Kafka (and the quarantine), not counted
         f = count_field(vote.model_a, vote.model_b, vote.winner)
         views = vote.views()
         for view in views:

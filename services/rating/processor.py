@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from services.rating.batch import ArenaSlice, EloOptions, RawRecord, decode, fol
 from services.rating.boards import rank_changes, standings_document
 from services.rating.engine import BoardFit, FitOptions, PairCounts, fit_board
 from services.rating.read_models import ReadModelWriter
+from services.rating.screen import VoterScreen
 from services.rating.store import ALREADY_APPLIED, APPLIED, STALE, RatingStore
 from shared.events import RankChange, SourcePosition, Vote, utc_now
 from shared.keys import board_name, parse_count_field
@@ -69,6 +71,7 @@ class RatingProcessor:
         elo: EloOptions | None = None,
         read_models: ReadModelWriter | None = None,
         metrics: BatchObserver | None = None,
+        screen: VoterScreen | None = None,
     ) -> None:
         self._metrics = metrics
         self._elo = elo or EloOptions()
@@ -79,6 +82,7 @@ class RatingProcessor:
         self._clock = clock
         self._retry_s = redis_retry_s
         self._read_models = read_models
+        self._screen = screen
         self._arenas: dict[str, ArenaState] = {}
         self._fits: dict[str, BoardFit] = {}
         self._rows: dict[str, list[dict[str, Any]]] = {}
@@ -104,6 +108,8 @@ class RatingProcessor:
 
     async def _apply_and_refit(self, votes: list[tuple[RawRecord, Vote]]) -> None:
         started = time.perf_counter()
+        if self._screen is not None:  # votes of flagged voters: kept, not counted
+            votes = await self._screen.screen(votes, self._win_probability, self._clock())
         to_refit: dict[tuple[str, str], SourcePosition] = {}
         for sl in fold(votes):
             applied = await self._apply_slice(sl, votes)
@@ -154,6 +160,17 @@ class RatingProcessor:
             if not rest:
                 return False
             sl = rest[0]
+
+    def _win_probability(self, arena: str, model_a: str, model_b: str) -> float | None:
+        """P(model_a beats model_b) on the arena's overall board as last fitted (None: unknown)."""
+        fit = self._fits.get(board_name(arena, "overall"))
+        if fit is None:
+            return None
+        try:
+            a, b = fit.models.index(model_a), fit.models.index(model_b)
+        except ValueError:
+            return None
+        return 1.0 / (1.0 + math.exp(float(fit.theta[b] - fit.theta[a])))
 
     async def _state(self, arena: str, views: Iterable[str]) -> ArenaState:
         """The cached counts and Elo of an arena's views, loaded from Redis when missing."""

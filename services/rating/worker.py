@@ -21,6 +21,7 @@ from services.rating.ops import OpsEndpoint
 from services.rating.processor import RatingProcessor
 from services.rating.read_models import ReadModelWriter
 from services.rating.scores import ScoreProcessor
+from services.rating.screen import ScreenOptions, VoterScreen
 from services.rating.store import RatingStore
 from shared.kafka import ensure_topics
 from shared.settings import RatingSettings
@@ -79,6 +80,7 @@ def build_worker(settings: RatingSettings, metrics: RatingMetrics | None = None)
             publish_changes,
             read_models=read_model_writer(client),
             metrics=metrics,
+            screen=voter_screen(client, settings),
         )
         try:
             async for events in stream.take_events(
@@ -132,6 +134,14 @@ def _describe(records: Sequence[RawRecord]) -> str:
         return "empty"
     first, last = records[0], records[-1]
     return f"{first.topic}/{first.partition}@{first.offset}-{last.offset} ({len(records)})"
+
+
+def voter_screen(client: aioredis.Redis, settings: RatingSettings) -> VoterScreen | None:
+    if not settings.rating_screen_enabled:
+        return None
+    options = ScreenOptions(threshold=settings.rating_screen_threshold,
+                            epsilon=settings.rating_screen_epsilon)
+    return VoterScreen(client, settings.keys, options)
 
 
 async def _ensure_topics_with_retry(bootstrap: str, wanted: dict[str, int]) -> None:

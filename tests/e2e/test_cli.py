@@ -21,7 +21,7 @@ import pytest
 from shared.client import PodiumClient, RankChangeEvent
 from shared.events import RankChange
 from shared.settings import ClientSettings
-from tests.support.infra import ADMIN_TOKEN, ROOT, Infra, service_env
+from tests.support.infra import ADMIN_TOKEN, DEV_API_KEY, ROOT, Infra, service_env
 from tests.support.kafka import read_topic
 from tests.support.processes import ServiceProcess
 from tests.support.wait import wait_until
@@ -33,7 +33,7 @@ WINNERS = ["model_a", "model_b", "tie", "tie (bothbad)", "model_a"]
 @pytest.fixture
 async def stack(infra: Infra, prefix: str) -> AsyncIterator[dict[str, ServiceProcess]]:
     env = service_env(infra, prefix, PODIUM_INGEST_AUTO_REGISTER_MODELS="false",
-                      PODIUM_RATING_BATCH_WITHIN_S="0.02")
+                      PODIUM_INGEST_REQUIRE_AUTH="true", PODIUM_RATING_BATCH_WITHIN_S="0.02")
     services: dict[str, ServiceProcess] = {}
     try:
         for name in ("ingest", "rating", "api"):
@@ -63,7 +63,8 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 
 def podium(stack: dict[str, ServiceProcess], *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PODIUM_INGEST_URL": stack["ingest"].url,
-           "PODIUM_API_URL": stack["api"].url, "PODIUM_INGEST_ADMIN_TOKEN": ADMIN_TOKEN}
+           "PODIUM_API_URL": stack["api"].url, "PODIUM_INGEST_ADMIN_TOKEN": ADMIN_TOKEN,
+           "PODIUM_CLIENT_API_KEY": DEV_API_KEY, "PODIUM_CLIENT_SIGN_REQUESTS": "true"}
     return subprocess.run([sys.executable, "-m", "services.cli", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120, check=False)
 

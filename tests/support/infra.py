@@ -69,6 +69,8 @@ def session_infra() -> Iterator[Infra]:
 
 
 ADMIN_TOKEN = "test-admin-token"
+DEV_API_KEY = "test-dev-client-key-0123456789abcdef"
+DEV_HEADERS = {"X-API-Key": DEV_API_KEY}
 
 
 def unique_prefix() -> str:
@@ -85,5 +87,9 @@ def service_env(infra: Infra, prefix: str, **extra: str) -> dict[str, str]:
         "PODIUM_RATING_APP_ID": prefix + "-rating",
         "PODIUM_INGEST_AUTO_REGISTER_MODELS": "true",
         "PODIUM_INGEST_ADMIN_TOKEN": ADMIN_TOKEN,
+        # a client key is registered, but the existing tests post without one: the security
+        # tests turn PODIUM_INGEST_REQUIRE_AUTH on (tests/integration/test_security.py)
+        "PODIUM_DEV_API_KEY": DEV_API_KEY,
+        "PODIUM_INGEST_REQUIRE_AUTH": "false",
         **extra,
     }

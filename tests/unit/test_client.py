@@ -73,3 +73,36 @@ async def test_invalid_votes_are_not_retried() -> None:
         with pytest.raises(VotesRejected) as caught:
             await client.post_votes(VOTES)
     assert caught.value.unknown_models() == ["a", "b"] and len(bodies) == 1
+
+
+async def test_writes_carry_the_client_key_or_a_fresh_signature_per_attempt() -> None:
+    from services.ingest.auth import key_digest, key_id, sign
+
+    seen: list[httpx.Headers] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers)
+        if len(seen) in (1, 3):
+            return httpx.Response(503)
+        return httpx.Response(202, json={"accepted": ["v0"], "duplicates": []})
+
+    async def no_sleep(seconds: float) -> None:
+        return None
+
+    for signing in (False, True):
+        seen.clear()
+        settings = ClientSettings(ingest_url="http://ingest", client_api_key="pdm_k",
+                                  client_sign_requests=signing)
+        async with PodiumClient(settings, transport=httpx.MockTransport(handle),
+                                sleep=no_sleep) as client:
+            await client.post_votes(VOTES[:1])
+        if not signing:
+            assert all(h["x-api-key"] == "pdm_k" for h in seen)
+            continue
+        body = VOTES[0].model_dump_json(exclude_none=True).encode()
+        stamps = [h["x-podium-timestamp"] for h in seen]
+        assert len(set(stamps)) == 2  # a replayed signature would be refused
+        for h in seen:
+            assert "x-api-key" not in h and h["x-podium-key-id"] == key_id(key_digest("pdm_k"))
+            assert h["x-podium-signature"] == sign("pdm_k", h["x-podium-timestamp"], "POST",
+                                                   "/v1/votes/batch", body)

@@ -1,0 +1,112 @@
+"""HTTP benchmarks with wrk (keep-alive, 64 connections), each beside its reference measured in
+the same run on the same server stack:
+
+- single-vote POST /v1/votes on ingest  vs  a bare Starlette endpoint answering 202;
+- GET /v1/leaderboards/text/overall of a 300-model board on api  vs  a bare Starlette endpoint
+  returning the same bytes.
+
+    .venv/bin/python bench/http_bench.py [--seconds 10] [--connections 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import httpx
+import orjson
+import redis.asyncio as aioredis
+from harness import ROOT, infra, stack
+from wrk import WrkResult, run_wrk
+
+from services.demo.arena import SyntheticArena
+from services.rating.batch import RawRecord
+from services.rating.engine import FitOptions
+from services.rating.processor import RatingProcessor
+from services.rating.store import RatingStore
+from tests.support.infra import free_port
+from tests.support.wait import wait_until
+
+
+async def reference(kind: str, *extra: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(ROOT / "bench/reference_apps.py"), kind,
+                             str(port), *extra])
+    url = f"http://127.0.0.1:{port}"
+
+    async def up() -> bool:
+        async with httpx.AsyncClient() as c:
+            await c.get(url + "/")
+        return True
+
+    await wait_until(up, 20, "reference app")
+    return proc, url
+
+
+def show(name: str, podium: WrkResult, ref: WrkResult, target: float) -> None:
+    ratio = podium.requests_per_s / ref.requests_per_s
+    print(f"{name}: podium {podium.requests_per_s:,.0f} req/s (p50 {podium.p50_ms:.1f} ms, "
+          f"p99 {podium.p99_ms:.1f} ms, non-2xx {podium.non_2xx}); reference "
+          f"{ref.requests_per_s:,.0f} req/s (p99 {ref.p99_ms:.1f} ms) -> {ratio:.0%} "
+          f"(target >= {target:.0%})")
+
+
+async def seed_board(redis_url: str, prefix: str, models: int, votes: int) -> None:
+    """A real 300-model board, written by the rating processor itself."""
+    strengths = {f"model-{i:03d}": 1000.0 + 2.0 * i for i in range(models)}
+    arena = SyntheticArena(strengths=strengths, seed=5, categories=(), languages=(("en", 1),))
+    client = aioredis.Redis.from_url(redis_url)
+
+    async def ignore(values: object) -> None:
+        return None
+
+    from shared.keys import KeyLayout
+    processor = RatingProcessor(RatingStore(client, KeyLayout(prefix)), FitOptions(), ignore,
+                                ignore)
+    batch = 20_000
+    for start in range(0, votes, batch):
+        records = [RawRecord("seed", 0, start + i, orjson.dumps(v))
+                   for i, v in enumerate(arena.votes(batch))]
+        await processor.process(records)
+    await client.aclose()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=64)
+    args = parser.parse_args()
+    async with infra() as running, stack(running, names=("ingest", "api")) as st:
+        script = ROOT / "bench/post_vote.lua"
+        ingest_url = st.services["ingest"].url + "/v1/votes"
+        podium_post = run_wrk(ingest_url, args.seconds, args.connections, script=script)
+        proc, url = await reference("accept")
+        try:
+            ref_post = run_wrk(url + "/v1/votes", args.seconds, args.connections, script=script)
+        finally:
+            proc.terminate()
+        show("single-vote POST", podium_post, ref_post, 0.5)
+
+        await seed_board(running.redis_url, st.prefix, models=300, votes=200_000)
+        board_url = st.services["api"].url + "/v1/leaderboards/text/overall"
+        async with httpx.AsyncClient() as c:
+            body = (await c.get(board_url)).content
+        assert orjson.loads(body)["models"] == 300
+        podium_read = run_wrk(board_url, args.seconds, args.connections)
+        with tempfile.NamedTemporaryFile(suffix=".json") as f:
+            Path(f.name).write_bytes(body)
+            proc, url = await reference("bytes", f.name)
+            try:
+                ref_read = run_wrk(url + "/", args.seconds, args.connections)
+            finally:
+                proc.terminate()
+        show(f"leaderboard read, 300 models ({len(body):,} bytes)", podium_read, ref_read, 0.8)
+        print(f"  leaderboard read p99 {podium_read.p99_ms:.1f} ms (target <= 20 ms)")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

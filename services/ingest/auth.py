@@ -1,0 +1,221 @@
+"""Who may write to ingest: registered clients (API keys stored as sha256 digests in Redis),
+optionally HMAC-signed requests with a time window and replay rejection; the admin key.
+
+A client presents its key as ``X-API-Key`` or ``Authorization: Bearer``. A signed request adds
+``X-Podium-Timestamp`` (unix seconds) and ``X-Podium-Signature``: the hex HMAC-SHA256, keyed by
+the sha256 digest of the API key, of ``"{timestamp}\\n{METHOD}\\n{path}\\n"`` followed by the
+body. A signed request may name its key by ``X-Podium-Key-Id`` instead of sending the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Annotated
+
+import redis.asyncio as aioredis
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
+
+from shared.events import OpaqueId
+from shared.keys import KeyLayout
+from shared.settings import IngestSettings
+
+log = logging.getLogger(__name__)
+
+KEY_HEADER = "X-API-Key"
+KEY_ID_HEADER = "X-Podium-Key-Id"
+TIMESTAMP_HEADER = "X-Podium-Timestamp"
+SIGNATURE_HEADER = "X-Podium-Signature"
+DEV_CLIENT = "dev"
+
+
+def key_digest(api_key: str) -> str:
+    """The stored form of a key: sha256, hex. Keys are 256-bit random, so a fast hash suffices."""
+    return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+def key_id(digest: str) -> str:
+    """A key's public id: the first 16 hex digits of its digest."""
+    return digest[:16]
+
+
+def new_api_key() -> str:
+    return "pdm_" + secrets.token_urlsafe(32)
+
+
+def signing_payload(timestamp: str, method: str, path: str, body: bytes) -> bytes:
+    return f"{timestamp}\n{method.upper()}\n{path}\n".encode() + body
+
+
+def sign(api_key: str, timestamp: str, method: str, path: str, body: bytes) -> str:
+    """The signature a client sends (used by tests, the demo and client libraries)."""
+    secret = bytes.fromhex(key_digest(api_key))
+    return hmac.new(secret, signing_payload(timestamp, method, path, body), "sha256").hexdigest()
+
+
+class ClientRecord(BaseModel):
+    """A registered ingest client as stored (the key itself is never stored)."""
+
+    key_id: str
+    client: OpaqueId
+    digest: str
+    require_signature: bool = False
+    created_at: datetime
+
+
+class NewClient(BaseModel):
+    client: OpaqueId = Field(description="Name of the client, e.g. the arena frontend.")
+    require_signature: bool = Field(default=False, description="Refuse its unsigned requests.")
+
+
+class CreatedClient(BaseModel):
+    key_id: str
+    client: str
+    api_key: str = Field(description="Shown once; only its sha256 is stored.")
+    require_signature: bool
+
+
+class ClientInfo(BaseModel):
+    key_id: str
+    client: str
+    require_signature: bool
+    created_at: datetime
+
+
+class ClientKeys:
+    """The client-key store in Redis (``{p}:clients``: key id -> ClientRecord JSON)."""
+
+    def __init__(self, client: aioredis.Redis, keys: KeyLayout) -> None:
+        self._redis = client
+        self._keys = keys
+
+    async def add(self, api_key: str, client: str, require_signature: bool = False) -> ClientRecord:
+        digest = key_digest(api_key)
+        record = ClientRecord(key_id=key_id(digest), client=client, digest=digest,
+                              require_signature=require_signature, created_at=datetime.now(UTC))
+        await self._redis.hset(self._keys.clients(), record.key_id, record.model_dump_json())
+        return record
+
+    async def get(self, kid: str) -> ClientRecord | None:
+        raw = await self._redis.hget(self._keys.clients(), kid)
+        return None if raw is None else ClientRecord.model_validate_json(raw)
+
+    async def revoke(self, kid: str) -> bool:
+        return bool(await self._redis.hdel(self._keys.clients(), kid))
+
+    async def all(self) -> list[ClientRecord]:
+        raw = await self._redis.hgetall(self._keys.clients())
+        return sorted((ClientRecord.model_validate_json(v) for v in raw.values()),
+                      key=lambda r: r.created_at)
+
+
+_api_key_header = APIKeyHeader(name=KEY_HEADER, auto_error=False,
+                               description="A registered client key.")
+_bearer = HTTPBearer(auto_error=False, description="A client key (same as X-API-Key).")
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(status.HTTP_401_UNAUTHORIZED, detail,
+                         headers={"WWW-Authenticate": "Bearer"})
+
+
+def writer_auth(
+    settings: IngestSettings, now: Callable[[], float] = time.time
+) -> Callable[..., Awaitable[str | None]]:
+    """A FastAPI dependency: the authenticated client's name (None for an anonymous write when
+    ``ingest_require_auth`` is off). Stores it as ``request.state.client`` for the limits."""
+    window = settings.ingest_signature_window_s
+
+    async def authenticate(
+        request: Request,
+        api_key: Annotated[str | None, Depends(_api_key_header)],
+        bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> str | None:
+        given = api_key or (bearer.credentials if bearer is not None else None)
+        signature = request.headers.get(SIGNATURE_HEADER)
+        named_id = request.headers.get(KEY_ID_HEADER)
+        request.state.client = None
+        if given is None and named_id is None:
+            if settings.ingest_require_auth:
+                raise _unauthorized(f"a client key is required ({KEY_HEADER} or bearer)")
+            return None
+        store: ClientKeys = request.app.state.client_keys
+        if given is not None:
+            digest = key_digest(given)
+            record = await store.get(key_id(digest))
+            if record is None or not hmac.compare_digest(record.digest, digest):
+                raise _unauthorized("unknown or revoked client key")
+        else:
+            assert named_id is not None
+            record = await store.get(named_id[:64])
+            if record is None:
+                raise _unauthorized("unknown or revoked key id")
+            if signature is None:
+                raise _unauthorized(f"{KEY_ID_HEADER} needs a signed request")
+        if signature is not None:
+            await _check_signature(request, record, signature, window, now())
+        elif settings.ingest_require_signature or record.require_signature:
+            raise _unauthorized(f"this client must sign its requests ({SIGNATURE_HEADER})")
+        request.state.client = record.client
+        return record.client
+
+    return authenticate
+
+
+async def _check_signature(
+    request: Request, record: ClientRecord, signature: str, window: int, now: float
+) -> None:
+    stamp = request.headers.get(TIMESTAMP_HEADER, "")
+    if not stamp.isdigit() or len(stamp) > 12:
+        raise _unauthorized(f"{TIMESTAMP_HEADER} must be unix seconds")
+    if abs(now - int(stamp)) > window:
+        raise _unauthorized(f"{TIMESTAMP_HEADER} is outside the {window}s window")
+    body = await request.body()
+    payload = signing_payload(stamp, request.method, request.url.path, body)
+    expected = hmac.new(bytes.fromhex(record.digest), payload, "sha256").hexdigest()
+    if not hmac.compare_digest(expected, signature.strip().lower()):
+        raise _unauthorized("bad request signature")
+    client: aioredis.Redis = request.app.state.redis
+    keys: KeyLayout = request.app.state.keys
+    # a replay of the same signed request within the window (2x: clocks may differ either way)
+    fresh = await client.set(keys.replay(expected), b"1", nx=True, ex=2 * window)
+    if not fresh:
+        raise _unauthorized("replayed request (this signature was seen before)")
+
+
+_admin_bearer = HTTPBearer(auto_error=False,
+                           description="The admin key (PODIUM_INGEST_ADMIN_TOKEN)")
+
+
+def admin_auth(settings: IngestSettings) -> Callable[..., None]:
+    """A FastAPI dependency: the admin key as bearer token, compared in constant time."""
+
+    def require_admin(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_admin_bearer)],
+    ) -> None:
+        token = settings.ingest_admin_token
+        if token is None:
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                "admin endpoints are disabled: set PODIUM_INGEST_ADMIN_TOKEN",
+            )
+        given = credentials.credentials if credentials is not None else ""
+        if not secrets.compare_digest(given.encode(), token.get_secret_value().encode()):
+            raise _unauthorized("a valid admin bearer token is required")
+
+    return require_admin
+
+
+async def register_dev_key(store: ClientKeys, settings: IngestSettings) -> None:
+    """Register ``PODIUM_DEV_API_KEY`` (when set) as client ``dev``, so local runs keep working."""
+    if settings.dev_api_key is None:
+        return
+    record = await store.add(settings.dev_api_key.get_secret_value(), DEV_CLIENT)
+    log.info("development client key registered (key id %s)", record.key_id)

@@ -1,0 +1,119 @@
+"""Rate limits of ingest: token buckets per IP (requests), per client and per voter (votes), a
+per-voter daily cap, and duplicate-prompt downsampling — one atomic Lua call per request."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib.resources import files
+
+import redis.asyncio as aioredis
+from fastapi import Request
+
+from shared.events import Vote
+from shared.keys import KeyLayout
+from shared.settings import IngestSettings
+
+log = logging.getLogger(__name__)
+
+LIMITS_SCRIPT = files("services.ingest").joinpath("limits.lua").read_text()
+DAY_S = 86_400
+PROMPT_TTL_S = 30 * DAY_S
+
+
+@dataclass(frozen=True)
+class Verdict:
+    allowed: bool
+    retry_after_s: int = 0
+    limit: str = ""  # which limit was hit, e.g. "voter:u-1"
+    votes: tuple[Vote, ...] = ()  # the votes to publish (duplicate prompts marked excluded)
+
+
+def client_ip(request: Request, trust_forwarded_for: bool) -> str:
+    if trust_forwarded_for:
+        forwarded = request.headers.get("x-forwarded-for", "")
+        first = forwarded.split(",")[0].strip()
+        if first:
+            return first[:64]
+    return request.client.host if request.client is not None else "unknown"
+
+
+class RateLimiter:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        keys: KeyLayout,
+        settings: IngestSettings,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._keys = keys
+        self._s = settings
+        self._clock = clock
+        self._script = client.register_script(LIMITS_SCRIPT)
+
+    async def check(self, ip: str, client: str | None, votes: Sequence[Vote]) -> Verdict:
+        """Charge this request to every limit it falls under, or refuse it whole (429).
+        Redis failures fail open (logged): Kafka and the worker's screen remain."""
+        s = self._s
+        now = self._clock()
+        names: list[str] = []
+        keys: list[str] = []
+        buckets: list[float | int] = []
+        keys.append(self._keys.limit("ip", ip))
+        names.append(f"ip:{ip}")
+        buckets += [s.ingest_ip_requests_per_s, s.ingest_ip_burst, 1]
+        who = client or "-"
+        if votes:
+            keys.append(self._keys.limit("client", who))
+            names.append(f"client:{who}")
+            buckets += [s.ingest_client_votes_per_s, s.ingest_client_burst, len(votes)]
+        per_voter = Counter(v.voter for v in votes if v.voter is not None)
+        for voter, n in sorted(per_voter.items()):
+            keys.append(self._keys.limit("voter", f"{who}|{voter}"))
+            names.append(f"voter:{voter}")
+            buckets += [s.ingest_voter_votes_per_s, s.ingest_voter_burst, n]
+        n_buckets = len(keys)
+        day = int(now // DAY_S)
+        to_midnight = DAY_S - int(now) % DAY_S
+        daily: list[int] = []
+        if s.ingest_voter_daily_cap:
+            for voter, n in sorted(per_voter.items()):
+                keys.append(self._keys.limit("day", f"{day}|{who}|{voter}"))
+                names.append(f"voter-daily-cap:{voter}")
+                daily += [s.ingest_voter_daily_cap, n, to_midnight]
+        prompts: Counter[tuple[str, str]] = Counter()
+        if s.ingest_prompt_hash_cap:
+            prompts.update((v.arena, v.prompt_hash) for v in votes if v.prompt_hash)
+        order = sorted(prompts)
+        prompt_args: list[int] = []
+        for arena, digest in order:
+            keys.append(self._keys.limit("prompt", f"{arena}|{digest}"))
+            prompt_args += [s.ingest_prompt_hash_cap, prompts[(arena, digest)], PROMPT_TTL_S]
+        argv: list[float | int] = [int(now * 1000), n_buckets, *buckets, len(daily) // 3, *daily,
+                                   len(order), *prompt_args]
+        try:
+            reply = await self._script(keys=keys, args=argv)
+        except aioredis.RedisError as exc:
+            log.warning("rate limits unavailable, accepting without them: %s", exc)
+            return Verdict(True, votes=tuple(votes))
+        if int(reply[0]) == 0:
+            return Verdict(False, int(reply[1]), names[int(reply[2]) - 1])
+        allowed = {key: int(n) for key, n in zip(order, reply[2:], strict=True)}
+        return Verdict(True, votes=tuple(_downsample(votes, allowed)))
+
+
+def _downsample(votes: Sequence[Vote], allowed: dict[tuple[str, str], int]) -> list[Vote]:
+    """Mark the votes of each (arena, prompt_hash) past its allowance as excluded."""
+    out: list[Vote] = []
+    left = dict(allowed)
+    for v in votes:
+        if v.prompt_hash is not None and (v.arena, v.prompt_hash) in left:
+            key = (v.arena, v.prompt_hash)
+            if left[key] <= 0:
+                v = v.model_copy(update={"excluded": "duplicate_prompt"})
+            left[key] -= 1
+        out.append(v)
+    return out

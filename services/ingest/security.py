@@ -1,0 +1,76 @@
+"""Wiring of ingest's defences (docs/security.md): client auth, CORS, rate limits, the
+security admin endpoints. ``create_app`` calls these few functions and nothing else of it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import redis.asyncio as aioredis
+from fastapi import Depends, FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.params import Depends as DependsParam
+
+from services.common.http import OrjsonResponse
+from services.ingest.auth import (
+    KEY_HEADER,
+    KEY_ID_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    ClientKeys,
+    register_dev_key,
+    writer_auth,
+)
+from services.ingest.limits import RateLimiter, client_ip
+from services.ingest.security_admin import security_admin_router
+from shared.events import Vote
+from shared.settings import IngestSettings
+
+WRITE_RESPONSES: dict[int | str, dict[str, str]] = {
+    401: {"description": "Missing, unknown or revoked client key; bad, expired or replayed "
+          "signature."},
+    429: {"description": "A rate limit or the voter's daily cap was hit; see Retry-After."},
+}
+
+
+def install(app: FastAPI, settings: IngestSettings) -> list[DependsParam]:
+    """CORS and the security admin endpoints; returns the dependencies of write endpoints."""
+    if settings.ingest_cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.ingest_cors_origins,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["content-type", "authorization", KEY_HEADER, KEY_ID_HEADER,
+                           TIMESTAMP_HEADER, SIGNATURE_HEADER],
+            max_age=600,
+        )
+    app.include_router(security_admin_router(settings))
+    return [Depends(writer_auth(settings))]
+
+
+async def start(app: FastAPI, client: aioredis.Redis, settings: IngestSettings) -> None:
+    """Lifespan part: the client-key store (with the dev key) and the rate limiter."""
+    app.state.redis = client
+    app.state.keys = settings.keys
+    app.state.client_keys = ClientKeys(client, settings.keys)
+    app.state.limiter = RateLimiter(client, settings.keys, settings)
+    await register_dev_key(app.state.client_keys, settings)
+
+
+async def limit(
+    request: Request, settings: IngestSettings, votes: Sequence[Vote]
+) -> OrjsonResponse | list[Vote]:
+    """The votes to publish (duplicate prompts marked excluded), or a 429 response."""
+    limiter: RateLimiter = request.app.state.limiter
+    verdict = await limiter.check(
+        client_ip(request, settings.ingest_trust_forwarded_for),
+        getattr(request.state, "client", None),
+        votes,
+    )
+    if not verdict.allowed:
+        return OrjsonResponse(
+            {"detail": f"rate limit exceeded ({verdict.limit}); retry after "
+             f"{verdict.retry_after_s}s"},
+            status_code=429,
+            headers={"Retry-After": str(verdict.retry_after_s)},
+        )
+    return list(verdict.votes)
