@@ -66,6 +66,14 @@ class RatingSettings(PodiumSettings):
     rating_preliminary_votes: int = Field(
         default=300, ge=0, description="Models with fewer votes are flagged preliminary."
     )
+    rating_fit_tol: float = Field(
+        default=1e-12, gt=0, description="Newton convergence (theta units): small enough that "
+        "a fit does not depend on its warm start (rebuilds match live scores within 1e-9)."
+    )
+    rating_rebuild_sync_timeout_s: float = Field(
+        default=600.0, gt=0, description="How long a rebuild waits to catch up with the live "
+        "state before it gives up without switching."
+    )
 
 
 class ApiSettings(PodiumSettings):

@@ -7,13 +7,17 @@
 -- KEYS[3+n .. 2+2n]  online-Elo hash (model -> rating) of each of those views
 -- ARGV[1]     fence field ("topic/partition")
 -- ARGV[2]     first offset of the slice, ARGV[3] last offset of the slice
--- ARGV[4]     n = number of views; ARGV[5 .. 4+n] view names (aligned with KEYS)
--- ARGV[5+n]   m = number of count triples; then m triples: view index (1-based), field, increment
+-- ARGV[4]     required fence: apply only if the fence is at least this (-1: no requirement).
+--             The worker copying a slice into the generation a rebuild fills passes the fence
+--             it had before the slice, so that generation never gets a gap.
+-- ARGV[5]     n = number of views; ARGV[6 .. 5+n] view names (aligned with KEYS)
+-- ARGV[6+n]   m = number of count triples; then m triples: view index (1-based), field, increment
 -- then        Elo triples to the end: view index, model, new rating (computed by the worker
 --             from the ratings it read, in offset order; written only if the fence passes)
 --
 -- Returns {status, fence}: 1 applied (fence = last), 0 all already applied (fence >= last),
--- -1 partly applied before (first <= fence < last): the caller drops offsets <= fence, retries.
+-- -1 partly applied before (first <= fence < last): the caller drops offsets <= fence, retries;
+-- -2 behind (fence < required fence): nothing applied.
 local current = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '-1')
 local first = tonumber(ARGV[2])
 local last = tonumber(ARGV[3])
@@ -23,13 +27,16 @@ end
 if current >= first then
   return {-1, current}
 end
-local nviews = tonumber(ARGV[4])
-for i = 1, nviews do
-  redis.call('SADD', KEYS[2], ARGV[4 + i])
+if current < tonumber(ARGV[4]) then
+  return {-2, current}
 end
-local ncounts = tonumber(ARGV[5 + nviews])
-local counts_end = 5 + nviews + 3 * ncounts
-for i = 6 + nviews, counts_end, 3 do
+local nviews = tonumber(ARGV[5])
+for i = 1, nviews do
+  redis.call('SADD', KEYS[2], ARGV[5 + i])
+end
+local ncounts = tonumber(ARGV[6 + nviews])
+local counts_end = 6 + nviews + 3 * ncounts
+for i = 7 + nviews, counts_end, 3 do
   redis.call('HINCRBY', KEYS[2 + tonumber(ARGV[i])], ARGV[i + 1], ARGV[i + 2])
 end
 for i = counts_end + 1, #ARGV, 3 do

@@ -128,18 +128,19 @@ def fold(
 
 
 def lua_args(
-    sl: ArenaSlice, elo: Mapping[str, Mapping[str, float]] | None = None
+    sl: ArenaSlice, elo: Mapping[str, Mapping[str, float]] | None = None, required_fence: int = -1
 ) -> tuple[list[str], list[str | int]]:
     """The view order and ARGV of apply_batch.lua for one slice (keys are added by the store).
 
-    ``elo`` maps view -> model -> the model's online-Elo rating after this slice."""
+    ``elo`` maps view -> model -> the model's online-Elo rating after this slice;
+    ``required_fence``: apply only where the fence is at least this (-1: anywhere)."""
     views = sorted(sl.increments)
     triples: list[str | int] = []
     for index, view in enumerate(views, start=1):
         for fld, n in sorted(sl.increments[view].items()):
             triples.extend((index, fld, n))
-    argv: list[str | int] = [sl.fence_field, sl.first_offset, sl.last_offset, len(views), *views,
-                             len(triples) // 3, *triples]
+    argv: list[str | int] = [sl.fence_field, sl.first_offset, sl.last_offset, required_fence,
+                             len(views), *views, len(triples) // 3, *triples]
     for index, view in enumerate(views, start=1):
         for model, rating in sorted((elo or {}).get(view, {}).items()):
             argv.extend((index, model, repr(rating)))

@@ -8,11 +8,12 @@ from importlib.resources import files
 import redis.asyncio as aioredis
 
 from services.rating.batch import ArenaSlice, lua_args
+from shared.generations import Generations, read_generations
 from shared.keys import KeyLayout, parse_count_field, text
 
 APPLY_SCRIPT = files("services.rating").joinpath("apply_batch.lua").read_text()
 
-APPLIED, ALREADY_APPLIED, PARTLY_APPLIED = 1, 0, -1
+APPLIED, ALREADY_APPLIED, PARTLY_APPLIED, BEHIND = 1, 0, -1, -2
 
 
 class RatingStore:
@@ -21,12 +22,27 @@ class RatingStore:
         self._keys = keys
         self._apply = client.register_script(APPLY_SCRIPT)
 
+    @property
+    def keys(self) -> KeyLayout:
+        return self._keys
+
+    def for_keys(self, keys: KeyLayout) -> RatingStore:
+        """The same Redis, another key space (generation)."""
+        return self if keys == self._keys else RatingStore(self._redis, keys)
+
+    async def generations(self, base: KeyLayout) -> Generations:
+        return await read_generations(self._redis, base)
+
     async def apply(
-        self, sl: ArenaSlice, elo: Mapping[str, Mapping[str, float]] | None = None
+        self,
+        sl: ArenaSlice,
+        elo: Mapping[str, Mapping[str, float]] | None = None,
+        required_fence: int = -1,
     ) -> tuple[int, int]:
         """Apply a slice (counts, and the Elo ratings after it) exactly once; returns
-        (status, fence offset after the call)."""
-        views, argv = lua_args(sl, elo)
+        (status, fence offset after the call). With ``required_fence``, nothing is applied
+        (status BEHIND) while the fence is below it."""
+        views, argv = lua_args(sl, elo, required_fence)
         keys = [
             self._keys.fence(sl.arena),
             self._keys.views(sl.arena),
@@ -42,6 +58,19 @@ class RatingStore:
         for view in views:
             raw = await self._redis.hgetall(self._keys.elo(arena, view))
             out[view] = {text(k): float(v) for k, v in raw.items()}
+        return out
+
+    async def read_fence(self, arena: str) -> dict[str, int]:
+        """``topic/partition`` -> last applied offset, of one arena."""
+        raw = await self._redis.hgetall(self._keys.fence(arena))
+        return {text(k): int(v) for k, v in raw.items()}
+
+    async def boards(self) -> list[tuple[str, str]]:
+        """Every (arena, view) with counts in this key space."""
+        out: list[tuple[str, str]] = []
+        for arena in sorted(text(a) for a in await self._redis.smembers(self._keys.arenas())):
+            views = await self._redis.smembers(self._keys.views(arena))
+            out.extend((arena, text(v)) for v in sorted(views))
         return out
 
     async def register_arenas(self, arenas: set[str]) -> None:

@@ -60,9 +60,11 @@ def build_worker(settings: RatingSettings) -> faust.App:
         client = aioredis.Redis.from_url(settings.redis_url)
         processor = RatingProcessor(
             RatingStore(client, settings.keys),
-            FitOptions(preliminary_votes=settings.rating_preliminary_votes),
+            FitOptions(preliminary_votes=settings.rating_preliminary_votes,
+                   tol=settings.rating_fit_tol),
             publish_dead,
             publish_changes,
+            generations_of=settings.keys,
         )
         try:
             async for events in stream.take_events(
