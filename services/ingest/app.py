@@ -23,6 +23,7 @@ from services.ingest.publisher import (
     PublishUnavailable,
     VoteIdMemory,
     VotePublisher,
+    VotesInProgress,
 )
 from shared.events import Vote, utc_now
 from shared.settings import IngestSettings
@@ -98,6 +99,7 @@ def create_app(
             await pub.start()
         app.state.publisher = pub
         app.state.memory = memory
+        app.state.in_progress = VotesInProgress()
         try:
             yield
         finally:
@@ -118,6 +120,11 @@ def create_app(
     install_error_handlers(app)
 
     async def accept(request: Request, votes: Sequence[Vote]) -> OrjsonResponse:
+        in_progress: VotesInProgress = request.app.state.in_progress
+        async with in_progress.hold(v.vote_id for v in votes):
+            return await accept_held(request, votes)
+
+    async def accept_held(request: Request, votes: Sequence[Vote]) -> OrjsonResponse:
         memory: VoteIdMemory = request.app.state.memory
         pub: VotePublisher = request.app.state.publisher
         ids = [v.vote_id for v in votes]

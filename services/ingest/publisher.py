@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
@@ -43,6 +44,7 @@ class KafkaVotePublisher:
         self._settings = settings
         self._on_delivered = on_delivered
         self._in_flight: dict[str, asyncio.Future[Any]] = {}
+        self._delivered: list[str] = []  # delivered, not remembered yet (one writer at a time)
         self._background: set[asyncio.Task[None]] = set()
         self._topic = settings.topics.votes
         self._producer: AIOKafkaProducer | None = None
@@ -124,15 +126,44 @@ class KafkaVotePublisher:
         if ack.cancelled() or ack.exception() is not None:
             self._in_flight.pop(vote_id, None)
             return
-        task = asyncio.ensure_future(self._remember_delivered(vote_id))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._delivered.append(vote_id)
+        if not self._background:  # one writer drains the deliveries in batches
+            task = asyncio.ensure_future(self._remember_delivered())
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
-    async def _remember_delivered(self, vote_id: str) -> None:
+    async def _remember_delivered(self) -> None:
+        while self._delivered:
+            vote_ids, self._delivered = self._delivered, []
+            try:
+                await self._on_delivered(vote_ids)
+            finally:
+                for vote_id in vote_ids:
+                    self._in_flight.pop(vote_id, None)
+
+
+class VotesInProgress:
+    """The vote_ids this process is accepting right now. A request holds its ids from the dedupe
+    lookup until they are remembered, so a concurrent request with one of them waits and then
+    finds it remembered (a duplicate), instead of producing it a second time."""
+
+    def __init__(self) -> None:
+        self._held: dict[str, asyncio.Event] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, vote_ids: Iterable[str]) -> AsyncIterator[None]:
+        wanted = set(vote_ids)
+        while busy := {self._held[v] for v in wanted if v in self._held}:
+            await asyncio.gather(*(event.wait() for event in busy))
+        released = asyncio.Event()
+        for v in wanted:
+            self._held[v] = released
         try:
-            await self._on_delivered([vote_id])
+            yield
         finally:
-            self._in_flight.pop(vote_id, None)
+            for v in wanted:
+                del self._held[v]
+            released.set()
 
 
 class VoteIdMemory:
