@@ -66,6 +66,10 @@ class RatingSettings(PodiumSettings):
     rating_preliminary_votes: int = Field(
         default=300, ge=0, description="Models with fewer votes are flagged preliminary."
     )
+    rating_session_timeout_s: float = Field(
+        default=10.0, ge=1, le=300, description="Kafka group session timeout: how long the "
+        "partitions of a killed worker wait before a restarted one gets them (faust: 60)."
+    )
     rating_fit_tol: float = Field(
         default=1e-12, gt=0, description="Newton convergence (theta units): small enough that "
         "a fit does not depend on its warm start (rebuilds match live scores within 1e-9)."

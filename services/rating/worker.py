@@ -31,6 +31,8 @@ def build_worker(settings: RatingSettings) -> faust.App:
         topic_partitions=settings.votes_partitions,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        broker_session_timeout=settings.rating_session_timeout_s,
+        broker_heartbeat_interval=settings.rating_session_timeout_s / 5,
         key_serializer="raw",
         value_serializer="raw",
     )

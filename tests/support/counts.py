@@ -3,6 +3,8 @@ what Redis holds in the live generation."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -66,3 +68,29 @@ def assert_same_standings(live: Mapping[str, Any], rebuilt: Mapping[str, Any],
                 assert row[exact] == o[exact], (board, model, exact, row[exact], o[exact])
             for num in ("score", "ci_low", "ci_high", "elo"):
                 assert abs(row[num] - o[num]) <= tol, (board, model, num, row[num], o[num])
+
+
+async def wait_for_counts(client: aioredis.Redis, base: KeyLayout, want: BoardCounts,
+                          timeout: float) -> None:
+    """Wait until the live counts equal ``want`` exactly; on timeout, say how they differ."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = await stored_counts(client, base)
+        if got == want:
+            return
+        if time.monotonic() > deadline:
+            difference = describe_difference(got, want)
+            raise AssertionError(f"counts differ after {timeout}s: {difference}")
+        await asyncio.sleep(0.25)
+
+
+def describe_difference(got: BoardCounts, want: BoardCounts) -> str:
+    lines = []
+    for board in sorted(set(got) | set(want)):
+        g, w = got.get(board, Counter()), want.get(board, Counter())
+        if g != w:
+            over = (g - w).total()
+            under = (w - g).total()
+            lines.append(f"{board}: {g.total()} stored, {w.total()} expected "
+                         f"({over} too many, {under} missing)")
+    return "; ".join(lines[:6])
