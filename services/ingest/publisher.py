@@ -11,7 +11,13 @@ from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    InvalidProducerEpoch,
+    InvalidProducerIdMapping,
+    KafkaError,
+    OutOfOrderSequenceNumber,
+    UnknownProducerId,
+)
 
 from shared.events import Vote
 from shared.kafka import ensure_topics
@@ -19,6 +25,16 @@ from shared.keys import KeyLayout
 from shared.settings import IngestSettings
 
 log = logging.getLogger(__name__)
+
+# The idempotent producer's sequence state no longer matches the broker's (e.g. batches that
+# expired while the broker was down left a gap): every later send fails the same way. aiokafka
+# does not reset its producer id, so ingest replaces the producer.
+BROKEN_PRODUCER_STATE = (
+    OutOfOrderSequenceNumber,
+    UnknownProducerId,
+    InvalidProducerEpoch,
+    InvalidProducerIdMapping,
+)
 
 
 class PublishUnavailable(Exception):
@@ -49,6 +65,7 @@ class KafkaVotePublisher:
         self._topic = settings.topics.votes
         self._producer: AIOKafkaProducer | None = None
         self._connector: asyncio.Task[None] | None = None
+        self._retired: set[asyncio.Task[None]] = set()
         self._ready = asyncio.Event()
 
     @property
@@ -94,6 +111,8 @@ class KafkaVotePublisher:
                 pass
         if self._producer is not None:
             await self._producer.stop()  # flushes what is in flight
+        if self._retired:
+            await asyncio.gather(*self._retired, return_exceptions=True)
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
 
@@ -108,7 +127,19 @@ class KafkaVotePublisher:
                 acks = [await self._send_once(producer, vote) for vote in votes]
                 await asyncio.gather(*acks)
         except (TimeoutError, KafkaError) as exc:
+            if isinstance(exc, BROKEN_PRODUCER_STATE) and producer is self._producer:
+                self._replace_producer(producer, exc)
             raise PublishUnavailable(f"Kafka did not acknowledge: {exc!r}") from exc
+
+    def _replace_producer(self, broken: AIOKafkaProducer, why: KafkaError) -> None:
+        log.warning("producer state out of step with the broker (%r): starting a new producer",
+                    why)
+        self._producer = None
+        self._ready.clear()
+        retire = asyncio.ensure_future(broken.stop())
+        self._retired.add(retire)
+        retire.add_done_callback(self._retired.discard)
+        self._connector = asyncio.create_task(self._connect_forever(), name="kafka-connect")
 
     async def _send_once(self, producer: AIOKafkaProducer, vote: Vote) -> asyncio.Future[Any]:
         earlier = self._in_flight.get(vote.vote_id)

@@ -55,10 +55,7 @@ def build_worker(settings: RatingSettings) -> faust.App:
     @app.agent(votes, name="rate-votes")
     async def rate(stream: faust.StreamT[bytes]) -> None:
         assert isinstance(stream, faust.Stream)  # take_events is on the class, not on StreamT
-        await _ensure_topics_with_retry(
-            settings.kafka_bootstrap,
-            {topics.votes: settings.votes_partitions, topics.votes_dlq: 1, topics.rank_changes: 1},
-        )
+        await wait_for_kafka(settings)
         client = aioredis.Redis.from_url(settings.redis_url)
         processor = RatingProcessor(
             RatingStore(client, settings.keys),
@@ -83,11 +80,14 @@ def build_worker(settings: RatingSettings) -> faust.App:
     return app
 
 
-async def _ensure_topics_with_retry(bootstrap: str, wanted: dict[str, int]) -> None:
+async def wait_for_kafka(settings: RatingSettings) -> None:
+    """Wait until Kafka is up and the worker's topics exist (creating them)."""
+    topics = settings.topics
+    wanted = {topics.votes: settings.votes_partitions, topics.votes_dlq: 1, topics.rank_changes: 1}
     delay = 0.2
     while True:
         try:
-            await ensure_topics(bootstrap, wanted)
+            await ensure_topics(settings.kafka_bootstrap, wanted)
             return
         except (KafkaError, OSError) as exc:
             log.warning("could not create topics yet (%s); retrying", exc)
