@@ -4,6 +4,7 @@
 #   deploy/stack.sh down     stop exactly the processes this script started (services, then infra)
 #   deploy/stack.sh status
 #   deploy/stack.sh run      up + the demo vote stream; Ctrl-C stops everything it started
+#   deploy/stack.sh rebuild  replay podium.votes into a fresh Redis key space, then switch to it
 # Settings (env): PODIUM_INGEST_PORT (8001), PODIUM_API_PORT (8000), PODIUM_KAFKA_PORT (9092),
 #   PODIUM_REDIS_PORT (6380), PODIUM_RUN_DIR (.run), PODIUM_PYTHON (.venv/bin/python),
 #   PODIUM_DEMO_RATE (votes per second of the demo, 200).
@@ -16,6 +17,15 @@ export PODIUM_REDIS_URL="${PODIUM_REDIS_URL:-redis://127.0.0.1:${PODIUM_REDIS_PO
 export PODIUM_INGEST_PORT="${PODIUM_INGEST_PORT:-8001}"
 export PODIUM_API_PORT="${PODIUM_API_PORT:-8000}"
 SERVICES=(ingest rating api)
+
+wait_log() {  # wait_log NAME PATTERN PIDFILE FROM_LINE: the service logged PATTERN after FROM_LINE
+  local deadline=$((SECONDS + 90))
+  until tail -n +"$(($4 + 1))" "$RUN_DIR/$1.log" 2>/dev/null | grep -q "$2"; do
+    pid_alive "$3" || { tail -n 30 "$RUN_DIR/$1.log" >&2; die "$1 exited during start-up; see $RUN_DIR/$1.log"; }
+    (( SECONDS < deadline )) || die "$1 not ready after 90s; see $RUN_DIR/$1.log"
+    sleep 0.2
+  done
+}
 
 wait_http() {  # wait_http NAME URL PIDFILE
   local deadline=$((SECONDS + 60))
@@ -30,12 +40,13 @@ start_service() {
   local name="$1" pidfile="$RUN_DIR/$1.pid"
   if pid_alive "$pidfile"; then log "$name: already running (pid $(cat "$pidfile"))"; return 0; fi
   [[ -x "$PY" ]] || die "no Python environment at $PY: run 'make install' first"
+  local mark; mark=$(wc -l <"$RUN_DIR/$name.log" 2>/dev/null || echo 0)
   # setsid: a Ctrl-C in the terminal reaches `make run`, which then stops services in order
   (cd "$ROOT" && setsid "$PY" -m "services.$name" >>"$RUN_DIR/$name.log" 2>&1 </dev/null & echo $! >"$pidfile")
   case "$name" in
     ingest) wait_http ingest "http://127.0.0.1:$PODIUM_INGEST_PORT/healthz" "$pidfile" ;;
     api) wait_http api "http://127.0.0.1:$PODIUM_API_PORT/healthz" "$pidfile" ;;
-    rating) sleep 1; pid_alive "$pidfile" || { tail -n 30 "$RUN_DIR/rating.log" >&2; die "rating exited; see $RUN_DIR/rating.log"; } ;;
+    rating) wait_log rating "Worker]: Ready" "$pidfile" "$mark" ;;
   esac
   log "$name: running (pid $(cat "$pidfile"), log $RUN_DIR/$name.log)"
 }
@@ -78,10 +89,16 @@ run() {
   down
 }
 
+rebuild() {
+  [[ -x "$PY" ]] || die "no Python environment at $PY: run 'make install' first"
+  (cd "$ROOT" && "$PY" -m services.rating.rebuild)
+}
+
 case "${1:-}" in
   up) up ;;
+  rebuild) rebuild ;;
   down) down ;;
   status) status ;;
   run) run ;;
-  *) echo "usage: $0 up|down|status|run" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|run|rebuild" >&2; exit 2 ;;
 esac

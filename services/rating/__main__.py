@@ -9,6 +9,7 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import asyncio
+import signal
 
 import faust
 
@@ -20,10 +21,16 @@ from shared.settings import RatingSettings
 def main() -> None:
     settings = RatingSettings()
     configure_logging(settings.log_level, "rating")
+    for sig in (signal.SIGTERM, signal.SIGINT):  # until faust installs its own handlers
+        signal.signal(sig, _exit_cleanly)
     asyncio.run(wait_for_kafka(settings))  # faust gives up if Kafka is not there as it starts
     app = build_worker(settings)
     worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True)
     worker.execute_from_commandline()  # handles SIGINT/SIGTERM: stops agents, commits, closes
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)  # nothing consumed yet: nothing to finish
 
 
 if __name__ == "__main__":

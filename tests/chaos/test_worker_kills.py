@@ -59,6 +59,11 @@ async def test_sigkilled_worker_counts_every_acknowledged_vote_once(
                 rating.kill()
                 kills += 1
                 await rating.start()
+            # and one graceful stop mid-stream: the batch in flight finishes, exit code 0
+            before = await counted(redis_client, base)
+            await wait_until(lambda: _more(redis_client, base, before), 60, "worker counting")
+            assert await asyncio.to_thread(rating.stop) == 0, "exits 0 on SIGTERM mid-stream"
+            await rating.start()
 
         chaos = asyncio.create_task(killer())
         votes = mixed_votes(VOTES, seed=11)
