@@ -42,7 +42,8 @@ start_service() {
   [[ -x "$PY" ]] || die "no Python environment at $PY: run 'make install' first"
   local mark; mark=$(wc -l <"$RUN_DIR/$name.log" 2>/dev/null || echo 0)
   # setsid: a Ctrl-C in the terminal reaches `make run`, which then stops services in order
-  (cd "$ROOT" && setsid "$PY" -m "services.$name" >>"$RUN_DIR/$name.log" 2>&1 </dev/null & echo $! >"$pidfile")
+  # the subshell must not hold our stdout: a caller reading it (make up | tee) would never see EOF
+  (cd "$ROOT" && setsid "$PY" -m "services.$name" >>"$RUN_DIR/$name.log" 2>&1 </dev/null & echo $! >"$pidfile") >/dev/null 2>&1 </dev/null
   case "$name" in
     ingest) wait_http ingest "http://127.0.0.1:$PODIUM_INGEST_PORT/healthz" "$pidfile" ;;
     api) wait_http api "http://127.0.0.1:$PODIUM_API_PORT/healthz" "$pidfile" ;;
