@@ -5,12 +5,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 ARENA_VENV := .cache/arena-rank-venv
 
-.PHONY: help install up down status run test test-only lint bench clean
+.PHONY: help install up down status run rebuild test test-only lint bench clean
 
 help:
 	@echo "make run    start Kafka, Redis, ingest, rating, api + demo votes; prints the leaderboard URL"
 	@echo "make test   install what is needed, start Kafka+Redis, lint, run the whole suite, stop them"
 	@echo "make up / make down / make status   the stack without the demo"
+	@echo "make rebuild  replay podium.votes into a fresh Redis key space, check it, switch to it"
 	@echo "make bench  benchmarks (see bench/RESULTS.md)"
 
 $(VENV)/.installed: pyproject.toml
@@ -39,6 +40,9 @@ status:
 
 run: install
 	deploy/stack.sh run
+
+rebuild: $(VENV)/.installed
+	deploy/stack.sh rebuild
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

@@ -4,6 +4,7 @@
 #   deploy/stack.sh down     stop exactly the processes this script started (services, then infra)
 #   deploy/stack.sh status
 #   deploy/stack.sh run      up + the demo vote stream; Ctrl-C stops everything it started
+#   deploy/stack.sh rebuild  replay podium.votes into a fresh Redis key space, then switch to it
 # Settings (env): PODIUM_INGEST_PORT (8001), PODIUM_API_PORT (8000),
 #   PODIUM_RATING_METRICS_PORT (8002: the worker's /healthz, /readyz, /metrics), PODIUM_KAFKA_PORT (9092),
 #   PODIUM_REDIS_PORT (6380), PODIUM_RUN_DIR (.run), PODIUM_PYTHON (.venv/bin/python),
@@ -104,10 +105,16 @@ run() {
   down
 }
 
+rebuild() {
+  [[ -x "$PY" ]] || die "no Python environment at $PY: run 'make install' first"
+  (cd "$ROOT" && "$PY" -m services.rating.rebuild)
+}
+
 case "${1:-}" in
   up) up ;;
+  rebuild) rebuild ;;
   down) down ;;
   status) status ;;
   run) run ;;
-  *) echo "usage: $0 up|down|status|run" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|run|rebuild" >&2; exit 2 ;;
 esac

@@ -23,6 +23,14 @@
 | ``{p}:{arena}:flagged``          | hash   | voter -> evidence JSON (votes quarantined)       |
 | ``{p}:{arena}:quarantine:{voter}`` | list | the voter's quarantined votes, JSON, in order    |
 | ``{p}:{arena}:screen-fence``     | hash   | ``topic/partition`` -> last screened offset      |
+| ``{p}:generations``              | hash   | ``active`` / ``next`` -> key prefix of that one  |
+
+Rating state lives in a *generation* of the key space: the base prefix (``podium``, generation
+0) or ``podium.g{n}`` written by a rebuild. ``{p}:generations`` of the base prefix names the live
+one (``active``, absent = the base prefix) and the one a rebuild is filling (``next``). Every
+arena-scoped key keeps the ``{arena}`` hash tag in every generation, so one arena's keys of two
+generations share a Redis Cluster slot. Dedupe markers, the registry, clients, limits, voter
+screening, matrices and history are not counted state: they stay in the base key space.
 
 Score events live in the pseudo-arena ``bench`` (``shared.events.BENCH_ARENA``): a benchmark is a
 view of it, so ``bench/{benchmark}`` boards share every key above with the vote boards.
@@ -140,3 +148,25 @@ class KeyLayout:
 
     def screen_fence(self, arena: str) -> str:
         return f"{self._arena(arena)}:screen-fence"
+    def generations(self) -> str:
+        return f"{self.prefix}:generations"
+
+    def generation(self, number: int) -> KeyLayout:
+        """The layout of generation ``number`` of this (base) key space; 0 is the base itself."""
+        if number < 0:
+            raise ValueError(f"generation must be >= 0, got {number}")
+        return self if number == 0 else KeyLayout(f"{self.prefix}{GENERATION_SEP}{number}")
+
+
+GENERATION_SEP = ".g"
+ACTIVE, NEXT = "active", "next"
+
+
+def generation_number(base: str, prefix: str) -> int:
+    """Which generation of ``base`` the key prefix ``prefix`` is (inverse of ``generation``)."""
+    if prefix == base:
+        return 0
+    head, sep, number = prefix.rpartition(GENERATION_SEP)
+    if head != base or not sep or not number.isdigit():
+        raise ValueError(f"{prefix!r} is not a generation of {base!r}")
+    return int(number)

@@ -140,8 +140,6 @@ class RatingSettings(PodiumSettings):
         default=8002, ge=0, le=65535,
         description="Port of the worker's /healthz, /readyz, /metrics (0 = no HTTP endpoint).",
     )
-
-
     rating_screen_enabled: bool = Field(
         default=True, description="Run the per-voter outlier test and quarantine flagged voters."
     )
@@ -152,6 +150,18 @@ class RatingSettings(PodiumSettings):
     rating_screen_epsilon: float = Field(
         default=0.1, gt=0, lt=0.5, description="The alternative: a voter's favourite model wins "
         "with probability 1 - epsilon whenever it appears.",
+    )
+    rating_session_timeout_s: float = Field(
+        default=10.0, ge=1, le=300, description="Kafka group session timeout: how long the "
+        "partitions of a killed worker wait before a restarted one gets them (faust: 60)."
+    )
+    rating_fit_tol: float = Field(
+        default=1e-12, gt=0, description="Newton convergence (theta units): small enough that "
+        "a fit does not depend on its warm start (rebuilds match live scores within 1e-9)."
+    )
+    rating_rebuild_sync_timeout_s: float = Field(
+        default=600.0, gt=0, description="How long a rebuild waits to catch up with the live "
+        "state before it gives up without switching."
     )
 
 

@@ -13,7 +13,9 @@ pid_alive() {
   local f="$1"
   [[ -f "$f" ]] || return 1
   local pid; pid="$(cat "$f" 2>/dev/null)"
-  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null
+  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 1
+  # a killed process whose parent has not reaped it yet still answers kill -0
+  [[ "$(ps -o stat= -p "$pid" 2>/dev/null)" != Z* ]]
 }
 
 # port_open PORT -> true when something accepts TCP connections on 127.0.0.1:PORT

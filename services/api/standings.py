@@ -7,10 +7,15 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
+from shared.generations import active_layout
 from shared.keys import KeyLayout, board_name, text
 
 
 class StandingsReader:
+    """Standings and board lists come from the live generation of the key space
+    (``shared.generations``): after a rebuild switches, the next read comes from the rebuilt
+    one. Matrices and history are read-side records of the base key space."""
+
     def __init__(self, client: aioredis.Redis, keys: KeyLayout) -> None:
         self._redis = client
         self._keys = keys
@@ -19,9 +24,10 @@ class StandingsReader:
         value = await self._redis.get(key)
         return value.encode() if isinstance(value, str) else value
 
-    async def board(self, arena: str, view: str) -> bytes | None:
+    async def board(self, arena: str, view: str, keys: KeyLayout | None = None) -> bytes | None:
         """The board's standings document as the rating service wrote it (JSON bytes)."""
-        return await self._get(self._keys.standings(arena, view))
+        keys = keys or await active_layout(self._redis, self._keys)
+        return await self._get(keys.standings(arena, view))
 
     async def board_doc(self, arena: str, view: str) -> dict[str, Any] | None:
         raw = await self.board(arena, view)
@@ -37,10 +43,11 @@ class StandingsReader:
 
     async def board_names(self) -> list[tuple[str, str]]:
         """Every (arena, view), ordered by arena then view (``overall`` first)."""
-        arenas = sorted(text(a) for a in await self._redis.smembers(self._keys.arenas()))
+        keys = await active_layout(self._redis, self._keys)
+        arenas = sorted(text(a) for a in await self._redis.smembers(keys.arenas()))
         pairs: list[tuple[str, str]] = []
         for arena in arenas:
-            views = sorted(text(v) for v in await self._redis.smembers(self._keys.views(arena)))
+            views = sorted(text(v) for v in await self._redis.smembers(keys.views(arena)))
             views.sort(key=lambda v: (v != "overall", v.startswith("lang:"), v))
             pairs.extend((arena, v) for v in views)
         return pairs

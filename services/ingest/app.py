@@ -31,6 +31,7 @@ from services.ingest.publisher import (
     ScorePublisher,
     VoteIdMemory,
     VotePublisher,
+    VotesInProgress,
 )
 from shared.events import ScoreEvent, Vote, utc_now
 from shared.settings import IngestSettings
@@ -108,6 +109,7 @@ def create_app(
         app.state.memory = memory
         app.state.registry = ModelRegistry(client, settings.keys)
         app.state.redis = client
+        app.state.in_progress = VotesInProgress()
         await security.start(app, client, settings)
         try:
             yield
@@ -156,6 +158,11 @@ def create_app(
         )
         if rejected is not None:
             return rejected
+        in_progress: VotesInProgress = request.app.state.in_progress
+        async with in_progress.hold(v.vote_id for v in votes):
+            return await accept_held(request, votes)
+
+    async def accept_held(request: Request, votes: Sequence[Vote]) -> OrjsonResponse:
         memory: VoteIdMemory = request.app.state.memory
         pub: VotePublisher = request.app.state.publisher
         ids = [v.vote_id for v in votes]

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    InvalidProducerEpoch,
+    InvalidProducerIdMapping,
+    KafkaError,
+    OutOfOrderSequenceNumber,
+    UnknownProducerId,
+)
 
 from shared.events import ScoreEvent, Vote, encode_vote_record
 from shared.kafka import ensure_topics
@@ -18,6 +25,16 @@ from shared.keys import KeyLayout
 from shared.settings import IngestSettings
 
 log = logging.getLogger(__name__)
+
+# The idempotent producer's sequence state no longer matches the broker's (e.g. batches that
+# expired while the broker was down left a gap): every later send fails the same way. aiokafka
+# does not reset its producer id, so ingest replaces the producer.
+BROKEN_PRODUCER_STATE = (
+    OutOfOrderSequenceNumber,
+    UnknownProducerId,
+    InvalidProducerEpoch,
+    InvalidProducerIdMapping,
+)
 
 
 class PublishUnavailable(Exception):
@@ -47,10 +64,12 @@ class KafkaVotePublisher:
         self._settings = settings
         self._on_delivered = on_delivered
         self._in_flight: dict[str, asyncio.Future[Any]] = {}
+        self._delivered: list[str] = []  # delivered, not remembered yet (one writer at a time)
         self._background: set[asyncio.Task[None]] = set()
         self._topic = settings.topics.votes
         self._producer: AIOKafkaProducer | None = None
         self._connector: asyncio.Task[None] | None = None
+        self._retired: set[asyncio.Task[None]] = set()
         self._ready = asyncio.Event()
 
     @property
@@ -98,6 +117,8 @@ class KafkaVotePublisher:
                 pass
         if self._producer is not None:
             await self._producer.stop()  # flushes what is in flight
+        if self._retired:
+            await asyncio.gather(*self._retired, return_exceptions=True)
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
 
@@ -113,7 +134,10 @@ class KafkaVotePublisher:
                 waits = await self._send_once(producer, votes)
                 await asyncio.gather(*waits)
         except (TimeoutError, KafkaError) as exc:
+            if isinstance(exc, BROKEN_PRODUCER_STATE) and producer is self._producer:
+                self._replace_producer(producer, exc)
             raise PublishUnavailable(f"Kafka did not acknowledge: {exc!r}") from exc
+
     async def publish_scores(self, scores: Sequence[ScoreEvent]) -> None:
         """Produce score events (keyed by benchmark) and wait for Kafka's acks."""
         producer = self._producer
@@ -129,7 +153,19 @@ class KafkaVotePublisher:
                 ]
                 await asyncio.gather(*acks)
         except (TimeoutError, KafkaError) as exc:
+            if isinstance(exc, BROKEN_PRODUCER_STATE) and producer is self._producer:
+                self._replace_producer(producer, exc)
             raise PublishUnavailable(f"Kafka did not acknowledge: {exc!r}") from exc
+
+    def _replace_producer(self, broken: AIOKafkaProducer, why: KafkaError) -> None:
+        log.warning("producer state out of step with the broker (%r): starting a new producer",
+                    why)
+        self._producer = None
+        self._ready.clear()
+        retire = asyncio.ensure_future(broken.stop())
+        self._retired.add(retire)
+        retire.add_done_callback(self._retired.discard)
+        self._connector = asyncio.create_task(self._connect_forever(), name="kafka-connect")
 
     async def _send_once(
         self, producer: AIOKafkaProducer, votes: Sequence[Vote]
@@ -162,16 +198,44 @@ class KafkaVotePublisher:
             for vote_id in vote_ids:
                 self._in_flight.pop(vote_id, None)
             return
-        task = asyncio.ensure_future(self._remember_delivered(vote_ids))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._delivered.extend(vote_ids)
+        if not self._background:  # one writer drains the deliveries in batches
+            task = asyncio.ensure_future(self._remember_delivered())
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
-    async def _remember_delivered(self, vote_ids: list[str]) -> None:
+    async def _remember_delivered(self) -> None:
+        while self._delivered:
+            vote_ids, self._delivered = self._delivered, []
+            try:
+                await self._on_delivered(vote_ids)
+            finally:
+                for vote_id in vote_ids:
+                    self._in_flight.pop(vote_id, None)
+
+
+class VotesInProgress:
+    """The vote_ids this process is accepting right now. A request holds its ids from the dedupe
+    lookup until they are remembered, so a concurrent request with one of them waits and then
+    finds it remembered (a duplicate), instead of producing it a second time."""
+
+    def __init__(self) -> None:
+        self._held: dict[str, asyncio.Event] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, vote_ids: Iterable[str]) -> AsyncIterator[None]:
+        wanted = set(vote_ids)
+        while busy := {self._held[v] for v in wanted if v in self._held}:
+            await asyncio.gather(*(event.wait() for event in busy))
+        released = asyncio.Event()
+        for v in wanted:
+            self._held[v] = released
         try:
-            await self._on_delivered(vote_ids)
+            yield
         finally:
-            for vote_id in vote_ids:
-                self._in_flight.pop(vote_id, None)
+            for v in wanted:
+                del self._held[v]
+            released.set()
 
 
 class VoteIdMemory:

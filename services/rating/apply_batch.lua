@@ -8,8 +8,11 @@
 -- ARGV[1]     the arena's version the caller's cached state reflects
 -- ARGV[2]     fence field ("topic/partition")
 -- ARGV[3]     first offset of the slice, ARGV[4] last offset of the slice
--- ARGV[5]     n = number of views; ARGV[6 .. 5+n] view names (aligned with KEYS)
--- ARGV[6+n]   m = number of count triples; then m triples: view index (1-based), field, increment
+-- ARGV[5]     required fence: apply only if the fence is at least this (-1: no requirement).
+--             The worker copying a slice into the generation a rebuild fills passes the fence
+--             it had before the slice, so that generation never gets a gap.
+-- ARGV[6]     n = number of views; ARGV[7 .. 6+n] view names (aligned with KEYS)
+-- ARGV[7+n]   m = number of count triples; then m triples: view index (1-based), field, increment
 -- then        Elo triples to the end: view index, model, new rating (computed by the worker
 --             from its cached ratings, in offset order; written only if everything passes)
 --
@@ -17,10 +20,11 @@
 --   1 applied (fence = last, version + 1)
 --   0 all already applied (fence >= last)
 --  -1 partly applied before (first <= fence < last): the caller drops offsets <= fence, retries
---  -2 stale: someone else changed the arena since the caller's version; reload, then retry
+--  -2 behind (fence < required fence): nothing applied
+--  -3 stale: someone else changed the arena since the caller's version; reload, then retry
 local version = tonumber(redis.call('HGET', KEYS[1], '_version') or '0')
 if version ~= tonumber(ARGV[1]) then
-  return {-2, -1, version}
+  return {-3, -1, version}
 end
 local current = tonumber(redis.call('HGET', KEYS[1], ARGV[2]) or '-1')
 local first = tonumber(ARGV[3])
@@ -31,13 +35,16 @@ end
 if current >= first then
   return {-1, current, version}
 end
-local nviews = tonumber(ARGV[5])
-for i = 1, nviews do
-  redis.call('SADD', KEYS[2], ARGV[5 + i])
+if current < tonumber(ARGV[5]) then
+  return {-2, current, version}
 end
-local ncounts = tonumber(ARGV[6 + nviews])
-local counts_end = 6 + nviews + 3 * ncounts
-for i = 7 + nviews, counts_end, 3 do
+local nviews = tonumber(ARGV[6])
+for i = 1, nviews do
+  redis.call('SADD', KEYS[2], ARGV[6 + i])
+end
+local ncounts = tonumber(ARGV[7 + nviews])
+local counts_end = 7 + nviews + 3 * ncounts
+for i = 8 + nviews, counts_end, 3 do
   redis.call('HINCRBY', KEYS[2 + tonumber(ARGV[i])], ARGV[i + 1], ARGV[i + 2])
 end
 for i = counts_end + 1, #ARGV, 3 do

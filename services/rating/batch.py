@@ -130,7 +130,10 @@ def fold(
 
 
 def lua_args(
-    sl: ArenaSlice, version: int, elo: Mapping[str, Mapping[str, float]] | None = None
+    sl: ArenaSlice,
+    version: int,
+    elo: Mapping[str, Mapping[str, float]] | None = None,
+    required_fence: int = -1,
 ) -> tuple[list[str], list[str | int]]:
     """The view order and ARGV of apply_batch.lua for one slice (keys are added by the store).
 
@@ -141,7 +144,7 @@ def lua_args(
         for fld, n in sorted(sl.increments[view].items()):
             triples.extend((index, fld, n))
     argv: list[str | int] = [version, sl.fence_field, sl.first_offset, sl.last_offset,
-                             len(views), *views, len(triples) // 3, *triples]
+                             required_fence, len(views), *views, len(triples) // 3, *triples]
     for index, view in enumerate(views, start=1):
         for model, rating in sorted((elo or {}).get(view, {}).items()):
             argv.extend((index, model, repr(rating)))

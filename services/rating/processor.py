@@ -20,9 +20,16 @@ from services.rating.boards import rank_changes, standings_document
 from services.rating.engine import BoardFit, FitOptions, PairCounts, fit_board
 from services.rating.read_models import ReadModelWriter
 from services.rating.screen import VoterScreen
-from services.rating.store import ALREADY_APPLIED, APPLIED, STALE, RatingStore
+from services.rating.store import (
+    ALREADY_APPLIED,
+    APPLIED,
+    BEHIND,
+    PARTLY_APPLIED,
+    STALE,
+    RatingStore,
+)
 from shared.events import RankChange, SourcePosition, Vote, utc_now
-from shared.keys import board_name, parse_count_field
+from shared.keys import KeyLayout, board_name, parse_count_field
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +65,13 @@ class ArenaState:
 
 
 class RatingProcessor:
-    """State kept between batches: the last fit of each board (warm start) and its rows."""
+    """State kept between batches: each arena's counts and Elo (``ArenaState``), the last fit of
+    each board (warm start) and its rows.
+
+    With ``generations_of`` (the base key layout), the processor writes to the live generation
+    of that key space and copies each slice into the one a rebuild is filling (see
+    services/rating/rebuild.py); without it, it writes to ``store``'s keys only.
+    """
 
     def __init__(
         self,
@@ -72,7 +85,10 @@ class RatingProcessor:
         read_models: ReadModelWriter | None = None,
         metrics: BatchObserver | None = None,
         screen: VoterScreen | None = None,
+        generations_of: KeyLayout | None = None,
     ) -> None:
+        self._base = generations_of
+        self._refit_all = generations_of is not None  # after start and after a switch
         self._metrics = metrics
         self._elo = elo or EloOptions()
         self._store = store
@@ -111,13 +127,20 @@ class RatingProcessor:
         if self._screen is not None:  # votes of flagged voters: kept, not counted
             votes = await self._screen.screen(votes, self._win_probability, self._clock())
         to_refit: dict[tuple[str, str], SourcePosition] = {}
-        for sl in fold(votes):
+        slices = fold(votes)
+        fences_before = await self._use_live_generation(slices)
+        for sl in slices:
             applied = await self._apply_slice(sl, votes)
             position = SourcePosition(topic=sl.topic, partition=sl.partition, offset=sl.last_offset)
             for view in sl.increments:
                 if applied or board_name(sl.arena, view) not in self._fits:
                     to_refit[(sl.arena, view)] = position
+        if fences_before is not None:
+            await self._copy_to_other_generations(slices, votes, fences_before)
         await self._store.register_arenas({arena for arena, _ in to_refit})
+        if self._refit_all:
+            to_refit.update(await self._positions_of_all_boards(to_refit))
+            self._refit_all = False
         apply_done = time.perf_counter()
         for (arena, view), position in to_refit.items():
             try:
@@ -152,14 +175,92 @@ class RatingProcessor:
             if result.status == ALREADY_APPLIED:
                 return False
             # partly applied before (a replay overlapping what was applied): keep the rest
-            key = (sl.arena, sl.topic, sl.partition)
-            rest = fold(
-                [(r, v) for r, v in votes if (v.arena, r.topic, r.partition) == key],
-                after={key: result.fence},
-            )
-            if not rest:
+            rest = _rest_after(sl, votes, result.fence)
+            if rest is None:
                 return False
-            sl = rest[0]
+            sl = rest
+
+    async def _copy_slice(
+        self,
+        target: RatingStore,
+        sl: ArenaSlice,
+        votes: list[tuple[RawRecord, Vote]],
+        required_fence: int,
+    ) -> int:
+        """Apply a slice into another generation (no cached state there); returns the status."""
+        while True:
+            snapshot = await target.load(sl.arena, sl.increments, counts=False)
+            elo_after = online_elo(sl, snapshot.elo, self._elo)
+            result = await target.apply(sl, snapshot.version, elo_after, required_fence)
+            if result.status == STALE:
+                continue
+            if result.status != PARTLY_APPLIED:
+                return result.status
+            rest = _rest_after(sl, votes, result.fence)
+            if rest is None:
+                return ALREADY_APPLIED
+            sl = rest
+
+    async def _use_live_generation(
+        self, slices: Sequence[ArenaSlice]
+    ) -> dict[tuple[str, str], int] | None:
+        """Write to the live generation; return each slice's fence before it is applied there
+        (what a copy into another generation requires), or None when not following."""
+        if self._base is None:
+            return None
+        live = (await self._store.generations(self._base)).active
+        if live != self._store.keys:
+            self._switch_to(live)
+        fences: dict[str, dict[str, int]] = {}
+        for sl in slices:
+            if sl.arena not in fences:
+                fences[sl.arena] = await self._store.read_fence(sl.arena)
+        return {(sl.arena, sl.fence_field): fences[sl.arena].get(sl.fence_field, -1)
+                for sl in slices}
+
+    def _switch_to(self, live: KeyLayout) -> None:
+        log.info("rating state is now in key space %s", live.prefix)
+        self._store = self._store.for_keys(live)
+        self._arenas.clear()  # cached state belongs to the old generation
+        self._refit_all = True
+
+    async def _copy_to_other_generations(
+        self,
+        slices: Sequence[ArenaSlice],
+        votes: list[tuple[RawRecord, Vote]],
+        fences_before: dict[tuple[str, str], int],
+    ) -> None:
+        """Copy the batch into the generation being rebuilt (and into the new live one if the
+        switch happened meanwhile). Read after the live apply, so no batch misses a switch; a
+        copy is only made where that generation already holds everything before the slice."""
+        assert self._base is not None
+        gens = await self._store.generations(self._base)
+        for layout in {gens.active, gens.next} - {self._store.keys, None}:
+            assert layout is not None
+            target = self._store.for_keys(layout)
+            for sl in slices:
+                required = fences_before[(sl.arena, sl.fence_field)]
+                status = await self._copy_slice(target, sl, votes, required)
+                if status == BEHIND and layout == gens.active:
+                    log.error("generation %s is behind at %s of %s (fence < %d)",
+                              layout.prefix, sl.fence_field, sl.arena, required)
+            await target.register_arenas({sl.arena for sl in slices})
+        if gens.active != self._store.keys:  # switched while this batch was applied
+            self._switch_to(gens.active)
+
+    async def _positions_of_all_boards(
+        self, touched: dict[tuple[str, str], SourcePosition]
+    ) -> dict[tuple[str, str], SourcePosition]:
+        """Every board of the key space with the position its standings were computed at."""
+        out: dict[tuple[str, str], SourcePosition] = {}
+        for arena, view in await self._store.boards():
+            if (arena, view) in touched:
+                continue
+            stored = await self._store.read_standings(arena, view)
+            position = orjson.loads(stored).get("position") if stored else None
+            if position is not None:
+                out[(arena, view)] = SourcePosition.model_validate(position)
+        return out
 
     def _win_probability(self, arena: str, model_a: str, model_b: str) -> float | None:
         """P(model_a beats model_b) on the arena's overall board as last fitted (None: unknown)."""
@@ -207,3 +308,13 @@ class RatingProcessor:
             await self._read_models.after_refit(arena, view, counts, fit, doc["rows"], changes, now)
         if changes:
             await self._publish_changes([c.model_dump_json().encode() for c in changes])
+
+
+def _rest_after(
+    sl: ArenaSlice, votes: list[tuple[RawRecord, Vote]], fence: int
+) -> ArenaSlice | None:
+    """What of ``sl`` lies after ``fence`` (a replay overlapping what was applied)."""
+    key = (sl.arena, sl.topic, sl.partition)
+    rest = fold([(r, v) for r, v in votes if (v.arena, r.topic, r.partition) == key],
+                after={key: fence})
+    return rest[0] if rest else None

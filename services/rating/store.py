@@ -10,11 +10,12 @@ import redis.asyncio as aioredis
 
 from services.rating.batch import ArenaSlice, lua_args
 from services.rating.engine import PairCounts
+from shared.generations import Generations, read_generations
 from shared.keys import KeyLayout, parse_count_field, text
 
 APPLY_SCRIPT = files("services.rating").joinpath("apply_batch.lua").read_text()
 
-APPLIED, ALREADY_APPLIED, PARTLY_APPLIED, STALE = 1, 0, -1, -2
+APPLIED, ALREADY_APPLIED, PARTLY_APPLIED, BEHIND, STALE = 1, 0, -1, -2, -3
 VERSION_FIELD = "_version"
 
 
@@ -40,15 +41,41 @@ class RatingStore:
         self._keys = keys
         self._apply = client.register_script(APPLY_SCRIPT)
 
+    @property
+    def keys(self) -> KeyLayout:
+        return self._keys
+
+    def for_keys(self, keys: KeyLayout) -> RatingStore:
+        """The same Redis, another key space (generation)."""
+        return self if keys == self._keys else RatingStore(self._redis, keys)
+
+    async def generations(self, base: KeyLayout) -> Generations:
+        return await read_generations(self._redis, base)
+
+    async def read_fence(self, arena: str) -> dict[str, int]:
+        """``topic/partition`` -> last applied offset, of one arena."""
+        raw = await self._redis.hgetall(self._keys.fence(arena))
+        return {text(k): int(v) for k, v in raw.items() if text(k) != VERSION_FIELD}
+
+    async def boards(self) -> list[tuple[str, str]]:
+        """Every (arena, view) with counts in this key space."""
+        out: list[tuple[str, str]] = []
+        for arena in sorted(text(a) for a in await self._redis.smembers(self._keys.arenas())):
+            views = await self._redis.smembers(self._keys.views(arena))
+            out.extend((arena, text(v)) for v in sorted(views))
+        return out
+
     async def apply(
         self,
         sl: ArenaSlice,
         version: int,
         elo: Mapping[str, Mapping[str, float]] | None = None,
+        required_fence: int = -1,
     ) -> ApplyResult:
         """Apply a slice (counts, and the Elo ratings after it) exactly once, if the arena is
-        still at ``version`` (the state the caller computed Elo from)."""
-        views, argv = lua_args(sl, version, elo)
+        still at ``version`` (the state the caller computed Elo from). With ``required_fence``,
+        nothing is applied (status BEHIND) while the fence is below it."""
+        views, argv = lua_args(sl, version, elo, required_fence)
         keys = [
             self._keys.fence(sl.arena),
             self._keys.views(sl.arena),
@@ -62,30 +89,37 @@ class RatingStore:
         raw = await self._redis.hget(self._keys.fence(arena), VERSION_FIELD)
         return int(raw) if raw is not None else 0
 
-    async def load(self, arena: str, views: Iterable[str]) -> ArenaSnapshot:
-        """Counts and Elo of some views at one consistent version (retries if an apply lands
-        while reading; the rating worker is normally the only writer)."""
+    async def read_counts(self, arena: str, view: str) -> dict[tuple[str, str, str], int]:
+        raw = await self._redis.hgetall(self._keys.counts(arena, view))
+        return {parse_count_field(text(k)): int(v) for k, v in raw.items()}
+
+    async def load(self, arena: str, views: Iterable[str], counts: bool = True) -> ArenaSnapshot:
+        """Counts (unless ``counts`` is False) and Elo of some views at one consistent version
+        (retries if an apply lands while reading)."""
         wanted = sorted(set(views))
         while True:
             before = await self.version(arena)
             async with self._redis.pipeline(transaction=False) as pipe:
                 for view in wanted:
-                    pipe.hgetall(self._keys.counts(arena, view))
+                    if counts:
+                        pipe.hgetall(self._keys.counts(arena, view))
                     pipe.hgetall(self._keys.elo(arena, view))
                 replies = await pipe.execute()
             if await self.version(arena) != before:
                 continue
-            counts = {
+            per_view = 2 if counts else 1
+            elo = {
+                view: {text(k): float(v) for k, v in replies[per_view * i + per_view - 1].items()}
+                for i, view in enumerate(wanted)
+            }
+            tables = {
                 view: PairCounts.from_triples(
                     {parse_count_field(text(k)): int(v) for k, v in replies[2 * i].items()}
                 )
                 for i, view in enumerate(wanted)
+                if counts
             }
-            elo = {
-                view: {text(k): float(v) for k, v in replies[2 * i + 1].items()}
-                for i, view in enumerate(wanted)
-            }
-            return ArenaSnapshot(before, counts, elo)
+            return ArenaSnapshot(before, tables, elo)
 
     async def register_arenas(self, arenas: set[str]) -> None:
         if arenas:

@@ -41,6 +41,8 @@ def build_worker(settings: RatingSettings, metrics: RatingMetrics | None = None)
         topic_partitions=settings.votes_partitions,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        broker_session_timeout=settings.rating_session_timeout_s,
+        broker_heartbeat_interval=settings.rating_session_timeout_s / 5,
         key_serializer="raw",
         value_serializer="raw",
     )
@@ -51,8 +53,6 @@ def build_worker(settings: RatingSettings, metrics: RatingMetrics | None = None)
     dead_letters = app.topic(topics.votes_dlq, key_type=bytes, value_type=bytes, partitions=1)
     rank_changes = app.topic(topics.rank_changes, key_type=bytes, value_type=bytes, partitions=1)
     scores = app.topic(topics.scores, key_type=bytes, value_type=bytes, partitions=1)
-    wanted_topics = {topics.votes: settings.votes_partitions, topics.votes_dlq: 1,
-                     topics.rank_changes: 1, topics.scores: 1}
 
     def read_model_writer(client: aioredis.Redis) -> ReadModelWriter:
         return ReadModelWriter(client, settings.keys, settings.rating_history_interval_s,
@@ -71,16 +71,18 @@ def build_worker(settings: RatingSettings, metrics: RatingMetrics | None = None)
     @app.agent(votes, name="rate-votes")
     async def rate(stream: faust.StreamT[bytes]) -> None:
         assert isinstance(stream, faust.Stream)  # take_events is on the class, not on StreamT
-        await _ensure_topics_with_retry(settings.kafka_bootstrap, wanted_topics)
+        await wait_for_kafka(settings)
         client = aioredis.Redis.from_url(settings.redis_url)
         processor = RatingProcessor(
             RatingStore(client, settings.keys),
-            FitOptions(preliminary_votes=settings.rating_preliminary_votes),
+            FitOptions(preliminary_votes=settings.rating_preliminary_votes,
+                   tol=settings.rating_fit_tol),
             publish_dead,
             publish_changes,
             read_models=read_model_writer(client),
             metrics=metrics,
             screen=voter_screen(client, settings),
+            generations_of=settings.keys,
         )
         try:
             async for events in stream.take_events(
@@ -109,7 +111,7 @@ def build_worker(settings: RatingSettings, metrics: RatingMetrics | None = None)
     @app.agent(scores, name="rate-scores")
     async def rate_scores(stream: faust.StreamT[bytes]) -> None:
         assert isinstance(stream, faust.Stream)
-        await _ensure_topics_with_retry(settings.kafka_bootstrap, wanted_topics)
+        await wait_for_kafka(settings)
         client = aioredis.Redis.from_url(settings.redis_url)
         processor = ScoreProcessor(client, settings.keys, publish_changes,
                                    read_models=read_model_writer(client))
@@ -144,11 +146,20 @@ def voter_screen(client: aioredis.Redis, settings: RatingSettings) -> VoterScree
     return VoterScreen(client, settings.keys, options)
 
 
-async def _ensure_topics_with_retry(bootstrap: str, wanted: dict[str, int]) -> None:
+def worker_topics(settings: RatingSettings) -> dict[str, int]:
+    """The worker's topics and their partitions."""
+    topics = settings.topics
+    return {topics.votes: settings.votes_partitions, topics.votes_dlq: 1,
+            topics.rank_changes: 1, topics.scores: 1}
+
+
+async def wait_for_kafka(settings: RatingSettings) -> None:
+    """Wait until Kafka is up and the worker's topics exist (creating them)."""
+    wanted = worker_topics(settings)
     delay = 0.2
     while True:
         try:
-            await ensure_topics(bootstrap, wanted)
+            await ensure_topics(settings.kafka_bootstrap, wanted)
             return
         except (KafkaError, OSError) as exc:
             log.warning("could not create topics yet (%s); retrying", exc)

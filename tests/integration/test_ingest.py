@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import httpx
@@ -141,3 +142,19 @@ async def test_auto_registration_registers_unknown_models(ingest: ServiceProcess
     finally:
         await redis_client.aclose()
     assert known["new-x"].display_name == "new-x" and set(known) == {"new-x", "b"}
+
+
+async def test_concurrent_retries_of_the_same_votes_are_produced_once(
+    ingest: ServiceProcess, infra: Infra, prefix: str
+) -> None:
+    async with httpx.AsyncClient(base_url=ingest.url, timeout=30) as client:
+        singles = [client.post("/v1/votes", json=vote(1)) for _ in range(20)]
+        batches = [client.post("/v1/votes/batch", json=[vote(i) for i in range(k, k + 50)])
+                   for k in (0, 10, 20, 0, 30, 10)]
+        answers = await asyncio.gather(*singles, *batches)
+    assert all(r.status_code == 202 for r in answers), [r.text for r in answers]
+    assert sum(r.json()["duplicates"] == [] for r in answers[:20]) <= 1
+    produced = [vote.vote_id
+                for v in await read_topic(infra.kafka_bootstrap, prefix + ".podium.votes")
+                for vote in decode_vote_record(v)]
+    assert sorted(produced) == sorted(f"v{i}" for i in range(80))

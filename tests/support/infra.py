@@ -51,6 +51,21 @@ def kafka_script(env: dict[str, str], command: str) -> None:
 
 
 @contextmanager
+def redis_server(run_dir: Path, port: int) -> Iterator[dict[str, str]]:
+    """A Redis server of its own (for tests that stop and restart one), via deploy/redis."""
+    env = {**os.environ, "PODIUM_RUN_DIR": str(run_dir), "PODIUM_REDIS_PORT": str(port)}
+    redis_script(env, "start")
+    try:
+        yield env
+    finally:
+        subprocess.run([str(ROOT / "deploy/redis/redis.sh"), "stop"], env=env, check=False)
+
+
+def redis_script(env: dict[str, str], command: str) -> None:
+    subprocess.run([str(ROOT / "deploy/redis/redis.sh"), command], env=env, check=True)
+
+
+@contextmanager
 def session_infra() -> Iterator[Infra]:
     kafka = os.environ.get("PODIUM_TEST_KAFKA_BOOTSTRAP")
     redis_url = os.environ.get("PODIUM_TEST_REDIS_URL")

@@ -85,8 +85,8 @@ def test_lua_args_align_views_and_triples() -> None:
     [sl] = fold(votes)
     views, argv = lua_args(sl, 7, {"overall": {"a": 1002.5, "b": 997.5}})
     assert views == ["math", "overall"]
-    assert argv[:8] == [7, "podium.votes/0", 1, 2, 2, "math", "overall", 3]
-    triples = [tuple(argv[i:i + 3]) for i in range(8, len(argv), 3)]
+    assert argv[:9] == [7, "podium.votes/0", 1, 2, -1, 2, "math", "overall", 3]
+    triples = [tuple(argv[i:i + 3]) for i in range(9, len(argv), 3)]
     assert triples == [(1, "a|b|model_a", 1), (2, "a|b|model_a", 1), (2, "a|b|tie", 1),
                        (2, "a", "1002.5"), (2, "b", "997.5")]
 
