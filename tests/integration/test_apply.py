@@ -13,7 +13,7 @@ from services.demo.arena import SyntheticArena
 from services.rating.batch import RawRecord, decode, fold
 from services.rating.engine import EloState, FitOptions
 from services.rating.processor import RatingProcessor
-from services.rating.store import ALREADY_APPLIED, APPLIED, PARTLY_APPLIED, RatingStore
+from services.rating.store import ALREADY_APPLIED, APPLIED, BEHIND, PARTLY_APPLIED, RatingStore
 from shared.keys import KeyLayout, count_field
 
 
@@ -98,3 +98,21 @@ async def test_poison_records_are_dead_lettered_and_good_ones_counted(
     assert len(dead) == 10
     assert {orjson.loads(d)["offset"] for d in dead} == set(range(100, 110))
     assert await stored_counts(redis_client, keys, "overall") == expected_counts(good)
+
+
+async def test_a_copy_with_a_required_fence_never_leaves_a_gap(
+    redis_client: aioredis.Redis, prefix: str
+) -> None:
+    store = RatingStore(redis_client, KeyLayout(prefix))
+    votes, _ = decode(records(300))
+    [early], [late] = fold(votes[:100]), fold(votes[200:])
+    # the generation holds nothing yet: a copy of offsets 200.. that requires 199 is refused
+    assert await store.apply(late, required_fence=199) == (BEHIND, -1)
+    assert await stored_counts(redis_client, KeyLayout(prefix), "overall") == Counter()
+    assert await store.apply(early) == (APPLIED, 99)
+    assert await store.apply(late, required_fence=199) == (BEHIND, 99)
+    [middle] = fold(votes[100:200])
+    assert await store.apply(middle, required_fence=99) == (APPLIED, 199)
+    assert await store.apply(late, required_fence=199) == (APPLIED, 299)
+    recs = records(300)
+    assert await stored_counts(redis_client, KeyLayout(prefix), "overall") == expected_counts(recs)
