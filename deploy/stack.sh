@@ -40,10 +40,15 @@ start_service() {
   local name="$1" pidfile="$RUN_DIR/$1.pid"
   if pid_alive "$pidfile"; then log "$name: already running (pid $(cat "$pidfile"))"; return 0; fi
   [[ -x "$PY" ]] || die "no Python environment at $PY: run 'make install' first"
-  local mark; mark=$(wc -l <"$RUN_DIR/$name.log" 2>/dev/null || echo 0)
+  local mark=0; [[ -f "$RUN_DIR/$name.log" ]] && mark=$(wc -l <"$RUN_DIR/$name.log")
   # setsid: a Ctrl-C in the terminal reaches `make run`, which then stops services in order
   # the subshell must not hold our stdout: a caller reading it (make up | tee) would never see EOF
-  (cd "$ROOT" && setsid "$PY" -m "services.$name" >>"$RUN_DIR/$name.log" 2>&1 </dev/null & echo $! >"$pidfile") >/dev/null 2>&1 </dev/null
+  # the service writes its own PID: `$!` would name setsid's parent when setsid has to fork
+  rm -f "$pidfile"
+  (cd "$ROOT" && setsid bash -c 'echo $$ >"$1"; exec "$2" -m "services.$3"' _ "$pidfile" "$PY" "$name" \
+     >>"$RUN_DIR/$name.log" 2>&1 </dev/null &) >/dev/null 2>&1 </dev/null
+  local deadline=$((SECONDS + 10))
+  until [[ -s "$pidfile" ]]; do (( SECONDS < deadline )) || die "$name did not start"; sleep 0.05; done
   case "$name" in
     ingest) wait_http ingest "http://127.0.0.1:$PODIUM_INGEST_PORT/healthz" "$pidfile" ;;
     api) wait_http api "http://127.0.0.1:$PODIUM_API_PORT/healthz" "$pidfile" ;;
