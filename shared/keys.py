@@ -161,12 +161,3 @@ class KeyLayout:
 GENERATION_SEP = ".g"
 ACTIVE, NEXT = "active", "next"
 
-
-def generation_number(base: str, prefix: str) -> int:
-    """Which generation of ``base`` the key prefix ``prefix`` is (inverse of ``generation``)."""
-    if prefix == base:
-        return 0
-    head, sep, number = prefix.rpartition(GENERATION_SEP)
-    if head != base or not sep or not number.isdigit():
-        raise ValueError(f"{prefix!r} is not a generation of {base!r}")
-    return int(number)

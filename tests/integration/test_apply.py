@@ -16,6 +16,7 @@ from services.rating.processor import RatingProcessor
 from services.rating.store import (
     ALREADY_APPLIED,
     APPLIED,
+    BEHIND,
     PARTLY_APPLIED,
     STALE,
     ApplyResult,
@@ -129,3 +130,21 @@ async def test_two_writers_taking_turns_stay_exact(redis_client: aioredis.Redis,
     for _, v in decode(recs)[0]:
         sequential.apply(v.model_a, v.model_b, v.winner)
     assert {r["model"]: r["elo"] for r in doc["rows"]} == pytest.approx(sequential.ratings)
+
+
+async def test_a_copy_with_a_required_fence_never_leaves_a_gap(
+    redis_client: aioredis.Redis, prefix: str
+) -> None:
+    store = RatingStore(redis_client, KeyLayout(prefix))
+    votes, _ = decode(records(300))
+    [early], [late] = fold(votes[:100]), fold(votes[200:])
+    # the generation holds nothing yet: a copy of offsets 200.. that requires 199 is refused
+    assert await store.apply(late, 0, required_fence=199) == ApplyResult(BEHIND, -1, 0)
+    assert await stored_counts(redis_client, KeyLayout(prefix), "overall") == Counter()
+    assert await store.apply(early, 0) == ApplyResult(APPLIED, 99, 1)
+    assert await store.apply(late, 1, required_fence=199) == ApplyResult(BEHIND, 99, 1)
+    [middle] = fold(votes[100:200])
+    assert await store.apply(middle, 1, required_fence=99) == ApplyResult(APPLIED, 199, 2)
+    assert await store.apply(late, 2, required_fence=199) == ApplyResult(APPLIED, 299, 3)
+    recs = records(300)
+    assert await stored_counts(redis_client, KeyLayout(prefix), "overall") == expected_counts(recs)

@@ -46,3 +46,14 @@ def test_board_names_round_trip(board: str) -> None:
 def test_split_board_rejects_malformed(bad: str) -> None:
     with pytest.raises(ValueError):
         split_board(bad)
+
+
+def test_generations_keep_the_arena_hash_tag_and_the_base_dedupe() -> None:
+    base = KeyLayout("podium")
+    g2 = base.generation(2)
+    assert base.generation(0) is base
+    assert g2.counts("text", "overall") == "podium.g2:{text}:counts:overall"
+    assert g2.fence("text") == "podium.g2:{text}:fence"
+    assert base.generations() == "podium:generations"
+    with pytest.raises(ValueError):
+        base.generation(-1)
