@@ -263,13 +263,17 @@ class RatingProcessor:
         return out
 
     def _win_probability(self, arena: str, model_a: str, model_b: str) -> float | None:
-        """P(model_a beats model_b) on the arena's overall board as last fitted (None: unknown)."""
+        """P(model_a beats model_b) on the arena's overall board as last fitted; None (not
+        judged) unless both models are past the preliminary stage: early estimates of a board
+        with few votes are extreme, and would make honest upsets look like rigging."""
         fit = self._fits.get(board_name(arena, "overall"))
         if fit is None:
             return None
         try:
             a, b = fit.models.index(model_a), fit.models.index(model_b)
         except ValueError:
+            return None
+        if fit.preliminary[a] or fit.preliminary[b]:
             return None
         return 1.0 / (1.0 + math.exp(float(fit.theta[b] - fit.theta[a])))
 

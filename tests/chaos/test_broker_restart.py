@@ -11,7 +11,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from shared.events import Vote
+from shared.events import decode_vote_record
 from shared.keys import KeyLayout
 from tests.support.counts import expected_counts, stored_counts, wait_for_counts
 from tests.support.infra import ROOT, Infra, free_port, kafka_broker, kafka_script, service_env
@@ -96,6 +96,7 @@ async def test_votes_survive_a_broker_restart_exactly_once(
             code = rating.stop()
             ingest.stop()
         assert code == 0
-        produced = Counter(Vote.model_validate_json(v).vote_id
-                           for v in await read_topic(bootstrap, prefix + ".podium.votes"))
+        produced = Counter(vote.vote_id
+                           for v in await read_topic(bootstrap, prefix + ".podium.votes")
+                           for vote in decode_vote_record(v))
     assert produced == Counter(v["vote_id"] for v in acknowledged), "each vote in Kafka once"
