@@ -35,7 +35,7 @@ from services.common.runtime import configure_logging
 from services.rating.batch import RawRecord
 from services.rating.engine import FitOptions
 from services.rating.processor import RatingProcessor
-from services.rating.store import RatingStore
+from services.rating.store import VERSION_FIELD, RatingStore
 from shared.generations import read_generations
 from shared.keys import ACTIVE, NEXT, KeyLayout, text
 from shared.settings import RatingSettings
@@ -201,7 +201,10 @@ async def _check_arena(
         for view in views:
             pipe.hgetall(live.counts(arena, view))
             pipe.hgetall(new.counts(arena, view))
-        live_fence, new_fence, *counts = await pipe.execute()
+        live_raw, new_raw, *counts = await pipe.execute()
+    # the fences of the partitions (the version counter differs between generations by design)
+    live_fence = {f: o for f, o in live_raw.items() if text(f) != VERSION_FIELD}
+    new_fence = {f: o for f, o in new_raw.items() if text(f) != VERSION_FIELD}
     behind = [f for f, offset in live_fence.items() if int(new_fence.get(f, -1)) < int(offset)]
     if behind:
         return ArenaCheck(in_step=False, compared=0)

@@ -38,7 +38,7 @@ def poison(rng: random.Random, good: dict[str, Any]) -> bytes | None:
         return orjson.dumps({**good, "model_b": good["model_a"]})
     if kind == 4:
         return orjson.dumps({**good, "winner": "both"})
-    return orjson.dumps([good])
+    return orjson.dumps([good, 42])  # a batch record with something that is not a vote
 
 
 async def test_poison_messages_are_dead_lettered_and_good_votes_counted(
