@@ -130,6 +130,10 @@ class RatingSettings(PodiumSettings):
         default=300.0, ge=0, description="A model's history gets a point at every rank change "
         "and otherwise at most once per this many seconds."
     )
+    rating_matrices_interval_s: float = Field(
+        default=1.0, ge=0, description="A board's win-rate and predicted-probability matrices "
+        "are rewritten at most once per this many seconds (0 = at every refit).",
+    )
     rating_history_max_points: int = Field(
         default=5000, ge=1, description="Most history points kept per model and board."
     )

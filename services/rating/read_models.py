@@ -66,6 +66,7 @@ class ReadModelWriter:
         history_interval_s: float,
         history_max_points: int,
         monotonic: Callable[[], float],
+        matrices_interval_s: float = 1.0,
     ) -> None:
         self._redis = client
         self._keys = keys
@@ -73,6 +74,8 @@ class ReadModelWriter:
         self._max_points = history_max_points
         self._monotonic = monotonic
         self._last_point: dict[tuple[str, str], float] = {}  # (board, model) -> monotonic time
+        self._matrices_interval = matrices_interval_s
+        self._last_matrices: dict[str, float] = {}  # board -> monotonic time
 
     async def after_refit(
         self,
@@ -84,8 +87,15 @@ class ReadModelWriter:
         changes: Sequence[RankChange],
         now: datetime,
     ) -> None:
-        """Everything the read side needs from one refit of a vote board."""
-        await self.write_matrices(arena, view, counts, fit, now)
+        """Everything the read side needs from one refit of a vote board. The M x M matrices
+        are rewritten at most once per ``matrices_interval_s`` per board: they are the largest
+        write of a refit and nobody needs them every 50 ms."""
+        board = board_name(arena, view)
+        tick = self._monotonic()
+        last = self._last_matrices.get(board)
+        if last is None or tick - last >= self._matrices_interval:
+            await self.write_matrices(arena, view, counts, fit, now)
+            self._last_matrices[board] = tick
         await self.record_history(arena, view, rows, changes, now)
 
     async def write_matrices(

@@ -56,7 +56,8 @@ def build_worker(settings: RatingSettings, metrics: RatingMetrics | None = None)
 
     def read_model_writer(client: aioredis.Redis) -> ReadModelWriter:
         return ReadModelWriter(client, settings.keys, settings.rating_history_interval_s,
-                               settings.rating_history_max_points, time.monotonic)
+                               settings.rating_history_max_points, time.monotonic,
+                               matrices_interval_s=settings.rating_matrices_interval_s)
 
     async def publish_to(topic: Any, values: Sequence[bytes]) -> None:
         pending = [await topic.send(value=v) for v in values]
