@@ -8,6 +8,8 @@
 | ``{p}:{arena}:counts:{view}``    | hash   | ``a|b|outcome`` -> count, with a < b             |
 | ``{p}:{arena}:elo:{view}``       | hash   | model -> online Elo (K=4), applied with counts   |
 | ``{p}:{arena}:fence``            | hash   | ``topic/partition`` -> last applied Kafka offset |
+| ``{p}:{arena}:battles:{view}``   | list   | the view's style battles: one ``BattleColumns``  |
+|                                  |        | chunk per applied slice (style-controlled board) |
 | ``{p}:{arena}:standings:{view}`` | string | the board's standings, JSON, written by rating   |
 | ``{p}:{arena}:matrices:{view}``  | string | win-rate / predicted / battle matrices, JSON     |
 | ``{p}:{arena}:history:{view}:{model}`` | list | the model's history points on the board, JSON |
@@ -43,6 +45,15 @@ from dataclasses import dataclass
 from shared.events import Outcome
 
 FIELD_SEP = "|"
+STYLE_SUFFIX = "+style"  # ``{view}+style``: the style-controlled twin of a view
+
+
+def style_view(view: str) -> str:
+    return f"{view}{STYLE_SUFFIX}"
+
+
+def is_style_view(view: str) -> bool:
+    return view.endswith(STYLE_SUFFIX)
 
 
 def board_name(arena: str, view: str) -> str:
@@ -101,6 +112,10 @@ class KeyLayout:
 
     def elo(self, arena: str, view: str) -> str:
         return f"{self._arena(arena)}:elo:{view}"
+
+    def battles(self, arena: str, view: str) -> str:
+        """Battles with style features of a (plain) view, as encoded ``BattleColumns`` chunks."""
+        return f"{self._arena(arena)}:battles:{view}"
 
     def fence(self, arena: str) -> str:
         return f"{self._arena(arena)}:fence"

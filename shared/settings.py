@@ -163,6 +163,17 @@ class RatingSettings(PodiumSettings):
         default=1e-12, gt=0, description="Newton convergence (theta units): small enough that "
         "a fit does not depend on its warm start (rebuilds match live scores within 1e-9)."
     )
+    rating_style_refit_s: float = Field(
+        default=5.0, gt=0, le=3600, description="Cadence of the style-controlled boards "
+        "(`{view}+style`): every this many seconds, boards with new style battles are refitted "
+        "(warm-started) from every battle of the board."
+    )
+    rating_style_reg: float = Field(
+        default=1.0, ge=0, description="L2 weight on the style coefficients (arena-rank's "
+        "default 1.0, on the mean loss). It shrinks the coefficients strongly (about 6x on a "
+        "length effect), so a model that wins by length keeps much of its lead; 0.001 lets "
+        "the data speak."
+    )
     rating_rebuild_sync_timeout_s: float = Field(
         default=600.0, gt=0, description="How long a rebuild waits to catch up with the live "
         "state before it gives up without switching."

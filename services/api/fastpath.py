@@ -16,7 +16,7 @@ from services.common.registry import ModelRegistry
 
 BOARD_PATH = re.compile(
     r"^/v1/leaderboards/([a-z0-9][a-z0-9_-]{0,63})/"
-    r"(overall|lang:[a-z0-9][a-z0-9_-]{0,63}|[a-z0-9][a-z0-9_-]{0,63})$"
+    r"((?:overall|lang:[a-z0-9][a-z0-9_-]{0,63}|[a-z0-9][a-z0-9_-]{0,63})(?:\+style)?)$"
 )
 NO_FILTERS = RowFilter()
 

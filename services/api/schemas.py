@@ -15,12 +15,13 @@ ArenaParam = Annotated[
 ViewParam = Annotated[
     str,
     Path(
-        pattern=r"^(overall|lang:[a-z0-9][a-z0-9_-]{0,63}|[a-z0-9][a-z0-9_-]{0,63})$",
-        examples=["overall", "coding", "lang:zh"],
-        description="`overall`, a category, `lang:{language}`, or a benchmark of arena `bench`.",
+        pattern=r"^(overall|lang:[a-z0-9][a-z0-9_-]{0,63}|[a-z0-9][a-z0-9_-]{0,63})(\+style)?$",
+        examples=["overall", "coding", "lang:zh", "overall+style"],
+        description="`overall`, a category, `lang:{language}`, or a benchmark of arena `bench`; "
+        "`{view}+style` is the style-controlled twin of a view.",
     ),
 ]
-BOARD_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}/(lang:)?[a-z0-9][a-z0-9_-]{0,63}$"
+BOARD_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}/(lang:)?[a-z0-9][a-z0-9_-]{0,63}(\+style)?$"
 BoardQuery = Annotated[
     str, Query(pattern=BOARD_PATTERN, examples=["text/overall"], description="`arena/view`.")
 ]
@@ -70,6 +71,12 @@ class Row(BaseModel):
     preview: bool | None = None
 
 
+class StyleCoefficientOut(BaseModel):
+    value: float
+    ci_low: float
+    ci_high: float
+
+
 class Standings(BaseModel):
     board: str = Field(examples=["text/overall"])
     arena: str
@@ -78,6 +85,16 @@ class Standings(BaseModel):
     models: int = Field(description="Models on the whole board.")
     votes: int
     rows: list[Row] = Field(description="Ordered by score, best first, after filters.")
+    style_coefficients: dict[str, StyleCoefficientOut] | None = Field(
+        default=None,
+        description="Style-controlled boards (`{view}+style`) only: the fitted effect of each "
+        "style feature, in logits per standard deviation of its normalised difference "
+        "`(a - b) / (a + b)`, with its 95% CI. Positive: voters prefer more of it.",
+        examples=[{"tokens": {"value": 0.28, "ci_low": 0.25, "ci_high": 0.31},
+                   "headers": {"value": 0.05, "ci_low": 0.02, "ci_high": 0.08},
+                   "lists": {"value": 0.03, "ci_low": 0.0, "ci_high": 0.06},
+                   "bold": {"value": 0.02, "ci_low": -0.01, "ci_high": 0.05}}],
+    )
 
 
 class ModelBoardRow(Row):

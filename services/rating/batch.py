@@ -12,8 +12,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from services.rating.engine import EloState
-from shared.events import Outcome, Vote, decode_vote_record
+from services.rating.engine import STYLE_FEATURES, BattleColumns, EloState
+from shared.events import Outcome, StyleFeatures, Vote, decode_vote_record
 from shared.keys import count_field
 
 
@@ -34,12 +34,21 @@ class RawRecord:
     value: bytes | None
 
 
+StyleRow = tuple[int, ...]  # one side's style features, in STYLE_FEATURES order
+
+
 @dataclass(frozen=True)
 class Battle:
     model_a: str
     model_b: str
     winner: Outcome
     views: tuple[str, ...]
+    style_a: StyleRow | None = None  # both sides' style, when the vote carried it
+    style_b: StyleRow | None = None
+
+
+def style_row(features: StyleFeatures) -> StyleRow:
+    return tuple(int(getattr(features, name)) for name in STYLE_FEATURES)
 
 
 @dataclass(frozen=True)
@@ -125,8 +134,27 @@ def fold(
         views = vote.views()
         for view in views:
             sl.increments.setdefault(view, Counter())[f] += 1
-        sl.battles.append(Battle(vote.model_a, vote.model_b, vote.winner, tuple(views)))
+        style = vote.style
+        sl.battles.append(Battle(
+            vote.model_a, vote.model_b, vote.winner, tuple(views),
+            None if style is None else style_row(style.model_a),
+            None if style is None else style_row(style.model_b),
+        ))
     return list(slices.values())
+
+
+def style_battles(sl: ArenaSlice) -> dict[str, BattleColumns]:
+    """Per view, the slice's counted battles that carry style features (in offset order)."""
+    out: dict[str, BattleColumns] = {}
+    for b in sl.battles:
+        if b.style_a is None or b.style_b is None:
+            continue
+        for view in b.views:
+            columns = out.get(view)
+            if columns is None:
+                columns = out[view] = BattleColumns(capacity=16)
+            columns.append(b.model_a, b.model_b, b.winner, b.style_a, b.style_b)
+    return out
 
 
 def lua_args(
@@ -134,20 +162,27 @@ def lua_args(
     version: int,
     elo: Mapping[str, Mapping[str, float]] | None = None,
     required_fence: int = -1,
-) -> tuple[list[str], list[str | int]]:
+) -> tuple[list[str], list[str | int | bytes]]:
     """The view order and ARGV of apply_batch.lua for one slice (keys are added by the store).
 
-    ``elo`` maps view -> model -> the model's online-Elo rating after this slice."""
+    ``elo`` maps view -> model -> the model's online-Elo rating after this slice. The trailing
+    section holds the slice's style battles: (view index, ``BattleColumns`` chunk) pairs, then
+    their number as the last argument."""
     views = sorted(sl.increments)
     triples: list[str | int] = []
     for index, view in enumerate(views, start=1):
         for fld, n in sorted(sl.increments[view].items()):
             triples.extend((index, fld, n))
-    argv: list[str | int] = [version, sl.fence_field, sl.first_offset, sl.last_offset,
+    argv: list[str | int | bytes] = [version, sl.fence_field, sl.first_offset, sl.last_offset,
                              required_fence, len(views), *views, len(triples) // 3, *triples]
     for index, view in enumerate(views, start=1):
         for model, rating in sorted((elo or {}).get(view, {}).items()):
             argv.extend((index, model, repr(rating)))
+    chunks = style_battles(sl)
+    for index, view in enumerate(views, start=1):
+        if view in chunks:
+            argv.extend((index, chunks[view].to_bytes()))
+    argv.append(sum(1 for view in views if view in chunks))
     return views, argv
 
 

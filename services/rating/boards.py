@@ -15,13 +15,14 @@ def standings_document(
     arena: str,
     view: str,
     fit: BoardFit,
-    elo: Mapping[str, float],
+    elo: Mapping[str, float] | None,
     updated_at: datetime,
     position: SourcePosition | None,
 ) -> dict[str, Any]:
     rows = fit.rows()
-    for row in rows:
-        row["elo"] = elo.get(row["model"], fit.options.init_rating)
+    for row in rows:  # style-controlled boards have no online Elo
+        if elo is not None:
+            row["elo"] = elo.get(row["model"], fit.options.init_rating)
     return {
         "board": board_name(arena, view),
         "arena": arena,

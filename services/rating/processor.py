@@ -8,16 +8,33 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
 import orjson
 import redis.asyncio as aioredis
 
-from services.rating.batch import ArenaSlice, EloOptions, RawRecord, decode, fold, online_elo
+from services.rating.batch import (
+    ArenaSlice,
+    EloOptions,
+    RawRecord,
+    decode,
+    fold,
+    online_elo,
+    style_battles,
+)
 from services.rating.boards import rank_changes, standings_document
-from services.rating.engine import BoardFit, FitOptions, PairCounts, fit_board
+from services.rating.engine import (
+    BattleColumns,
+    BoardFit,
+    ContextualFit,
+    FitOptions,
+    PairCounts,
+    StyleOptions,
+    fit_board,
+    fit_contextual,
+)
 from services.rating.read_models import ReadModelWriter
 from services.rating.screen import VoterScreen
 from services.rating.store import (
@@ -29,7 +46,7 @@ from services.rating.store import (
     RatingStore,
 )
 from shared.events import RankChange, SourcePosition, Vote, utc_now
-from shared.keys import KeyLayout, board_name, parse_count_field
+from shared.keys import KeyLayout, board_name, is_style_view, parse_count_field, style_view
 
 log = logging.getLogger(__name__)
 
@@ -52,15 +69,19 @@ class ArenaState:
     version: int
     counts: dict[str, PairCounts]
     elo: dict[str, dict[str, float]]
+    battles: dict[str, BattleColumns] = field(default_factory=dict)  # views loaded so far
 
     def absorb(
         self, sl: ArenaSlice, elo_after: Mapping[str, Mapping[str, float]], version: int
     ) -> None:
         for view, increments in sl.increments.items():
             counts = self.counts[view]
-            for field, n in increments.items():
-                counts.add(*parse_count_field(field), n=n)
+            for fld, n in increments.items():
+                counts.add(*parse_count_field(fld), n=n)
             self.elo[view].update(elo_after.get(view, {}))
+        for view, columns in style_battles(sl).items():
+            if view in self.battles:
+                self.battles[view].extend(columns)
         self.version = version
 
 
@@ -86,6 +107,7 @@ class RatingProcessor:
         metrics: BatchObserver | None = None,
         screen: VoterScreen | None = None,
         generations_of: KeyLayout | None = None,
+        style: StyleOptions | None = None,
     ) -> None:
         self._base = generations_of
         self._refit_all = generations_of is not None  # after start and after a switch
@@ -102,8 +124,18 @@ class RatingProcessor:
         self._arenas: dict[str, ArenaState] = {}
         self._fits: dict[str, BoardFit] = {}
         self._rows: dict[str, list[dict[str, Any]]] = {}
+        # style-controlled boards: options, last fits (warm starts), boards due for a refit
+        self._style = style or StyleOptions(board=FitOptions(
+            reweighted=True, preliminary_votes=options.preliminary_votes, tol=options.tol))
+        self._style_fits: dict[str, ContextualFit] = {}
+        self._style_due: dict[tuple[str, str], SourcePosition] = {}
+        self._lock = asyncio.Lock()  # batches and style refits take turns with the cached state
 
     async def process(self, records: Sequence[RawRecord]) -> None:
+        async with self._lock:
+            await self._process(records)
+
+    async def _process(self, records: Sequence[RawRecord]) -> None:
         votes, dead = decode(records)
         if dead:
             now = self._clock()
@@ -135,6 +167,9 @@ class RatingProcessor:
             for view in sl.increments:
                 if applied or board_name(sl.arena, view) not in self._fits:
                     to_refit[(sl.arena, view)] = position
+            if applied:
+                for view in style_battles(sl):
+                    self._style_due[(sl.arena, view)] = position
         if fences_before is not None:
             await self._copy_to_other_generations(slices, votes, fences_before)
         await self._store.register_arenas({arena for arena, _ in to_refit})
@@ -254,12 +289,13 @@ class RatingProcessor:
         """Every board of the key space with the position its standings were computed at."""
         out: dict[tuple[str, str], SourcePosition] = {}
         for arena, view in await self._store.boards():
-            if (arena, view) in touched:
+            if (arena, view) in touched or is_style_view(view):
                 continue
             stored = await self._store.read_standings(arena, view)
             position = orjson.loads(stored).get("position") if stored else None
             if position is not None:
                 out[(arena, view)] = SourcePosition.model_validate(position)
+                self._style_due.setdefault((arena, view), out[(arena, view)])
         return out
 
     def _win_probability(self, arena: str, model_a: str, model_b: str) -> float | None:
@@ -312,6 +348,65 @@ class RatingProcessor:
             await self._read_models.after_refit(arena, view, counts, fit, doc["rows"], changes, now)
         if changes:
             await self._publish_changes([c.model_dump_json().encode() for c in changes])
+
+
+    async def refit_style_boards(self) -> int:
+        """Refit the style-controlled twin (``{view}+style``) of every board that got style
+        battles since its last fit; returns how many were refitted. Meant to run on a cadence
+        (the worker's timer), not after every batch: each fit needs every battle of the board."""
+        done = 0
+        while self._style_due:
+            (arena, view), position = next(iter(self._style_due.items()))
+            del self._style_due[(arena, view)]
+            try:
+                done += await self._refit_style_board(arena, view, position)
+            except (aioredis.ConnectionError, aioredis.TimeoutError, OSError):
+                self._style_due.setdefault((arena, view), position)  # try again next time
+                raise
+            except Exception:
+                log.exception("style refit of %s failed", board_name(arena, style_view(view)))
+        return done
+
+    async def _style_snapshot(self, arena: str, view: str) -> BattleColumns:
+        """A copy of the view's style battles as of the cached state (loaded when missing)."""
+        while True:
+            state = await self._state(arena, [view])
+            columns = state.battles.get(view)
+            if columns is None:
+                version, columns = await self._store.load_battles(arena, view)
+                if version != state.version:  # applied elsewhere meanwhile: reload both
+                    self._arenas.pop(arena, None)
+                    continue
+                state.battles[view] = columns
+            snapshot = BattleColumns(columns.features, capacity=len(columns))
+            snapshot.extend(columns)  # the fit runs in a thread while batches go on
+            return snapshot
+
+    async def _refit_style_board(self, arena: str, view: str, position: SourcePosition) -> int:
+        board = board_name(arena, style_view(view))
+        async with self._lock:
+            battles = await self._style_snapshot(arena, view)
+        if not len(battles):
+            return 0
+        fit = await asyncio.to_thread(
+            fit_contextual, battles, None, self._style, self._style_fits.get(board))
+        async with self._lock:
+            now = self._clock()
+            doc = standings_document(arena, style_view(view), fit.board, None, now, position)
+            doc["style_coefficients"] = {name: c._asdict() for name, c in fit.coefficients.items()}
+            doc["battles"] = fit.battles
+            old_rows = self._rows.get(board)
+            if old_rows is None:
+                stored = await self._store.read_standings(arena, style_view(view))
+                old_rows = orjson.loads(stored)["rows"] if stored else []
+            await self._store.write_standings(arena, style_view(view), orjson.dumps(doc))
+            await self._store.add_view(arena, style_view(view))
+            self._style_fits[board] = fit
+            self._rows[board] = doc["rows"]
+            changes = rank_changes(board, old_rows, doc["rows"], now, position)
+        if changes:
+            await self._publish_changes([c.model_dump_json().encode() for c in changes])
+        return 1
 
 
 def _rest_after(

@@ -9,7 +9,7 @@ from importlib.resources import files
 import redis.asyncio as aioredis
 
 from services.rating.batch import ArenaSlice, lua_args
-from services.rating.engine import PairCounts
+from services.rating.engine import BattleColumns, PairCounts
 from shared.generations import Generations, read_generations
 from shared.keys import KeyLayout, parse_count_field, text
 
@@ -81,6 +81,7 @@ class RatingStore:
             self._keys.views(sl.arena),
             *(self._keys.counts(sl.arena, v) for v in views),
             *(self._keys.elo(sl.arena, v) for v in views),
+            *(self._keys.battles(sl.arena, v) for v in views),
         ]
         status, fence, new_version = await self._apply(keys=keys, args=argv)
         return ApplyResult(int(status), int(fence), int(new_version))
@@ -120,6 +121,24 @@ class RatingStore:
                 if counts
             }
             return ArenaSnapshot(before, tables, elo)
+
+    async def load_battles(self, arena: str, view: str) -> tuple[int, BattleColumns]:
+        """The style battles of a view and the arena version they were read at."""
+        while True:
+            before = await self.version(arena)
+            chunks = await self._redis.lrange(self._keys.battles(arena, view), 0, -1)
+            if await self.version(arena) != before:
+                continue
+            columns = BattleColumns()
+            for chunk in chunks:
+                if not isinstance(chunk, bytes):
+                    raise TypeError("battle chunks need a Redis client without decode_responses")
+                columns.extend(BattleColumns.from_bytes(chunk))
+            return before, columns
+
+    async def add_view(self, arena: str, view: str) -> None:
+        """List a view (e.g. a style-controlled twin) among the arena's boards."""
+        await self._redis.sadd(self._keys.views(arena), view)
 
     async def register_arenas(self, arenas: set[str]) -> None:
         if arenas:

@@ -16,7 +16,7 @@ from aiokafka.errors import KafkaError
 from services.common.logcontext import batch_context
 from services.common.metrics import RatingMetrics
 from services.rating.batch import RawRecord
-from services.rating.engine import FitOptions
+from services.rating.engine import FitOptions, StyleOptions
 from services.rating.ops import OpsEndpoint
 from services.rating.processor import RatingProcessor
 from services.rating.read_models import ReadModelWriter
@@ -74,17 +74,20 @@ def build_worker(settings: RatingSettings, metrics: RatingMetrics | None = None)
         assert isinstance(stream, faust.Stream)  # take_events is on the class, not on StreamT
         await wait_for_kafka(settings)
         client = aioredis.Redis.from_url(settings.redis_url)
+        options = FitOptions(preliminary_votes=settings.rating_preliminary_votes,
+                             tol=settings.rating_fit_tol)
         processor = RatingProcessor(
             RatingStore(client, settings.keys),
-            FitOptions(preliminary_votes=settings.rating_preliminary_votes,
-                   tol=settings.rating_fit_tol),
+            options,
             publish_dead,
             publish_changes,
             read_models=read_model_writer(client),
             metrics=metrics,
             screen=voter_screen(client, settings),
             generations_of=settings.keys,
+            style=style_options(options, settings),
         )
+        refitter = asyncio.ensure_future(refit_style_boards(processor, settings))
         try:
             async for events in stream.take_events(
                 settings.rating_batch_max, within=settings.rating_batch_within_s
@@ -96,6 +99,8 @@ def build_worker(settings: RatingSettings, metrics: RatingMetrics | None = None)
                 with batch_context(_describe(records)):
                     await _finish_even_if_cancelled(processor.process(records))
         finally:
+            refitter.cancel()
+            await asyncio.gather(refitter, return_exceptions=True)
             await client.aclose()
 
     if settings.rating_metrics_port:
@@ -129,6 +134,26 @@ def build_worker(settings: RatingSettings, metrics: RatingMetrics | None = None)
             await client.aclose()
 
     return app
+
+
+def style_options(options: FitOptions, settings: RatingSettings) -> StyleOptions:
+    """The style-controlled boards' options: the plain boards', reweighted as arena-rank's
+    contextual fit, and ``rating_style_reg``."""
+    return StyleOptions(
+        board=FitOptions(reweighted=True, preliminary_votes=options.preliminary_votes,
+                         tol=options.tol),
+        reg=settings.rating_style_reg,
+    )
+
+
+async def refit_style_boards(processor: RatingProcessor, settings: RatingSettings) -> None:
+    """Every ``rating_style_refit_s``, refit the style-controlled boards that got battles."""
+    while True:
+        await asyncio.sleep(settings.rating_style_refit_s)
+        try:
+            await processor.refit_style_boards()
+        except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
+            log.warning("style refit skipped (%s); retrying at the next tick", exc)
 
 
 def _describe(records: Sequence[RawRecord]) -> str:

@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 
 from services.demo.arena import SyntheticArena
 from services.rating.batch import RawRecord, decode, fold
-from services.rating.engine import EloState, FitOptions
+from services.rating.engine import BattleColumns, EloState, FitOptions
 from services.rating.processor import RatingProcessor
 from services.rating.store import (
     ALREADY_APPLIED,
@@ -148,3 +148,78 @@ async def test_a_copy_with_a_required_fence_never_leaves_a_gap(
     assert await store.apply(late, 2, required_fence=199) == ApplyResult(APPLIED, 299, 3)
     recs = records(300)
     assert await stored_counts(redis_client, KeyLayout(prefix), "overall") == expected_counts(recs)
+
+
+def styled_records(n: int, seed: int = 3) -> list[RawRecord]:
+    arena = SyntheticArena(seed=seed, strengths={f"m{i}": 1000 + 40 * i for i in range(8)})
+    out = []
+    for offset, v in enumerate(arena.votes(n)):
+        if offset % 3:  # every third vote without style
+            v["style"] = {"model_a": {"tokens": 100 + offset, "bold": offset % 4},
+                          "model_b": {"tokens": 50 + 2 * offset, "lists": offset % 5}}
+        out.append(RawRecord("votes", 0, offset, orjson.dumps(v)))
+    return out
+
+
+def expected_battles(recs: Sequence[RawRecord], view: str = "overall") -> BattleColumns:
+    votes, _ = decode(recs)
+    columns = BattleColumns()
+    for _, v in votes:
+        if v.style is not None and v.anonymous and view in v.views():
+            columns.append(v.model_a, v.model_b, v.winner, v.style.model_a.model_dump(),
+                           v.style.model_b.model_dump())
+    return columns
+
+
+async def test_style_battles_are_appended_exactly_once(
+    redis_client: aioredis.Redis, prefix: str
+) -> None:
+    keys = KeyLayout(prefix)
+    store = RatingStore(redis_client, keys)
+    recs = styled_records(900)
+    votes, _ = decode(recs)
+    [first] = fold(votes[:600])
+    assert (await store.apply(first, 0)).status == APPLIED
+    assert (await store.apply(first, 1)).status == ALREADY_APPLIED  # a replay appends nothing
+    [overlap] = fold(votes[400:])
+    assert (await store.apply(overlap, 1)).status == PARTLY_APPLIED
+    [rest] = fold(votes[400:], after={("text", "votes", 0): 599})
+    assert (await store.apply(rest, 1)).status == APPLIED
+    assert await redis_client.llen(keys.battles("text", "overall")) == 2  # one chunk per apply
+    version, battles = await store.load_battles("text", "overall")
+    assert version == 2
+    assert battles == expected_battles(recs)
+    assert len(battles) > 500
+    assert battles.counts().total == len(battles)
+
+
+async def test_style_boards_refit_on_demand_and_the_cache_equals_redis(
+    redis_client: aioredis.Redis, prefix: str
+) -> None:
+    keys = KeyLayout(prefix)
+    changes: list[bytes] = []
+
+    async def publish(values: Sequence[bytes]) -> None:
+        changes.extend(values)
+
+    processor = RatingProcessor(RatingStore(redis_client, keys), FitOptions(), publish, publish)
+    recs = styled_records(1200, seed=5)
+    await processor.process(recs[:700])
+    assert await processor.refit_style_boards() >= 1  # overall and the categories it touched
+    assert await processor.refit_style_boards() == 0  # nothing new since
+    await processor.process(recs[500:])  # a replay overlapping what was applied
+    assert await processor.refit_style_boards() >= 1
+    store = RatingStore(redis_client, keys)
+    _, stored = await store.load_battles("text", "overall")
+    assert stored == expected_battles(recs)
+    cached = processor._arenas["text"].battles["overall"]  # extended in memory after each apply
+    assert cached == stored
+    doc = orjson.loads(await redis_client.get(keys.standings("text", "overall+style")))
+    assert doc["board"] == "text/overall+style" and doc["battles"] == len(stored)
+    assert set(doc["style_coefficients"]) == {"tokens", "headers", "lists", "bold"}
+    assert {"value", "ci_low", "ci_high"} <= set(doc["style_coefficients"]["tokens"])
+    assert b"overall+style" in await redis_client.smembers(keys.views("text"))
+    assert any(orjson.loads(c)["board"] == "text/overall+style" for c in changes)
+    # a fresh worker (a restart) loads the same battles from Redis
+    fresh = RatingProcessor(RatingStore(redis_client, keys), FitOptions(), publish, publish)
+    assert await fresh._style_snapshot("text", "overall") == stored

@@ -14,7 +14,7 @@ from services.rating.batch import (
     online_elo,
     touched_views,
 )
-from services.rating.engine import EloState
+from services.rating.engine import BattleColumns, EloState
 from shared.events import utc_now
 
 
@@ -86,9 +86,43 @@ def test_lua_args_align_views_and_triples() -> None:
     views, argv = lua_args(sl, 7, {"overall": {"a": 1002.5, "b": 997.5}})
     assert views == ["math", "overall"]
     assert argv[:9] == [7, "podium.votes/0", 1, 2, -1, 2, "math", "overall", 3]
-    triples = [tuple(argv[i:i + 3]) for i in range(9, len(argv), 3)]
+    assert argv[-1] == 0  # no style battles
+    triples = [tuple(argv[i:i + 3]) for i in range(9, len(argv) - 1, 3)]
     assert triples == [(1, "a|b|model_a", 1), (2, "a|b|model_a", 1), (2, "a|b|tie", 1),
                        (2, "a", "1002.5"), (2, "b", "997.5")]
+
+
+STYLE = {"model_a": {"tokens": 300, "headers": 2, "lists": 1, "bold": 0},
+         "model_b": {"tokens": 100}}
+
+
+def test_fold_keeps_style_of_counted_battles() -> None:
+    votes, _ = decode([record(1, style=STYLE), record(2), record(3, style=STYLE, anonymous=False)])
+    [sl] = fold(votes)
+    assert [(b.style_a, b.style_b) for b in sl.battles] == [
+        ((300, 2, 1, 0), (100, 0, 0, 0)), (None, None)]  # offset 3 is not counted
+
+
+def test_lua_args_append_one_style_chunk_per_view() -> None:
+    recs = [record(1, style=STYLE, categories=["math"]), record(2, winner="tie"),
+            record(3, style=STYLE, winner="model_b")]
+    votes, _ = decode(recs)
+    [sl] = fold(votes)
+    views, argv = lua_args(sl, 7, {"overall": {"a": 1002.5, "b": 997.5}})
+    assert views == ["math", "overall"]
+    assert argv[-1] == 2
+    (i_math, math_chunk), (i_overall, overall_chunk) = [
+        (argv[i], argv[i + 1]) for i in range(len(argv) - 5, len(argv) - 1, 2)]
+    assert (i_math, i_overall) == (1, 2)
+    assert isinstance(math_chunk, bytes) and isinstance(overall_chunk, bytes)
+    overall = BattleColumns.from_bytes(overall_chunk)
+    assert len(BattleColumns.from_bytes(math_chunk)) == 1
+    assert len(overall) == 2 and overall.models == ("a", "b")
+    assert overall.outcome.tolist() == [0, 1]  # model_a, model_b (the tie had no style)
+    assert overall.style_a.tolist() == [[300, 2, 1, 0]] * 2
+    # what precedes the style section is the usual layout
+    triples = [tuple(argv[i:i + 3]) for i in range(9, len(argv) - 5, 3)]
+    assert triples[-2:] == [(2, "a", "1002.5"), (2, "b", "997.5")]
 
 
 def test_online_elo_follows_offset_order_per_view() -> None:
