@@ -15,7 +15,7 @@
 | ``{p}:{arena}:history:{view}:{model}`` | list | the model's history points on the board, JSON |
 | ``{p}:{bench}:scores:{benchmark}`` | hash | model -> latest score event of a benchmark, JSON |
 | ``{p}:models``                   | hash   | model id -> registry entry (ModelInfo JSON)      |
-| ``{p}:dedupe:{vote_id}``         | string | ingest's idempotency marker (TTL = dedupe window)|
+| ``{p}:{dedupe-N}:{vote_id}``     | string | ingest's idempotency marker (TTL = dedupe window)|
 | ``{p}:clients``                  | hash   | key id -> ingest client (ClientRecord JSON: the  |
 |                                  |        | key's sha256, never the key)                     |
 | ``{p}:replay:{signature}``       | string | a signed request seen (TTL = 2 x window)         |
@@ -40,11 +40,17 @@ view of it, so ``bench/{benchmark}`` boards share every key above with the vote 
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 from shared.events import Outcome
 
 FIELD_SEP = "|"
+DEDUPE_SHARDS = 16
+
+
+def dedupe_shard(vote_id: str) -> int:
+    return zlib.crc32(vote_id.encode()) % DEDUPE_SHARDS
 STYLE_SUFFIX = "+style"  # ``{view}+style``: the style-controlled twin of a view
 
 
@@ -140,7 +146,9 @@ class KeyLayout:
         return f"{self.prefix}:models:version"
 
     def dedupe(self, vote_id: str) -> str:
-        return f"{self.prefix}:dedupe:{vote_id}"
+        """A vote id's marker; ids are spread over ``DEDUPE_SHARDS`` hash tags so a batch's
+        markers are written with one script call per shard (and still spread over a cluster)."""
+        return f"{self.prefix}:{{dedupe-{dedupe_shard(vote_id)}}}:{vote_id}"
 
     def clients(self) -> str:
         return f"{self.prefix}:clients"

@@ -21,7 +21,7 @@ from aiokafka.errors import (
 
 from shared.events import ScoreEvent, Vote, encode_vote_record
 from shared.kafka import ensure_topics
-from shared.keys import KeyLayout
+from shared.keys import KeyLayout, dedupe_shard
 from shared.settings import IngestSettings
 
 log = logging.getLogger(__name__)
@@ -245,24 +245,48 @@ class VoteIdMemory:
         self._redis = client
         self._keys = keys
         self._window_s = window_s
+        self._remember = client.register_script(REMEMBER_SCRIPT)
+
+    def _by_shard(self, vote_ids: Iterable[str]) -> dict[int, list[str]]:
+        shards: dict[int, list[str]] = {}
+        for v in vote_ids:
+            shards.setdefault(dedupe_shard(v), []).append(v)
+        return shards
 
     async def seen(self, vote_ids: Sequence[str]) -> set[str]:
+        """The ids remembered within the window: one MGET per key shard, in one round trip."""
         if not self._window_s or not vote_ids:
             return set()
+        shards = self._by_shard(vote_ids)
         try:
-            found = await self._redis.mget([self._keys.dedupe(v) for v in vote_ids])
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for ids in shards.values():
+                    pipe.mget([self._keys.dedupe(v) for v in ids])
+                replies = await pipe.execute()
         except aioredis.RedisError as exc:  # fail open: Kafka stays the system of record
             log.warning("dedupe lookup failed, accepting without it: %s", exc)
             return set()
-        return {v for v, hit in zip(vote_ids, found, strict=True) if hit is not None}
+        return {v for ids, found in zip(shards.values(), replies, strict=True)
+                for v, hit in zip(ids, found, strict=True) if hit is not None}
 
     async def remember(self, vote_ids: Iterable[str]) -> None:
+        """Mark ids for the window: one script call per key shard (a batch of thousands of
+        SET commands cost ingest more CPU than everything else it does)."""
         if not self._window_s:
             return
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
-                for v in vote_ids:
-                    pipe.set(self._keys.dedupe(v), b"1", ex=self._window_s)
+                for ids in self._by_shard(vote_ids).values():
+                    await self._remember(keys=[self._keys.dedupe(v) for v in ids],
+                                         args=[self._window_s], client=pipe)
                 await pipe.execute()
         except aioredis.RedisError as exc:
             log.warning("could not remember vote ids: %s", exc)
+
+
+REMEMBER_SCRIPT = """
+for _, key in ipairs(KEYS) do
+  redis.call('SET', key, '1', 'EX', ARGV[1])
+end
+return #KEYS
+"""
