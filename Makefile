@@ -52,7 +52,12 @@ test: install $(ARENA_VENV)/.installed lint
 	PODIUM_ARENA_RANK_PYTHON=$(CURDIR)/$(ARENA_VENV)/bin/python deploy/test.sh $(PYTEST_ARGS)
 
 bench: install $(ARENA_VENV)/.installed
-	PODIUM_ARENA_RANK_PYTHON=$(CURDIR)/$(ARENA_VENV)/bin/python $(PY) bench/engine_bench.py
+	$(PY) bench/engine_bench.py --arena-python $(CURDIR)/$(ARENA_VENV)/bin/python
+	$(PY) bench/style_bench.py --arena-python $(CURDIR)/$(ARENA_VENV)/bin/python
+	$(PY) bench/e2e_throughput.py
+	$(PY) bench/http_bench.py
+	$(PY) bench/latency_bench.py
+	$(PY) bench/memory_bench.py
 
 clean:
 	rm -rf .run $(VENV) .cache
