@@ -23,7 +23,7 @@ from shared.events import RankChange
 from shared.settings import ClientSettings
 from tests.support.infra import ADMIN_TOKEN, DEV_API_KEY, ROOT, Infra, service_env
 from tests.support.kafka import read_topic
-from tests.support.processes import ServiceProcess
+from tests.support.processes import ServiceProcess, running_stack
 from tests.support.wait import wait_until
 
 PAIRS = [("alpha", "beta"), ("beta", "gamma"), ("alpha", "gamma")]
@@ -34,14 +34,8 @@ WINNERS = ["model_a", "model_b", "tie", "tie (bothbad)", "model_a"]
 async def stack(infra: Infra, prefix: str) -> AsyncIterator[dict[str, ServiceProcess]]:
     env = service_env(infra, prefix, PODIUM_INGEST_AUTO_REGISTER_MODELS="false",
                       PODIUM_INGEST_REQUIRE_AUTH="true", PODIUM_RATING_BATCH_WITHIN_S="0.02")
-    services: dict[str, ServiceProcess] = {}
-    try:
-        for name in ("ingest", "rating", "api"):
-            services[name] = await ServiceProcess(name, env, log_name=f"{name}-{prefix}").start()
+    async with running_stack(env, prefix) as services:
         yield services
-    finally:
-        codes = {name: s.stop() for name, s in services.items()}
-        assert all(code == 0 for code in codes.values()), f"unclean shutdown: {codes}"
 
 
 def battles(n: int) -> list[dict[str, Any]]:

@@ -11,7 +11,7 @@ import pytest
 
 from tests.support.infra import Infra, service_env
 from tests.support.metrics import scrape
-from tests.support.processes import ServiceProcess
+from tests.support.processes import ServiceProcess, running_stack
 from tests.support.wait import wait_until
 
 
@@ -19,14 +19,8 @@ from tests.support.wait import wait_until
 async def json_stack(infra: Infra, prefix: str) -> AsyncIterator[dict[str, ServiceProcess]]:
     env = service_env(infra, prefix, PODIUM_LOG_FORMAT="json",
                       PODIUM_RATING_BATCH_WITHIN_S="0.02")
-    services: dict[str, ServiceProcess] = {}
-    try:
-        for name in ("ingest", "rating", "api"):
-            services[name] = await ServiceProcess(name, env, log_name=f"{name}-{prefix}").start()
+    async with running_stack(env, prefix) as services:
         yield services
-    finally:
-        codes = {name: s.stop() for name, s in services.items()}
-        assert all(code == 0 for code in codes.values()), f"unclean shutdown: {codes}"
 
 
 def vote(i: int, **extra: object) -> dict[str, object]:

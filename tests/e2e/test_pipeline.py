@@ -13,7 +13,7 @@ import pytest
 
 from services.demo.arena import SyntheticArena
 from tests.support.infra import Infra, service_env
-from tests.support.processes import ServiceProcess
+from tests.support.processes import ServiceProcess, running_stack
 from tests.support.wait import wait_until
 
 TRUE_STRENGTHS = {
@@ -29,14 +29,8 @@ TRUE_STRENGTHS = {
 @pytest.fixture
 async def stack(infra: Infra, prefix: str) -> AsyncIterator[dict[str, ServiceProcess]]:
     env = service_env(infra, prefix)
-    services: dict[str, ServiceProcess] = {}
-    try:
-        for name in ("ingest", "rating", "api"):
-            services[name] = await ServiceProcess(name, env, log_name=f"{name}-{prefix}").start()
+    async with running_stack(env, prefix) as services:
         yield services
-    finally:
-        codes = {name: s.stop() for name, s in services.items()}
-        assert all(code == 0 for code in codes.values()), f"unclean shutdown: {codes}"
 
 
 def expected_votes(votes: list[dict[str, Any]], view: str) -> Counter[str]:

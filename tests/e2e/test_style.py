@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.support.infra import Infra, service_env
-from tests.support.processes import ServiceProcess
+from tests.support.processes import ServiceProcess, running_stack
 from tests.support.wait import wait_until
 
 MODELS = [f"model-{c}" for c in "abcdefg"] + ["verbose-xl"]  # all of equal strength
@@ -25,14 +25,8 @@ N_VOTES = 4000
 async def stack(infra: Infra, prefix: str) -> AsyncIterator[dict[str, ServiceProcess]]:
     env = service_env(infra, prefix, PODIUM_RATING_STYLE_REFIT_S="1",
                       PODIUM_RATING_STYLE_REG="0.001")
-    services: dict[str, ServiceProcess] = {}
-    try:
-        for name in ("ingest", "rating", "api"):
-            services[name] = await ServiceProcess(name, env, log_name=f"{name}-{prefix}").start()
+    async with running_stack(env, prefix) as services:
         yield services
-    finally:
-        codes = {name: s.stop() for name, s in services.items()}
-        assert all(code == 0 for code in codes.values()), f"unclean shutdown: {codes}"
 
 
 def verbose_votes(n: int, seed: int = 9) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ from shared.generations import active_layout, read_generations
 from shared.keys import KeyLayout
 from tests.support.counts import assert_same_standings, expected_counts, standings, stored_counts
 from tests.support.infra import ROOT, Infra, service_env
-from tests.support.processes import ARTIFACTS, ServiceProcess
+from tests.support.processes import ARTIFACTS, ServiceProcess, running_stack
 from tests.support.votes import mixed_votes, post_all
 from tests.support.wait import wait_until
 
@@ -24,14 +24,8 @@ from tests.support.wait import wait_until
 @pytest.fixture
 async def services(infra: Infra, prefix: str) -> AsyncIterator[dict[str, ServiceProcess]]:
     env = service_env(infra, prefix)
-    running: dict[str, ServiceProcess] = {}
-    try:
-        for name in ("ingest", "rating", "api"):
-            running[name] = await ServiceProcess(name, env, log_name=f"{name}-{prefix}").start()
-        yield running
-    finally:
-        codes = {name: s.stop() for name, s in running.items()}
-        assert all(code == 0 for code in codes.values()), f"unclean shutdown: {codes}"
+    async with running_stack(env, prefix) as services:
+        yield services
 
 
 async def run_rebuild(infra: Infra, prefix: str) -> str:

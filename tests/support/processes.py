@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -67,3 +69,19 @@ class ServiceProcess:
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
+
+
+@contextlib.asynccontextmanager
+async def running_stack(
+    env: dict[str, str], prefix: str, names: tuple[str, ...] = ("ingest", "rating", "api")
+) -> AsyncIterator[dict[str, ServiceProcess]]:
+    """The services as processes with ``env``; stopped with SIGTERM at the end, and every one
+    must exit 0 (a graceful shutdown is part of what the tests check)."""
+    services: dict[str, ServiceProcess] = {}
+    try:
+        for name in names:
+            services[name] = await ServiceProcess(name, env, log_name=f"{name}-{prefix}").start()
+        yield services
+    finally:
+        codes = {name: s.stop() for name, s in services.items()}
+        assert all(code == 0 for code in codes.values()), f"unclean shutdown: {codes}"
