@@ -7,14 +7,14 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
 import orjson
 import redis.asyncio as aioredis
 
+from services.rating.arena_state import ArenaState, rest_after
 from services.rating.batch import (
     ArenaSlice,
     EloOptions,
@@ -30,7 +30,6 @@ from services.rating.engine import (
     BoardFit,
     ContextualFit,
     FitOptions,
-    PairCounts,
     StyleOptions,
     fit_board,
     fit_contextual,
@@ -46,7 +45,7 @@ from services.rating.store import (
     RatingStore,
 )
 from shared.events import RankChange, SourcePosition, Vote, utc_now
-from shared.keys import KeyLayout, board_name, is_style_view, parse_count_field, style_view
+from shared.keys import KeyLayout, board_name, is_style_view, style_view
 
 log = logging.getLogger(__name__)
 
@@ -59,30 +58,6 @@ class BatchObserver(Protocol):
     def observe_batch(self, votes: int, apply_s: float, refit_s: float, boards: int) -> None: ...
 
     def observe_dead_letters(self, count: int) -> None: ...
-
-
-@dataclass
-class ArenaState:
-    """What the worker knows of an arena, valid while the arena's version in Redis equals
-    ``version`` (every apply bumps it; the Lua script refuses an apply from a stale state)."""
-
-    version: int
-    counts: dict[str, PairCounts]
-    elo: dict[str, dict[str, float]]
-    battles: dict[str, BattleColumns] = field(default_factory=dict)  # views loaded so far
-
-    def absorb(
-        self, sl: ArenaSlice, elo_after: Mapping[str, Mapping[str, float]], version: int
-    ) -> None:
-        for view, increments in sl.increments.items():
-            counts = self.counts[view]
-            for fld, n in increments.items():
-                counts.add(*parse_count_field(fld), n=n)
-            self.elo[view].update(elo_after.get(view, {}))
-        for view, columns in style_battles(sl).items():
-            if view in self.battles:
-                self.battles[view].extend(columns)
-        self.version = version
 
 
 class RatingProcessor:
@@ -210,7 +185,7 @@ class RatingProcessor:
             if result.status == ALREADY_APPLIED:
                 return False
             # partly applied before (a replay overlapping what was applied): keep the rest
-            rest = _rest_after(sl, votes, result.fence)
+            rest = rest_after(sl, votes, result.fence)
             if rest is None:
                 return False
             sl = rest
@@ -231,7 +206,7 @@ class RatingProcessor:
                 continue
             if result.status != PARTLY_APPLIED:
                 return result.status
-            rest = _rest_after(sl, votes, result.fence)
+            rest = rest_after(sl, votes, result.fence)
             if rest is None:
                 return ALREADY_APPLIED
             sl = rest
@@ -408,12 +383,3 @@ class RatingProcessor:
             await self._publish_changes([c.model_dump_json().encode() for c in changes])
         return 1
 
-
-def _rest_after(
-    sl: ArenaSlice, votes: list[tuple[RawRecord, Vote]], fence: int
-) -> ArenaSlice | None:
-    """What of ``sl`` lies after ``fence`` (a replay overlapping what was applied)."""
-    key = (sl.arena, sl.topic, sl.partition)
-    rest = fold([(r, v) for r, v in votes if (v.arena, r.topic, r.partition) == key],
-                after={key: fence})
-    return rest[0] if rest else None

@@ -6,7 +6,7 @@ import random
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from services.rating.engine import OUTCOMES, FitOptions, fit_board
@@ -52,7 +52,7 @@ def test_vote_order_never_changes_scores(battles: list[Battle], seed: int) -> No
     assert _scores(shuffled) == _scores(battles)
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
 @given(
     battles=battle_lists(min_size=0),
     winner=st.sampled_from(NAMES[:2]),
@@ -64,8 +64,13 @@ def test_one_more_win_never_lowers_the_winner(
 ) -> None:
     loser = NAMES[1] if winner == NAMES[0] else NAMES[0]
     vote = (winner, loser, "model_a") if a_side else (loser, winner, "model_b")
-    before = _scores([*battles, (winner, loser, "tie")], options)
-    after = _scores([*battles, (winner, loser, "tie"), vote], options)
+    board_before = [*battles, (winner, loser, "tie")]
+    board_after = [*board_before, vote]
+    # a statement about the maximum-likelihood scores: where a model never lost (or never won)
+    # there is none, the scores are set by the tiny ridge and flagged mle_exists=False
+    assume(all(fit_board(counts_of(b), options).mle_exists for b in (board_before, board_after)))
+    before = _scores(board_before, options)
+    after = _scores(board_after, options)
     assert after[winner] >= before[winner] - TOL_POINTS
     assert after[loser] <= before[loser] + TOL_POINTS
 
