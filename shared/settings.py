@@ -57,6 +57,11 @@ class IngestSettings(PodiumSettings):
     ingest_max_body_bytes: int = Field(
         default=16 * 1024 * 1024, ge=1024, description="Request body size limit (413 above)."
     )
+    ingest_groups_in_flight: int = Field(
+        default=8, ge=1, le=1024,
+        description="Groups of concurrent vote requests being accepted at once; requests that "
+        "arrive meanwhile wait and go together (fewer round trips per request under load).",
+    )
     ingest_kafka_ack_timeout_s: float = Field(
         default=5.0, gt=0, description="How long to wait for Kafka's acknowledgement (503 after)."
     )

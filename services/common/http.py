@@ -12,12 +12,11 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
 class BodyLimitMiddleware:
-    """Answers 413 for a request body over ``max_bytes`` (Starlette has no default limit)."""
+    """Answers 413 for a request body over ``max_bytes`` (Starlette has no default limit).
+
+    A body without Content-Length (chunked) is read, up to the limit, before the app runs: a
+    limit hit while the app reads would surface as FastAPI's generic 400."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -28,34 +27,19 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         for name, value in scope.get("headers", []):
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await self._reject(send)
+            if name == b"content-length" and value.isdigit():
+                if int(value) > self.max_bytes:
+                    await self.reject(send)
+                else:
+                    await self.app(scope, receive, send)
                 return
-        seen = 0
-        started = False
+        body, complete = await read_body(receive, self.max_bytes)
+        if not complete:
+            await self.reject(send)
+            return
+        await self.app(scope, replay_body(body, receive), send)
 
-        async def limited_receive() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise BodyTooLarge
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except BodyTooLarge:
-            if not started:
-                await self._reject(send)
-
-    async def _reject(self, send: Send) -> None:
+    async def reject(self, send: Send) -> None:
         body = (
             b'{"detail":"request body is larger than the limit of '
             + str(self.max_bytes).encode()
@@ -65,10 +49,43 @@ class BodyLimitMiddleware:
             {
                 "type": "http.response.start",
                 "status": 413,
-                "headers": [(b"content-type", b"application/json")],
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode())],
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+async def read_body(receive: Receive, max_bytes: int) -> tuple[bytes, bool]:
+    """A request's body, and whether it is complete within ``max_bytes`` (else what was read:
+    over the limit, or the client went away)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(chunks), False
+        chunk = message.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > max_bytes:
+            return b"".join(chunks), False
+        if not message.get("more_body", False):
+            return b"".join(chunks), True
+
+
+def replay_body(body: bytes, receive: Receive) -> Receive:
+    """A receive that yields a body already read, then defers to the real one."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 def error_items(exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[dict[str, Any]]:

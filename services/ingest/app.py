@@ -23,7 +23,14 @@ from services.common.logcontext import bind_votes
 from services.common.metrics import IngestMetrics, RequestContextMiddleware, metrics_response
 from services.common.registry import ModelRegistry
 from services.ingest import security
+from services.ingest.acceptor import (
+    ClientKeyCheck,
+    Submission,
+    VoteAcceptor,
+    unknown_models_detail,
+)
 from services.ingest.admin import admin_router
+from services.ingest.limits import client_ip
 from services.ingest.observability import VoteRejectionMiddleware
 from services.ingest.publisher import (
     KafkaVotePublisher,
@@ -31,7 +38,6 @@ from services.ingest.publisher import (
     ScorePublisher,
     VoteIdMemory,
     VotePublisher,
-    VotesInProgress,
 )
 from shared.events import ScoreEvent, Vote, utc_now
 from shared.settings import IngestSettings
@@ -39,7 +45,7 @@ from shared.settings import IngestSettings
 log = logging.getLogger(__name__)
 
 NDJSON = "application/x-ndjson"
-_vote_list = TypeAdapter(list[dict[str, Any]])
+_votes = TypeAdapter(list[Vote])
 
 
 class Accepted(BaseModel):
@@ -78,16 +84,10 @@ def parse_batch(body: bytes, content_type: str, max_batch: int) -> list[Vote]:
         raise InvalidBody("the batch is empty")
     if len(items) > max_batch:
         raise InvalidBody(f"the batch has {len(items)} votes; the limit is {max_batch}")
-    votes: list[Vote] = []
-    errors: list[dict[str, Any]] = []
-    for index, item in enumerate(items):
-        try:
-            votes.append(Vote.model_validate(item))
-        except ValidationError as exc:
-            errors.extend(error_items(exc, prefix=("body", index)))
-    if errors:
-        raise InvalidBody(errors)
-    return votes
+    try:
+        return _votes.validate_python(items)
+    except ValidationError as exc:  # the same errors, by item index: ("body", index, field)
+        raise InvalidBody(error_items(exc, prefix=("body",))) from exc
 
 
 def create_app(
@@ -96,6 +96,7 @@ def create_app(
     redis_client: aioredis.Redis | None = None,
 ) -> FastAPI:
     """Wire the ingest service. Tests may pass their own publisher or Redis client."""
+    metrics = IngestMetrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -109,11 +110,16 @@ def create_app(
         app.state.memory = memory
         app.state.registry = ModelRegistry(client, settings.keys)
         app.state.redis = client
-        app.state.in_progress = VotesInProgress()
         await security.start(app, client, settings)
+        app.state.acceptor = VoteAcceptor(
+            settings, pub, memory, app.state.registry, app.state.limiter,
+            ClientKeyCheck(settings.keys, settings), metrics, client,
+            max_groups_in_flight=settings.ingest_groups_in_flight,
+        )
         try:
             yield
         finally:
+            await app.state.acceptor.drain()
             if isinstance(pub, KafkaVotePublisher) and own_publisher:
                 await pub.stop()
             if redis_client is None:
@@ -128,7 +134,6 @@ def create_app(
         default_response_class=OrjsonResponse,
     )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.ingest_max_body_bytes)
-    metrics = IngestMetrics()
     app.state.metrics = metrics
     app.add_middleware(VoteRejectionMiddleware, metrics=metrics)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)  # outermost
@@ -145,60 +150,15 @@ def create_app(
         missing = await registry.unknown(model_ids)
         if not missing:
             return None
-        return OrjsonResponse(
-            {"detail": [{"loc": ["body"], "type": "unknown_model", "models": missing, "msg": (
-                f"unknown model(s) {', '.join(missing)}: register them first "
-                "(POST /v1/admin/models)")}]},
-            status_code=422,
-        )
+        return OrjsonResponse({"detail": unknown_models_detail(missing)}, status_code=422)
 
     async def accept(request: Request, votes: Sequence[Vote]) -> OrjsonResponse:
-        rejected = await unknown_models(
-            request, {m for v in votes for m in (v.model_a, v.model_b)}
-        )
-        if rejected is not None:
-            return rejected
-        in_progress: VotesInProgress = request.app.state.in_progress
-        async with in_progress.hold(v.vote_id for v in votes):
-            return await accept_held(request, votes)
-
-    async def accept_held(request: Request, votes: Sequence[Vote]) -> OrjsonResponse:
-        memory: VoteIdMemory = request.app.state.memory
-        pub: VotePublisher = request.app.state.publisher
-        ids = [v.vote_id for v in votes]
-        bind_votes(ids)
-        seen = await memory.seen(ids)
-        fresh: dict[str, Vote] = {}
-        now = utc_now()
-        for v in votes:
-            if v.vote_id not in seen and v.vote_id not in fresh:
-                # server-set fields: a client cannot pre-release or pre-exclude a vote
-                fresh[v.vote_id] = v.model_copy(
-                    update={"received_at": now, "released": False, "excluded": None}
-                )
-        limited = await security.limit(request, settings, list(fresh.values()))
-        if isinstance(limited, OrjsonResponse):
-            return limited
-        fresh = {v.vote_id: v for v in limited}
-        try:
-            await pub.publish(list(fresh.values()))
-        except PublishUnavailable as exc:
-            log.warning("503 for %d votes: %s", len(fresh), exc)
-            return OrjsonResponse(
-                {"detail": "Kafka could not acknowledge the votes; retry with the same vote_id"},
-                status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-                headers={"Retry-After": "1"},
-            )
-        await memory.remember(fresh.keys())
-        duplicates = [i for i in ids if i not in fresh]
-        metrics.votes_accepted.inc(len(fresh))
-        metrics.votes_duplicate.inc(len(duplicates))
-        metrics.batch_size.observe(len(ids))
-        log.debug("accepted %d votes (%d duplicates)", len(fresh), len(duplicates))
-        return OrjsonResponse(
-            Accepted(accepted=ids, duplicates=duplicates).model_dump(),
-            status_code=status.HTTP_202_ACCEPTED,
-        )
+        bind_votes([v.vote_id for v in votes])
+        acceptor: VoteAcceptor = request.app.state.acceptor
+        answer = await acceptor.submit(Submission(
+            votes, client_ip(request, settings.ingest_trust_forwarded_for),
+            getattr(request.state, "client", None)))
+        return OrjsonResponse(answer.body, status_code=answer.status, headers=answer.headers)
 
     responses: dict[int | str, dict[str, Any]] = {
         202: {"model": Accepted, "description": "Kafka acknowledged the votes."},

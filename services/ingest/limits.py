@@ -25,6 +25,15 @@ PROMPT_TTL_S = 30 * DAY_S
 
 
 @dataclass(frozen=True)
+class LimitRequest:
+    """What one request is charged for: its address, its client, the votes to publish."""
+
+    ip: str
+    client: str | None
+    votes: Sequence[Vote]
+
+
+@dataclass(frozen=True)
 class Verdict:
     allowed: bool
     retry_after_s: int = 0
@@ -32,13 +41,19 @@ class Verdict:
     votes: tuple[Vote, ...] = ()  # the votes to publish (duplicate prompts marked excluded)
 
 
-def client_ip(request: Request, trust_forwarded_for: bool) -> str:
+def ip_of(peer: str | None, forwarded_for: str, trust_forwarded_for: bool) -> str:
+    """The address a request is charged to: the first X-Forwarded-For hop when trusted (ingest
+    behind a proxy), else the peer address."""
     if trust_forwarded_for:
-        forwarded = request.headers.get("x-forwarded-for", "")
-        first = forwarded.split(",")[0].strip()
+        first = forwarded_for.split(",")[0].strip()
         if first:
             return first[:64]
-    return request.client.host if request.client is not None else "unknown"
+    return peer or "unknown"
+
+
+def client_ip(request: Request, trust_forwarded_for: bool) -> str:
+    return ip_of(request.client.host if request.client is not None else None,
+                 request.headers.get("x-forwarded-for", ""), trust_forwarded_for)
 
 
 class RateLimiter:
@@ -55,17 +70,50 @@ class RateLimiter:
         self._script = client.register_script(LIMITS_SCRIPT)
 
     async def check(self, ip: str, client: str | None, votes: Sequence[Vote]) -> Verdict:
-        """Charge this request to every limit it falls under, or refuse it whole (429).
-        Redis failures fail open (logged): Kafka and the worker's screen remain."""
-        s = self._s
+        """Charge one request to every limit it falls under, or refuse it whole (429)."""
+        return (await self.check_many([LimitRequest(ip, client, votes)]))[0]
+
+    async def check_many(self, requests: Sequence[LimitRequest]) -> list[Verdict]:
+        """Charge each request to every limit it falls under, or refuse it whole (429): one
+        atomic script call for the group, requests taken in order. Redis failures fail open
+        (logged): Kafka and the worker's screen remain."""
+        if not requests:
+            return []
         now = self._clock()
-        names: list[str] = []
         keys: list[str] = []
+        argv: list[float | int] = [int(now * 1000), len(requests)]
+        plans = [self._plan(r, now, keys, argv) for r in requests]
+        try:
+            reply = await self._script(keys=keys, args=argv)
+        except aioredis.RedisError as exc:
+            log.warning("rate limits unavailable, accepting without them: %s", exc)
+            return [Verdict(True, votes=tuple(r.votes)) for r in requests]
+        verdicts: list[Verdict] = []
+        at = 0
+        for request, (names, order) in zip(requests, plans, strict=True):
+            status, second, third = (int(x) for x in reply[at:at + 3])
+            at += 3
+            if status == 0:
+                verdicts.append(Verdict(False, second, names[third - 1]))
+                continue
+            allowed = {key: int(n) for key, n in zip(order, reply[at:at + second], strict=True)}
+            at += second
+            verdicts.append(Verdict(True, votes=tuple(_downsample(request.votes, allowed))))
+        return verdicts
+
+    def _plan(
+        self, request: LimitRequest, now: float, keys: list[str], argv: list[float | int]
+    ) -> tuple[list[str], list[tuple[str, str]]]:
+        """Append one request's keys and arguments; returns the names of its limits (for the
+        429 message) and the order of its prompt counters."""
+        s = self._s
+        votes = request.votes
+        names: list[str] = []
         buckets: list[float | int] = []
-        keys.append(self._keys.limit("ip", ip))
-        names.append(f"ip:{ip}")
+        keys.append(self._keys.limit("ip", request.ip))
+        names.append(f"ip:{request.ip}")
         buckets += [s.ingest_ip_requests_per_s, s.ingest_ip_burst, 1]
-        who = client or "-"
+        who = request.client or "-"
         if votes:
             keys.append(self._keys.limit("client", who))
             names.append(f"client:{who}")
@@ -75,7 +123,6 @@ class RateLimiter:
             keys.append(self._keys.limit("voter", f"{who}|{voter}"))
             names.append(f"voter:{voter}")
             buckets += [s.ingest_voter_votes_per_s, s.ingest_voter_burst, n]
-        n_buckets = len(keys)
         day = int(now // DAY_S)
         to_midnight = DAY_S - int(now) % DAY_S
         daily: list[int] = []
@@ -92,17 +139,8 @@ class RateLimiter:
         for arena, digest in order:
             keys.append(self._keys.limit("prompt", f"{arena}|{digest}"))
             prompt_args += [s.ingest_prompt_hash_cap, prompts[(arena, digest)], PROMPT_TTL_S]
-        argv: list[float | int] = [int(now * 1000), n_buckets, *buckets, len(daily) // 3, *daily,
-                                   len(order), *prompt_args]
-        try:
-            reply = await self._script(keys=keys, args=argv)
-        except aioredis.RedisError as exc:
-            log.warning("rate limits unavailable, accepting without them: %s", exc)
-            return Verdict(True, votes=tuple(votes))
-        if int(reply[0]) == 0:
-            return Verdict(False, int(reply[1]), names[int(reply[2]) - 1])
-        allowed = {key: int(n) for key, n in zip(order, reply[2:], strict=True)}
-        return Verdict(True, votes=tuple(_downsample(votes, allowed)))
+        argv += [len(buckets) // 3, *buckets, len(daily) // 3, *daily, len(order), *prompt_args]
+        return names, order
 
 
 def _downsample(votes: Sequence[Vote], allowed: dict[tuple[str, str], int]) -> list[Vote]:

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
@@ -18,6 +18,7 @@ from aiokafka.errors import (
     OutOfOrderSequenceNumber,
     UnknownProducerId,
 )
+from redis.asyncio.client import Pipeline
 
 from shared.events import ScoreEvent, Vote, encode_vote_record
 from shared.kafka import ensure_topics
@@ -65,6 +66,7 @@ class KafkaVotePublisher:
         self._on_delivered = on_delivered
         self._in_flight: dict[str, asyncio.Future[Any]] = {}
         self._delivered: list[str] = []  # delivered, not remembered yet (one writer at a time)
+        self._orphans: set[asyncio.Future[Any]] = set()  # sends whose caller timed out
         self._background: set[asyncio.Task[None]] = set()
         self._topic = settings.topics.votes
         self._producer: AIOKafkaProducer | None = None
@@ -87,7 +89,7 @@ class KafkaVotePublisher:
                 bootstrap_servers=s.kafka_bootstrap,
                 acks="all",
                 enable_idempotence=True,
-                linger_ms=2,
+                linger_ms=0,
                 max_batch_size=256 * 1024,
                 request_timeout_ms=int(s.ingest_kafka_ack_timeout_s * 1000),
                 client_id="podium-ingest",
@@ -129,11 +131,15 @@ class KafkaVotePublisher:
         producer = self._producer
         if producer is None:
             raise PublishUnavailable("Kafka is not reachable yet")
+        sends: list[asyncio.Future[Any]] = []
         try:
             async with asyncio.timeout(self._settings.ingest_kafka_ack_timeout_s):
-                waits = await self._send_once(producer, votes)
+                waits = await self._send_once(producer, votes, sends)
                 await asyncio.gather(*waits)
         except (TimeoutError, KafkaError) as exc:
+            for ack in sends:  # nobody waits for these any more: remember them on delivery
+                if not ack.done():
+                    self._orphans.add(ack)
             if isinstance(exc, BROKEN_PRODUCER_STATE) and producer is self._producer:
                 self._replace_producer(producer, exc)
             raise PublishUnavailable(f"Kafka did not acknowledge: {exc!r}") from exc
@@ -168,7 +174,7 @@ class KafkaVotePublisher:
         self._connector = asyncio.create_task(self._connect_forever(), name="kafka-connect")
 
     async def _send_once(
-        self, producer: AIOKafkaProducer, votes: Sequence[Vote]
+        self, producer: AIOKafkaProducer, votes: Sequence[Vote], sends: list[asyncio.Future[Any]]
     ) -> list[asyncio.Future[Any]]:
         waits: list[asyncio.Future[Any]] = []
         fresh: dict[str, list[Vote]] = {}
@@ -189,12 +195,17 @@ class KafkaVotePublisher:
                 for vote_id in ids:
                     self._in_flight[vote_id] = ack
                 ack.add_done_callback(functools.partial(self._settled, ids))
+                sends.append(ack)
                 waits.append(asyncio.shield(ack))
         return waits
 
     def _settled(self, vote_ids: list[str], ack: asyncio.Future[Any]) -> None:
-        """Forget a send once it failed, or once its delivery is remembered by vote_id."""
-        if ack.cancelled() or ack.exception() is not None:
+        """Forget a send once it failed or was acknowledged to a caller still waiting (who
+        remembers its vote ids while holding them); a send whose caller gave up (timeout) is
+        forgotten only once its delivery is remembered here."""
+        orphan = ack in self._orphans
+        self._orphans.discard(ack)
+        if ack.cancelled() or ack.exception() is not None or not orphan:
             for vote_id in vote_ids:
                 self._in_flight.pop(vote_id, None)
             return
@@ -257,17 +268,31 @@ class VoteIdMemory:
         """The ids remembered within the window: one MGET per key shard, in one round trip."""
         if not self._window_s or not vote_ids:
             return set()
-        shards = self._by_shard(vote_ids)
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
-                for ids in shards.values():
-                    pipe.mget([self._keys.dedupe(v) for v in ids])
-                replies = await pipe.execute()
+                found = self.queue_lookup(pipe, vote_ids)
+                return found(iter(await pipe.execute()))
         except aioredis.RedisError as exc:  # fail open: Kafka stays the system of record
             log.warning("dedupe lookup failed, accepting without it: %s", exc)
             return set()
-        return {v for ids, found in zip(shards.values(), replies, strict=True)
-                for v, hit in zip(ids, found, strict=True) if hit is not None}
+
+    def queue_lookup(
+        self, pipe: Pipeline, vote_ids: Sequence[str]
+    ) -> Callable[[Iterator[Any]], set[str]]:
+        """Add the lookup of ``vote_ids`` to a pipeline shared with other commands; returns what
+        reads the seen ids from its replies (consuming them)."""
+        if not self._window_s or not vote_ids:
+            return lambda replies: set()
+        shards = list(self._by_shard(vote_ids).values())
+        for ids in shards:
+            pipe.mget([self._keys.dedupe(v) for v in ids])
+
+        def found(replies: Iterator[Any]) -> set[str]:
+            mine = [next(replies) for _ in shards]
+            return {v for ids, hits in zip(shards, mine, strict=True)
+                    for v, hit in zip(ids, hits, strict=True) if hit is not None}
+
+        return found
 
     async def remember(self, vote_ids: Iterable[str]) -> None:
         """Mark ids for the window: one script call per key shard (a batch of thousands of

@@ -1,0 +1,324 @@
+"""Accepting votes, one group of requests at a time (group commit).
+
+Every vote request — a single vote, a batch, from FastAPI's routes or from the fast path — is
+submitted here and waits for its answer. The requests submitted during one turn of the event
+loop form a group, and the group pays once for what used to cost every request: one lookup of
+client keys, one registry check, one dedupe lookup, one rate-limit script call (requests still
+charged one by one, in order, atomically), one Kafka send per arena chunk and one ack wait, one
+dedupe write. Each request still gets its own answer: 202, 401, 422, 429 or 503.
+
+A request whose vote_id also appears in an earlier request of the same group moves to the next
+group, so that it sees the first one's outcome (a duplicate if it was accepted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
+
+from services.common.metrics import IngestMetrics
+from services.common.registry import ModelRegistry
+from services.ingest.auth import ClientRecord, key_digest, key_id
+from services.ingest.limits import LimitRequest, RateLimiter
+from services.ingest.publisher import (
+    PublishUnavailable,
+    VoteIdMemory,
+    VotePublisher,
+    VotesInProgress,
+)
+from shared.events import Vote, utc_now
+from shared.keys import KeyLayout
+from shared.settings import IngestSettings
+
+log = logging.getLogger(__name__)
+
+UNAUTHORIZED_HEADERS = {"WWW-Authenticate": "Bearer"}
+
+
+@dataclass
+class Submission:
+    """One request's votes and who sent them. ``api_key`` is a client key still to check (the
+    fast path leaves that to the group); otherwise ``client`` is already authenticated."""
+
+    votes: Sequence[Vote]
+    ip: str
+    client: str | None = None
+    api_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+    reason: str = ""  # why the votes were refused (metrics label), "" when accepted
+
+
+def _refused(status: int, reason: str, detail: Any, headers: dict[str, str] | None = None
+             ) -> Answer:
+    return Answer(status, {"detail": detail}, headers or {}, reason)
+
+
+def unknown_models_detail(missing: Sequence[str]) -> list[dict[str, Any]]:
+    """The 422 ``detail`` naming unregistered models."""
+    return [{"loc": ["body"], "type": "unknown_model", "models": list(missing),
+             "msg": f"unknown model(s) {', '.join(missing)}: register them first "
+                    "(POST /v1/admin/models)"}]
+
+
+@dataclass
+class _Pending:
+    submission: Submission
+    answer: asyncio.Future[Answer]
+    client: str | None = None
+
+
+class ClientKeyCheck:
+    """Checks the client keys of a group with one HMGET in the group's lookup pipeline (each
+    stored record parsed once)."""
+
+    def __init__(self, keys: KeyLayout, settings: IngestSettings) -> None:
+        self._key = keys.clients()
+        self._settings = settings
+        self._parsed: dict[bytes | str, ClientRecord] = {}
+
+    def queue(
+        self, pipe: Pipeline, api_keys: Sequence[str]
+    ) -> Callable[[Iterator[Any]], dict[str, ClientRecord | Answer]]:
+        """Add the lookup of ``api_keys`` to a pipeline; returns what reads, from its replies,
+        each distinct key -> its client record, or the 401 answer for it."""
+        digests = {k: key_digest(k) for k in set(api_keys)}
+        kids = sorted({key_id(d) for d in digests.values()})
+        if kids:
+            pipe.hmget(self._key, kids)
+
+        def checked(replies: Iterator[Any]) -> dict[str, ClientRecord | Answer]:
+            found = dict(zip(kids, next(replies), strict=True)) if kids else {}
+            return {api_key: self._verdict(found[key_id(digest)], digest)
+                    for api_key, digest in digests.items()}
+
+        return checked
+
+    def _verdict(self, stored: bytes | str | None, digest: str) -> ClientRecord | Answer:
+        record = None if stored is None else self._record(stored)
+        if record is None or not hmac.compare_digest(record.digest, digest):
+            return _refused(401, "unauthorized", "unknown or revoked client key",
+                            UNAUTHORIZED_HEADERS)
+        if self._settings.ingest_require_signature or record.require_signature:
+            return _refused(401, "unauthorized",
+                            "this client must sign its requests (X-Podium-Signature)",
+                            UNAUTHORIZED_HEADERS)
+        return record
+
+    def _record(self, stored: bytes | str) -> ClientRecord:
+        record = self._parsed.get(stored)
+        if record is None:
+            if len(self._parsed) > 10_000:
+                self._parsed.clear()
+            record = self._parsed[stored] = ClientRecord.model_validate_json(stored)
+        return record
+
+
+class VoteAcceptor:
+    """Groups concurrent vote requests and accepts each group in one pass (module docstring)."""
+
+    def __init__(
+        self,
+        settings: IngestSettings,
+        publisher: VotePublisher,
+        memory: VoteIdMemory,
+        registry: ModelRegistry,
+        limiter: RateLimiter,
+        client_keys: ClientKeyCheck,
+        metrics: IngestMetrics,
+        redis_client: aioredis.Redis,
+        max_group_votes: int = 20_000,
+        max_groups_in_flight: int = 2,
+    ) -> None:
+        self._settings = settings
+        self._publisher = publisher
+        self._memory = memory
+        self._registry = registry
+        self._limiter = limiter
+        self._client_keys = client_keys
+        self._redis = redis_client
+        self._metrics = metrics
+        self._max_group_votes = max_group_votes
+        self._max_groups = max_groups_in_flight
+        self._queue: deque[_Pending] = deque()
+        self._flush_scheduled = False
+        self._in_progress = VotesInProgress()
+        self._groups: set[asyncio.Task[None]] = set()
+
+    async def submit(self, submission: Submission) -> Answer:
+        loop = asyncio.get_running_loop()
+        pending = _Pending(submission, loop.create_future())
+        self._queue.append(pending)
+        self._schedule_flush()
+        return await pending.answer
+
+    async def drain(self) -> None:
+        """Wait for the groups in progress (graceful shutdown)."""
+        while self._groups or self._queue:
+            if self._groups:
+                await asyncio.gather(*self._groups, return_exceptions=True)
+            else:
+                await asyncio.sleep(0)
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Start groups from the queue while fewer than ``max_groups_in_flight`` run. Requests
+        that arrive meanwhile wait for a group to finish and then go together: the busier
+        ingest is, the larger its groups and the less each request costs."""
+        self._flush_scheduled = False
+        while self._queue and len(self._groups) < self._max_groups:
+            group: list[_Pending] = []
+            size = 0
+            queue = self._queue
+            while queue and (not group or size + len(queue[0].submission.votes)
+                             <= self._max_group_votes):
+                size += len(queue[0].submission.votes)
+                group.append(queue.popleft())
+            task = asyncio.ensure_future(self._run(group))
+            self._groups.add(task)
+            task.add_done_callback(self._group_done)
+
+    def _group_done(self, task: asyncio.Task[None]) -> None:
+        self._groups.discard(task)
+        if self._queue:
+            self._schedule_flush()
+
+    async def _run(self, group: list[_Pending]) -> None:
+        try:
+            await self._accept(group)
+        except Exception as exc:  # never leave a request hanging
+            log.exception("accepting a group of %d requests failed", len(group))
+            for p in group:
+                if not p.answer.done():
+                    p.answer.set_exception(exc)
+
+    def _answer(self, p: _Pending, answer: Answer) -> None:
+        if not p.answer.done():
+            p.answer.set_result(answer)
+
+    async def _accept(self, group: list[_Pending]) -> None:
+        # a vote_id already in an earlier request of this group: that request goes next time
+        taken: set[str] = set()
+        mine: list[_Pending] = []
+        for p in group:
+            ids = [v.vote_id for v in p.submission.votes]
+            if taken.isdisjoint(ids):
+                taken.update(ids)
+                mine.append(p)
+            else:
+                self._queue.append(p)
+        ids = [v.vote_id for p in mine for v in p.submission.votes]
+        async with self._in_progress.hold(ids):
+            checked, seen = await self._lookup(mine, ids)
+            live = []
+            for p in mine:  # authenticate
+                key = p.submission.api_key
+                result = p.submission.client if key is None else checked[key]
+                if isinstance(result, Answer):
+                    self._answer(p, result)
+                    continue
+                p.client = result if result is None or isinstance(result, str) else result.client
+                live.append(p)
+            live = await self._known_models(live)
+            if live:
+                await self._accept_held(live, seen)
+
+    async def _lookup(
+        self, group: list[_Pending], ids: list[str]
+    ) -> tuple[dict[str, ClientRecord | Answer], set[str]]:
+        """Client keys and dedupe markers in one round trip. If Redis fails, the dedupe
+        lookup fails open (Kafka stays the system of record) but keys cannot be checked."""
+        keys = [p.submission.api_key for p in group if p.submission.api_key is not None]
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                checked = self._client_keys.queue(pipe, keys)
+                found = self._memory.queue_lookup(pipe, ids)
+                replies = iter(await pipe.execute())
+                return checked(replies), found(replies)
+        except aioredis.RedisError as exc:
+            if keys:
+                raise
+            log.warning("dedupe lookup failed, accepting without it: %s", exc)
+            return {}, set()
+
+    async def _known_models(self, group: list[_Pending]) -> list[_Pending]:
+        models = {m for p in group for v in p.submission.votes for m in (v.model_a, v.model_b)}
+        if not models:
+            return group
+        if self._settings.ingest_auto_register_models:
+            await self._registry.register_missing(models)
+            return group
+        missing = set(await self._registry.unknown(models))
+        if not missing:
+            return group
+        live = []
+        for p in group:
+            theirs = sorted({m for v in p.submission.votes for m in (v.model_a, v.model_b)}
+                            & missing)
+            if not theirs:
+                live.append(p)
+                continue
+            self._answer(p, _refused(422, "unknown_model", unknown_models_detail(theirs)))
+        return live
+
+    async def _accept_held(self, group: list[_Pending], seen: set[str]) -> None:
+        now = utc_now()
+        fresh_of: list[list[Vote]] = []
+        for p in group:
+            fresh: dict[str, Vote] = {}
+            for v in p.submission.votes:
+                if v.vote_id not in seen and v.vote_id not in fresh:
+                    # server-set fields: a client cannot pre-release or pre-exclude a vote
+                    fresh[v.vote_id] = v.model_copy(
+                        update={"received_at": now, "released": False, "excluded": None})
+            fresh_of.append(list(fresh.values()))
+        verdicts = await self._limiter.check_many(
+            [LimitRequest(p.submission.ip, p.client, f)
+             for p, f in zip(group, fresh_of, strict=True)])
+        allowed: list[tuple[_Pending, list[Vote]]] = []
+        for p, verdict in zip(group, verdicts, strict=True):
+            if verdict.allowed:
+                allowed.append((p, list(verdict.votes)))
+            else:
+                self._answer(p, _refused(
+                    429, "rate_limited",
+                    f"rate limit exceeded ({verdict.limit}); retry after "
+                    f"{verdict.retry_after_s}s",
+                    {"Retry-After": str(verdict.retry_after_s)}))
+        to_publish = [v for _, votes in allowed for v in votes]
+        try:
+            await self._publisher.publish(to_publish)
+        except PublishUnavailable as exc:
+            log.warning("503 for %d votes: %s", len(to_publish), exc)
+            for p, _ in allowed:
+                self._answer(p, _refused(
+                    503, "kafka_unavailable",
+                    "Kafka could not acknowledge the votes; retry with the same vote_id",
+                    {"Retry-After": "1"}))
+            return
+        await self._memory.remember(v.vote_id for v in to_publish)
+        for p, votes in allowed:
+            ids = [v.vote_id for v in p.submission.votes]
+            published = {v.vote_id for v in votes}
+            duplicates = [i for i in ids if i not in published]
+            self._metrics.votes_accepted.inc(len(published))
+            self._metrics.votes_duplicate.inc(len(duplicates))
+            self._metrics.batch_size.observe(len(ids))
+            self._answer(p, Answer(202, {"accepted": ids, "duplicates": duplicates}))

@@ -1,0 +1,101 @@
+"""The hot write, served before FastAPI's routing: ``POST /v1/votes`` with a JSON vote and an
+unsigned client key (or none, where auth is off). It reads the body, validates it with the same
+``Vote`` model and hands it to the acceptor, which checks the key together with the other
+requests of its group. Everything else — signed requests, invalid or oversized bodies, other
+routes — goes to the FastAPI app unchanged (the body already read is replayed), which answers
+with the documented errors. Request count and latency are recorded as the middleware would.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+
+import orjson
+from fastapi import FastAPI
+from pydantic import ValidationError
+from starlette.types import Receive, Scope, Send
+
+from services.common.http import BodyLimitMiddleware, read_body, replay_body
+from services.common.metrics import IngestMetrics
+from services.ingest.acceptor import Submission, VoteAcceptor
+from services.ingest.limits import ip_of
+from shared.events import Vote
+from shared.settings import IngestSettings
+
+PATH = "/v1/votes"
+# headers that send a request to the documented route: signatures are checked there
+SLOW_HEADERS = frozenset({b"x-podium-signature", b"x-podium-key-id"})
+
+
+class VoteFastPath:
+    """Wraps ingest's FastAPI app (outermost, so no middleware runs for the hot write)."""
+
+    def __init__(self, app: FastAPI, settings: IngestSettings) -> None:
+        self.app = app
+        self._settings = settings
+        # request ids for requests that bring none: unique per process, cheaper than uuid4
+        self._id_prefix = os.urandom(6).hex() + "-"
+        self._ids = itertools.count(1)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != PATH
+                or scope["query_string"] or not hasattr(self.app.state, "acceptor")):
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        api_key = None
+        request_id = ""
+        forwarded = ""
+        json_body = False
+        for name, value in scope["headers"]:
+            if name in SLOW_HEADERS:
+                await self.app(scope, receive, send)
+                return
+            if name == b"x-api-key":
+                api_key = value.decode("latin-1")
+            elif name == b"authorization" and value[:7].lower() == b"bearer ":
+                api_key = api_key or value[7:].decode("latin-1").strip()
+            elif name == b"content-type":
+                json_body = value.startswith(b"application/json")
+            elif name == b"content-length":
+                if not value.isdigit() or int(value) > self._settings.ingest_max_body_bytes:
+                    json_body = False
+            elif name == b"x-request-id":
+                request_id = value.decode("latin-1")[:128]
+            elif name == b"x-forwarded-for":
+                forwarded = value.decode("latin-1")
+        if not json_body or (api_key is None and self._settings.ingest_require_auth):
+            await self.app(scope, receive, send)
+            return
+        body, complete = await read_body(receive, self._settings.ingest_max_body_bytes)
+        if not complete:  # over the limit (or the client went away)
+            await BodyLimitMiddleware(self.app, self._settings.ingest_max_body_bytes).reject(send)
+            return
+        try:
+            vote = Vote.model_validate_json(body)
+        except ValidationError:
+            await self.app(scope, replay_body(body, receive), send)
+            return
+        acceptor: VoteAcceptor = self.app.state.acceptor
+        answer = await acceptor.submit(Submission([vote], self._ip(scope, forwarded),
+                                                  api_key=api_key))
+        metrics: IngestMetrics = self.app.state.metrics
+        if answer.reason:
+            metrics.votes_rejected.labels(answer.reason).inc()
+        payload = orjson.dumps(answer.body)
+        request_id = request_id or f"{self._id_prefix}{next(self._ids):x}"
+        headers = [(b"content-type", b"application/json"),
+                   (b"content-length", str(len(payload)).encode()),
+                   (b"x-request-id", request_id.encode("latin-1"))]
+        headers += [(k.lower().encode(), v.encode()) for k, v in answer.headers.items()]
+        await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
+        metrics.requests.labels("POST", PATH, str(answer.status)).inc()
+        metrics.latency.labels("POST", PATH).observe(time.perf_counter() - started)
+
+    def _ip(self, scope: Scope, forwarded: str) -> str:
+        client = scope.get("client")
+        return ip_of(str(client[0]) if client else None, forwarded,
+                     self._settings.ingest_trust_forwarded_for)
