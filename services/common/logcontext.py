@@ -41,3 +41,17 @@ def batch_context(description: str) -> Iterator[None]:
         yield
     finally:
         batch_var.reset(token)
+
+
+@contextmanager
+def request_context(request_id: str | None, vote_ids: list[str]) -> Iterator[None]:
+    """Name a request and its votes in the log lines written in it, from code that runs outside
+    the request's own context (e.g. ingest's group commit, which serves many requests)."""
+    token = request_id_var.set(request_id)
+    vote_token = vote_id_var.set(None)
+    try:
+        bind_votes(vote_ids)
+        yield
+    finally:
+        vote_id_var.reset(vote_token)
+        request_id_var.reset(token)

@@ -24,6 +24,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 
+from services.common.logcontext import request_context
 from services.common.metrics import IngestMetrics
 from services.common.registry import ModelRegistry
 from services.ingest.auth import ClientRecord, key_digest, key_id
@@ -52,6 +53,7 @@ class Submission:
     ip: str
     client: str | None = None
     api_key: str | None = None
+    request_id: str | None = None  # for the log lines about this request
 
 
 @dataclass(frozen=True)
@@ -321,4 +323,8 @@ class VoteAcceptor:
             self._metrics.votes_accepted.inc(len(published))
             self._metrics.votes_duplicate.inc(len(duplicates))
             self._metrics.batch_size.observe(len(ids))
+            if log.isEnabledFor(logging.DEBUG):
+                with request_context(p.submission.request_id, ids):
+                    log.debug("accepted %d votes (%d duplicates)", len(published),
+                              len(duplicates))
             self._answer(p, Answer(202, {"accepted": ids, "duplicates": duplicates}))

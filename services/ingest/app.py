@@ -19,7 +19,7 @@ from services.common.http import (
     error_items,
     install_error_handlers,
 )
-from services.common.logcontext import bind_votes
+from services.common.logcontext import bind_votes, request_id_var
 from services.common.metrics import IngestMetrics, RequestContextMiddleware, metrics_response
 from services.common.registry import ModelRegistry
 from services.ingest import security
@@ -157,7 +157,7 @@ def create_app(
         acceptor: VoteAcceptor = request.app.state.acceptor
         answer = await acceptor.submit(Submission(
             votes, client_ip(request, settings.ingest_trust_forwarded_for),
-            getattr(request.state, "client", None)))
+            getattr(request.state, "client", None), request_id=request_id_var.get()))
         return OrjsonResponse(answer.body, status_code=answer.status, headers=answer.headers)
 
     responses: dict[int | str, dict[str, Any]] = {

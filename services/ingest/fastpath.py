@@ -78,14 +78,14 @@ class VoteFastPath:
         except ValidationError:
             await self.app(scope, replay_body(body, receive), send)
             return
+        request_id = request_id or f"{self._id_prefix}{next(self._ids):x}"
         acceptor: VoteAcceptor = self.app.state.acceptor
         answer = await acceptor.submit(Submission([vote], self._ip(scope, forwarded),
-                                                  api_key=api_key))
+                                                  api_key=api_key, request_id=request_id))
         metrics: IngestMetrics = self.app.state.metrics
         if answer.reason:
             metrics.votes_rejected.labels(answer.reason).inc()
         payload = orjson.dumps(answer.body)
-        request_id = request_id or f"{self._id_prefix}{next(self._ids):x}"
         headers = [(b"content-type", b"application/json"),
                    (b"content-length", str(len(payload)).encode()),
                    (b"x-request-id", request_id.encode("latin-1"))]

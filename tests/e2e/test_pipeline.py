@@ -87,10 +87,11 @@ async def test_ten_thousand_votes_flow_into_exact_live_standings(
         for view in ("coding", "lang:zh"):  # boards of one batch are refitted one by one
             want = expected_votes(votes, view)
 
-            async def board_counts(view: str = view) -> dict[str, int] | None:
+            async def board_counts(view: str = view, total: int = sum(want.values())
+                                   ) -> dict[str, int] | None:
                 doc = (await api.get(f"/v1/leaderboards/text/{view}")).json()
                 got = {r["model"]: r["votes"] for r in doc["rows"]}
-                return got if sum(got.values()) == sum(want.values()) else None
+                return got if sum(got.values()) == total else None
 
             assert await wait_until(board_counts, 10, f"all votes on text/{view}") == want
 
