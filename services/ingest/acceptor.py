@@ -35,7 +35,7 @@ from services.ingest.publisher import (
     VotePublisher,
     VotesInProgress,
 )
-from shared.events import Vote, utc_now
+from shared.events import Vote, stamp_received, utc_now
 from shared.keys import KeyLayout
 from shared.settings import IngestSettings
 
@@ -281,16 +281,15 @@ class VoteAcceptor:
         return live
 
     async def _accept_held(self, group: list[_Pending], seen: set[str]) -> None:
-        now = utc_now()
         fresh_of: list[list[Vote]] = []
         for p in group:
             fresh: dict[str, Vote] = {}
             for v in p.submission.votes:
                 if v.vote_id not in seen and v.vote_id not in fresh:
-                    # server-set fields: a client cannot pre-release or pre-exclude a vote
-                    fresh[v.vote_id] = v.model_copy(
-                        update={"received_at": now, "released": False, "excluded": None})
+                    fresh[v.vote_id] = v
             fresh_of.append(list(fresh.values()))
+        # server-set fields: a client cannot pre-release or pre-exclude a vote
+        stamp_received((v for votes in fresh_of for v in votes), utc_now())
         verdicts = await self._limiter.check_many(
             [LimitRequest(p.submission.ip, p.client, f)
              for p, f in zip(group, fresh_of, strict=True)])

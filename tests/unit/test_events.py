@@ -116,3 +116,19 @@ def test_vote_records_hold_one_vote_or_a_batch_in_order() -> None:
     assert decode_vote_record(votes[0].model_dump_json().encode()) == votes[:1]
     with pytest.raises(ValidationError):
         decode_vote_record(b'[{"vote_id": "x"}]')
+
+
+def test_ingest_stamps_the_server_set_fields_over_whatever_the_client_sent() -> None:
+    from datetime import UTC, datetime
+
+    from shared.events import Vote, encode_vote_record, stamp_received
+
+    vote = Vote.model_validate({"vote_id": "v1", "arena": "text", "model_a": "a",
+                                "model_b": "b", "winner": "tie", "released": True,
+                                "excluded": "quarantined",
+                                "received_at": "2020-01-01T00:00:00Z"})
+    now = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+    stamp_received([vote], now)
+    assert (vote.received_at, vote.released, vote.excluded) == (now, False, None)
+    again = decode_vote_record(encode_vote_record([vote]))[0]
+    assert again == vote and again.received_at == now
