@@ -314,7 +314,9 @@ class VoteAcceptor:
                     "Kafka could not acknowledge the votes; retry with the same vote_id",
                     {"Retry-After": "1"}))
             return
-        await self._memory.remember(v.vote_id for v in to_publish)
+        # started before the answers go out, awaited after them: the marker of an answered vote
+        # is on its way to Redis ahead of any retry, and this group holds its ids until then
+        remembered = asyncio.ensure_future(self._memory.remember(v.vote_id for v in to_publish))
         for p, votes in allowed:
             ids = [v.vote_id for v in p.submission.votes]
             published = {v.vote_id for v in votes}
@@ -327,3 +329,4 @@ class VoteAcceptor:
                     log.debug("accepted %d votes (%d duplicates)", len(published),
                               len(duplicates))
             self._answer(p, Answer(202, {"accepted": ids, "duplicates": duplicates}))
+        await remembered
