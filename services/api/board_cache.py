@@ -174,6 +174,7 @@ class BoardChanges:
         self._channel = channel
         self._cache = cache
         self._retry_s = retry_s
+        self._down = False
 
     async def run(self) -> None:
         """Listen until cancelled, resubscribing after failures (polling meanwhile)."""
@@ -183,8 +184,10 @@ class BoardChanges:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # any failure: poll, then resubscribe
-                log.warning("board changes: subscription lost (%s); polling until it is back",
-                            exc)
+                if not self._down:  # once per outage, not at every retry
+                    log.warning("board changes: subscription lost (%s); board reads poll "
+                                "Redis until it is back", exc)
+                self._down = True
             finally:
                 self._cache.lost()
             await asyncio.sleep(self._retry_s)
@@ -205,6 +208,9 @@ class BoardChanges:
                     # was published meanwhile is lost
                     self._cache.invalidate_all()
                     subscribed = True
+                    if self._down:
+                        log.info("board changes: subscribed again")
+                        self._down = False
                 elif kind == "message":
                     self._changed(text(message["data"]))
                 if subscribed:
