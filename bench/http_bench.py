@@ -5,7 +5,7 @@ the same run on the same server stack:
 - GET /v1/leaderboards/text/overall of a 300-model board on api  vs  a bare Starlette endpoint
   returning the same bytes.
 
-    .venv/bin/python bench/http_bench.py [--seconds 10] [--connections 64]
+    .venv/bin/python bench/http_bench.py [--seconds 10] [--connections 64] [--only post|read]
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import orjson
 import redis.asyncio as aioredis
-from harness import ROOT, infra, stack
+from harness import ROOT, Stack, infra, stack
 from wrk import WrkResult, run_wrk
 
 from services.demo.arena import SyntheticArena
@@ -28,7 +28,7 @@ from services.rating.batch import RawRecord
 from services.rating.engine import FitOptions
 from services.rating.processor import RatingProcessor
 from services.rating.store import RatingStore
-from tests.support.infra import free_port
+from tests.support.infra import Infra, free_port
 from tests.support.wait import wait_until
 
 
@@ -79,36 +79,46 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--only", choices=("post", "read"), help="Run one benchmark only.")
     args = parser.parse_args()
     # one load generator on one address: the per-IP limit (policy, 500 req/s by default) is
     # lifted so the figure is the server's, not the limiter's
     async with infra() as running, stack(running, names=("ingest", "api"),
                                          PODIUM_INGEST_IP_REQUESTS_PER_S="1000000") as st:
-        script = ROOT / "bench/post_vote.lua"
-        ingest_url = st.services["ingest"].url + "/v1/votes"
-        podium_post = run_wrk(ingest_url, args.seconds, args.connections, script=script)
-        proc, url = await reference("accept")
+        if args.only != "read":
+            await post_bench(st, args.seconds, args.connections)
+        if args.only != "post":
+            await read_bench(running, st, args.seconds, args.connections)
+
+
+async def post_bench(st: Stack, seconds: int, connections: int) -> None:
+    script = ROOT / "bench/post_vote.lua"
+    ingest_url = st.services["ingest"].url + "/v1/votes"
+    podium_post = run_wrk(ingest_url, seconds, connections, script=script)
+    proc, url = await reference("accept")
+    try:
+        ref_post = run_wrk(url + "/v1/votes", seconds, connections, script=script)
+    finally:
+        proc.terminate()
+    show("single-vote POST", podium_post, ref_post, 0.5)
+
+
+async def read_bench(running: Infra, st: Stack, seconds: int, connections: int) -> None:
+    await seed_board(running.redis_url, st.prefix, models=300, votes=200_000)
+    board_url = st.services["api"].url + "/v1/leaderboards/text/overall"
+    async with httpx.AsyncClient() as c:
+        body = (await c.get(board_url)).content
+    assert orjson.loads(body)["models"] == 300
+    podium_read = run_wrk(board_url, seconds, connections)
+    with tempfile.NamedTemporaryFile(suffix=".json") as f:
+        Path(f.name).write_bytes(body)
+        proc, url = await reference("bytes", f.name)
         try:
-            ref_post = run_wrk(url + "/v1/votes", args.seconds, args.connections, script=script)
+            ref_read = run_wrk(url + "/", seconds, connections)
         finally:
             proc.terminate()
-        show("single-vote POST", podium_post, ref_post, 0.5)
-
-        await seed_board(running.redis_url, st.prefix, models=300, votes=200_000)
-        board_url = st.services["api"].url + "/v1/leaderboards/text/overall"
-        async with httpx.AsyncClient() as c:
-            body = (await c.get(board_url)).content
-        assert orjson.loads(body)["models"] == 300
-        podium_read = run_wrk(board_url, args.seconds, args.connections)
-        with tempfile.NamedTemporaryFile(suffix=".json") as f:
-            Path(f.name).write_bytes(body)
-            proc, url = await reference("bytes", f.name)
-            try:
-                ref_read = run_wrk(url + "/", args.seconds, args.connections)
-            finally:
-                proc.terminate()
-        show(f"leaderboard read, 300 models ({len(body):,} bytes)", podium_read, ref_read, 0.8)
-        print(f"  leaderboard read p99 {podium_read.p99_ms:.1f} ms (target <= 20 ms)")
+    show(f"leaderboard read, 300 models ({len(body):,} bytes)", podium_read, ref_read, 0.8)
+    print(f"  leaderboard read p99 {podium_read.p99_ms:.1f} ms (target <= 20 ms)")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,10 @@
 | ``{p}:{arena}:quarantine:{voter}`` | list | the voter's quarantined votes, JSON, in order    |
 | ``{p}:{arena}:screen-fence``     | hash   | ``topic/partition`` -> last screened offset      |
 | ``{p}:generations``              | hash   | ``active`` / ``next`` -> key prefix of that one  |
+| ``{p}:board-changes``            | pubsub | channel: ``arena/view`` whose standings were     |
+|                                  |        | just written, ``*`` for all (registry or         |
+|                                  |        | generation changed); the api drops its cached    |
+|                                  |        | responses of them                                |
 
 Rating state lives in a *generation* of the key space: the base prefix (``podium``, generation
 0) or ``podium.g{n}`` written by a rebuild. ``{p}:generations`` of the base prefix names the live
@@ -46,6 +50,7 @@ from dataclasses import dataclass
 from shared.events import Outcome
 
 FIELD_SEP = "|"
+ALL_BOARDS = "*"  # a board-changes message meaning: every board may have changed
 DEDUPE_SHARDS = 16
 
 
@@ -171,8 +176,15 @@ class KeyLayout:
 
     def screen_fence(self, arena: str) -> str:
         return f"{self._arena(arena)}:screen-fence"
+
     def generations(self) -> str:
         return f"{self.prefix}:generations"
+
+    def board_changes(self) -> str:
+        """The pub/sub channel announcing standings and registry writes; every generation of a
+        key space publishes on its base's channel (the one the api listens to)."""
+        base, sep, number = self.prefix.rpartition(GENERATION_SEP)
+        return f"{base if sep and number.isdigit() else self.prefix}:board-changes"
 
     def generation(self, number: int) -> KeyLayout:
         """The layout of generation ``number`` of this (base) key space; 0 is the base itself."""

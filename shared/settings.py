@@ -192,7 +192,14 @@ class ApiSettings(PodiumSettings):
     api_port: int = Field(default=8000, ge=0, le=65535)
     api_read_cache_s: float = Field(
         default=0.05, ge=0, le=5,
-        description="A board read reuses a response checked against Redis this recently.",
+        description="While the api is not subscribed to board changes (Redis pub/sub down), a "
+        "board read reuses a response checked against Redis this recently.",
+    )
+    api_read_recheck_s: float = Field(
+        default=1.0, ge=0, le=60,
+        description="While subscribed, a cached board response is kept until a change is "
+        "announced, and re-checked against Redis at this age (bounds the staleness of a change "
+        "nobody announced).",
     )
     api_heartbeat_s: float = Field(
         default=15.0, gt=0, description="Heartbeat interval of the rank-change streams."

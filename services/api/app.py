@@ -5,8 +5,9 @@ It only reads Redis (and the rank-change topic); it never computes ratings.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from importlib.resources import files
 
 import redis.asyncio as aioredis
@@ -14,7 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 
 from services.api import leaderboards, models, streams
-from services.api.deps import RenderedBoards
+from services.api.board_cache import BoardChanges, RenderedBoards
 from services.api.rank_feed import RankChangeFeed
 from services.api.standings import StandingsReader
 from services.common.health import KafkaProbe, redis_ready
@@ -34,7 +35,10 @@ def create_app(settings: ApiSettings, redis_client: aioredis.Redis | None = None
         app.state.redis = client
         app.state.reader = StandingsReader(client, settings.keys)
         app.state.registry = ModelRegistry(client, settings.keys)
-        app.state.rendered_boards = RenderedBoards(fresh_s=settings.api_read_cache_s)
+        app.state.rendered_boards = RenderedBoards(fresh_s=settings.api_read_cache_s,
+                                                   recheck_s=settings.api_read_recheck_s)
+        changes = asyncio.create_task(BoardChanges(
+            client, settings.keys.board_changes(), app.state.rendered_boards).run())
         app.state.feed = RankChangeFeed(settings.kafka_bootstrap, settings.topics.rank_changes)
         app.state.stream_slots = streams.StreamSlots(settings.api_stream_max_clients)
         metrics.stream_clients.set_function(lambda: app.state.stream_slots.open)
@@ -42,6 +46,9 @@ def create_app(settings: ApiSettings, redis_client: aioredis.Redis | None = None
         try:
             yield
         finally:
+            changes.cancel()
+            with suppress(asyncio.CancelledError):
+                await changes
             await app.state.kafka_probe.close()
             if redis_client is None:
                 await client.aclose()

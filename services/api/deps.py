@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import time
-from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
 from typing import Annotated, Any
 
-import orjson
 from fastapi import Depends, HTTPException, Request
 
+from services.api.board_cache import RenderedBoards
 from services.api.rows import labelled
 from services.api.standings import StandingsReader
 from services.common.registry import ModelRegistry
@@ -47,29 +44,11 @@ async def labelled_board(reader: StandingsReader, registry: ModelRegistry, arena
     return doc, models
 
 
-@dataclass
-class _Rendered:
-    raw: bytes  # the standings document as the rating service wrote it
-    registry_version: int
-    body: bytes  # the response made from them
-    checked: float  # monotonic time of the last check against Redis
+class RenderedBody:
+    """The FastAPI routes' view of ``RenderedBoards``: a body, or 404."""
 
-
-class RenderedBoards:
-    """Responses of board reads, reused while neither the standings document nor the registry
-    changed: a read then costs two Redis GETs and no JSON work."""
-
-    def __init__(self, size: int = 512, fresh_s: float = 0.0) -> None:
-        self._size = size
-        self._fresh_s = fresh_s
-        self._entries: OrderedDict[Hashable, _Rendered] = OrderedDict()
-
-    def recent(self, arena: str, view: str, variant: Hashable) -> bytes | None:
-        """A body checked against Redis less than ``fresh_s`` ago, without asking Redis."""
-        hit = self._entries.get((arena, view, variant))
-        if hit is not None and time.monotonic() - hit.checked < self._fresh_s:
-            return hit.body
-        return None
+    def __init__(self, cache: RenderedBoards) -> None:
+        self._cache = cache
 
     async def body(
         self,
@@ -81,29 +60,14 @@ class RenderedBoards:
         render: Callable[[dict[str, Any]], dict[str, Any]],
     ) -> bytes:
         """The response body for board ``arena/view`` shaped by ``render`` (one per variant)."""
-        raw = await reader.board(arena, view)
-        if raw is None:
+        entry = await self._cache.rendered(reader, registry, arena, view, variant, render)
+        if entry is None:
             raise HTTPException(404, f"no board {arena}/{view}: nothing has been counted on it")
-        version = await registry.version()
-        key = (arena, view, variant)
-        hit = self._entries.get(key)
-        now = time.monotonic()
-        if hit is not None and hit.registry_version == version and hit.raw == raw:
-            self._entries.move_to_end(key)
-            hit.checked = now
-            return hit.body
-        doc = orjson.loads(raw)
-        doc["rows"] = labelled(doc["rows"], await registry.all_at(version))
-        body = orjson.dumps(render(doc))
-        self._entries[key] = _Rendered(raw, version, body, now)
-        if len(self._entries) > self._size:
-            self._entries.popitem(last=False)
-        return body
+        return entry.body
 
 
-async def _rendered(request: Request) -> RenderedBoards:
-    cache: RenderedBoards = request.app.state.rendered_boards
-    return cache
+async def _rendered(request: Request) -> RenderedBody:
+    return RenderedBody(request.app.state.rendered_boards)
 
 
-Rendered = Annotated[RenderedBoards, Depends(_rendered)]
+Rendered = Annotated[RenderedBody, Depends(_rendered)]

@@ -1,6 +1,7 @@
 """The hot read, served before FastAPI's routing: ``GET /v1/leaderboards/{arena}/{view}``
 without filters. Same bytes as the documented FastAPI route (which handles everything else,
-errors included); it only skips per-request routing, validation and dependency work."""
+errors included); it only skips per-request routing, validation and dependency work. A cached
+response (services/api/board_cache.py) is sent with its cached headers and no Redis read."""
 
 from __future__ import annotations
 
@@ -9,10 +10,8 @@ import re
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
-from services.api.deps import RenderedBoards
+from services.api.board_cache import RenderedBoard, RenderedBoards
 from services.api.rows import RowFilter
-from services.api.standings import StandingsReader
-from services.common.registry import ModelRegistry
 
 BOARD_PATH = re.compile(
     r"^/v1/leaderboards/([a-z0-9][a-z0-9_-]{0,63})/"
@@ -31,26 +30,22 @@ class BoardFastPath:
         if scope["type"] == "http" and scope["method"] == "GET" and not scope["query_string"]:
             match = BOARD_PATH.match(scope["path"])
             if match is not None:
-                body = await self._body(scope, match.group(1), match.group(2))
-                if body is not None:
-                    await send({"type": "http.response.start", "status": 200, "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(body)).encode()),
-                    ]})
-                    await send({"type": "http.response.body", "body": body})
+                entry = await self._entry(match.group(1), match.group(2))
+                if entry is not None:
+                    await send({"type": "http.response.start", "status": 200,
+                                "headers": entry.headers})
+                    await send({"type": "http.response.body", "body": entry.body})
                     return
         await self.app(scope, receive, send)
 
-    async def _body(self, scope: Scope, arena: str, view: str) -> bytes | None:
+    async def _entry(self, arena: str, view: str) -> RenderedBoard | None:
         state = self.app.state
-        if not hasattr(state, "rendered_boards"):  # lifespan not run (yet)
+        cache: RenderedBoards | None = getattr(state, "rendered_boards", None)
+        if cache is None:  # lifespan not run (yet)
             return None
-        cache: RenderedBoards = state.rendered_boards
-        body = cache.recent(arena, view, NO_FILTERS)
-        if body is not None:
-            return body
-        reader: StandingsReader = state.reader
-        registry: ModelRegistry = state.registry
-        if await reader.board(arena, view) is None:
-            return None  # let the route answer 404 in the documented shape
-        return await cache.body(reader, registry, arena, view, NO_FILTERS, NO_FILTERS.render)
+        hit = cache.recent(arena, view, NO_FILTERS)  # no Redis while nothing changed
+        if hit is not None:
+            return hit
+        # None: no such board; the route answers 404 in the documented shape
+        return await cache.rendered(state.reader, state.registry, arena, view, NO_FILTERS,
+                                    NO_FILTERS.render)

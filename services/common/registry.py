@@ -11,7 +11,7 @@ from collections.abc import Iterable
 import redis.asyncio as aioredis
 
 from shared.events import ModelFields, ModelInfo
-from shared.keys import KeyLayout, text
+from shared.keys import ALL_BOARDS, KeyLayout, text
 
 
 class ModelRegistry:
@@ -19,6 +19,7 @@ class ModelRegistry:
         self._redis = client
         self._key = keys.models()
         self._version_key = keys.models_version()
+        self._changes = keys.board_changes()
         self._known: set[str] = set()
         self._all: tuple[int, dict[str, ModelInfo]] | None = None
 
@@ -42,7 +43,11 @@ class ModelRegistry:
         return self._all[1]
 
     async def _changed(self) -> None:
-        await self._redis.incr(self._version_key)
+        """Bump the version, then tell the api's board caches (boards show registry facts)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.incr(self._version_key)
+            pipe.publish(self._changes, ALL_BOARDS)
+            await pipe.execute()
 
     async def unknown(self, model_ids: Iterable[str]) -> list[str]:
         """The ids among ``model_ids`` that are not registered, in sorted order."""

@@ -14,6 +14,11 @@ from starlette.types import ASGIApp
 
 from services.common.logcontext import current_context
 
+# The server stack of every service, and of the bare references the HTTP benchmarks compare
+# them with (bench/reference_apps.py uses these too): explicit, so "auto" cannot pick another.
+SERVER_STACK: dict[str, Any] = {"http": "httptools", "loop": "uvloop", "access_log": False,
+                                "backlog": 2048}
+
 # Attributes every LogRecord has; anything else on a record came from ``extra=`` and is logged.
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
 
@@ -72,10 +77,10 @@ def serve(app: ASGIApp, host: str, port: int, log_level: str) -> None:
         host=host,
         port=port,
         log_level=log_level.lower(),
-        access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=10,
         log_config=None,  # keep the root handler (and its format) configure_logging set up
+        **SERVER_STACK,
     )
     # uvicorn drains, then re-raises the signal it caught to the handler found before it ran:
     # make that one a clean exit, so a graceful stop exits 0 rather than "killed by SIGTERM".

@@ -37,7 +37,7 @@ from services.rating.engine import FitOptions
 from services.rating.processor import RatingProcessor
 from services.rating.store import VERSION_FIELD, RatingStore
 from shared.generations import read_generations
-from shared.keys import ACTIVE, NEXT, KeyLayout, text
+from shared.keys import ACTIVE, ALL_BOARDS, NEXT, KeyLayout, text
 from shared.settings import RatingSettings
 
 log = logging.getLogger("podium.rebuild")
@@ -137,6 +137,7 @@ async def _rebuild(
     switched = await client.eval(_SWITCH, 1, base.generations(), ACTIVE, NEXT, target.prefix)
     if not switched:
         raise RebuildFailed(f"another rebuild replaced {target.prefix} as next; not switched")
+    await client.publish(base.board_changes(), ALL_BOARDS)  # the api's cached boards are stale
     compared = sum(c.compared for c in checks)
     log.info("rebuild: switched reads and writes from %s to %s (%d records replayed, %d boards "
              "compared equal)", live.prefix, target.prefix, replay.records, compared)

@@ -132,6 +132,7 @@ class ScoreProcessor:
             old_rows = orjson.loads(stored)["rows"] if stored else []
         doc = bench_document(benchmark, rows, now, position)
         await self._redis.set(self._keys.standings(BENCH_ARENA, benchmark), orjson.dumps(doc))
+        await self._redis.publish(self._keys.board_changes(), board)  # the api's cache
         self._rows[board] = rows
         changes = rank_changes(board, old_rows, rows, now, position)
         if self._read_models is not None:

@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 from services.rating.batch import ArenaSlice, lua_args
 from services.rating.engine import BattleColumns, PairCounts
 from shared.generations import Generations, read_generations
-from shared.keys import KeyLayout, parse_count_field, text
+from shared.keys import KeyLayout, board_name, parse_count_field, text
 
 APPLY_SCRIPT = files("services.rating").joinpath("apply_batch.lua").read_text()
 
@@ -145,7 +145,10 @@ class RatingStore:
             await self._redis.sadd(self._keys.arenas(), *sorted(arenas))
 
     async def write_standings(self, arena: str, view: str, document: bytes) -> None:
-        await self._redis.set(self._keys.standings(arena, view), document)
+        async with self._redis.pipeline(transaction=False) as pipe:  # and tell the api's cache
+            pipe.set(self._keys.standings(arena, view), document)
+            pipe.publish(self._keys.board_changes(), board_name(arena, view))
+            await pipe.execute()
 
     async def read_standings(self, arena: str, view: str) -> bytes | None:
         value = await self._redis.get(self._keys.standings(arena, view))

@@ -57,3 +57,10 @@ def test_generations_keep_the_arena_hash_tag_and_the_base_dedupe() -> None:
     assert base.generations() == "podium:generations"
     with pytest.raises(ValueError):
         base.generation(-1)
+
+
+def test_every_generation_announces_board_changes_on_its_base_channel() -> None:
+    base = KeyLayout("podium")
+    assert base.board_changes() == "podium:board-changes"
+    assert base.generation(3).board_changes() == base.board_changes()
+    assert KeyLayout("x.gold").board_changes() == "x.gold:board-changes"
