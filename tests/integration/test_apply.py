@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 
 from services.demo.arena import SyntheticArena
 from services.rating.batch import RawRecord, decode, fold
-from services.rating.engine import BattleColumns, EloState, FitOptions
+from services.rating.engine import BattleColumns, EloState, FitOptions, PairCounts
 from services.rating.processor import RatingProcessor
 from services.rating.store import (
     ALREADY_APPLIED,
@@ -22,7 +22,8 @@ from services.rating.store import (
     ApplyResult,
     RatingStore,
 )
-from shared.keys import KeyLayout, count_field
+from shared.keys import KeyLayout, count_field, parse_count_field
+from tests.support.counts import board_counts
 
 
 def records(n: int, seed: int = 1, partition: int = 0) -> list[RawRecord]:
@@ -41,8 +42,7 @@ def expected_counts(recs: Sequence[RawRecord], view: str = "overall") -> Counter
 
 
 async def stored_counts(client: aioredis.Redis, keys: KeyLayout, view: str) -> Counter[str]:
-    raw = await client.hgetall(keys.counts("text", view))
-    return Counter({k.decode(): int(v) for k, v in raw.items()})
+    return await board_counts(client, keys, "text", view)
 
 
 async def test_apply_is_exact_and_fenced(redis_client: aioredis.Redis, prefix: str) -> None:
@@ -223,3 +223,49 @@ async def test_style_boards_refit_on_demand_and_the_cache_equals_redis(
     # a fresh worker (a restart) loads the same battles from Redis
     fresh = RatingProcessor(RatingStore(redis_client, keys), FitOptions(), publish, publish)
     assert await fresh._style_snapshot("text", "overall") == stored
+
+
+async def test_packed_counts_stay_exact_as_models_join_and_slices_replay(
+    redis_client: aioredis.Redis, prefix: str
+) -> None:
+    """Models get numbers in the apply that first counts them, once, however often a slice is
+    replayed; the counts decode to what the votes say, for models added later too."""
+    keys = KeyLayout(prefix)
+    store = RatingStore(redis_client, keys)
+    early = records(600, seed=5)  # m0..m7
+    later_arena = SyntheticArena(seed=6, strengths={f"m{i}": 900 + 35 * i for i in range(12)})
+    later = [RawRecord("votes", 0, 600 + i, orjson.dumps(v))
+             for i, v in enumerate(later_arena.votes(900))]  # adds m8..m11
+    votes, _ = decode([*early, *later])
+    version = 0
+    for start, stop in ((0, 400), (200, 600), (0, 600), (600, 1100), (900, 1500), (0, 1500)):
+        for sl in fold(votes[start:stop]):
+            result = await store.apply(sl, version)
+            if result.status == PARTLY_APPLIED:
+                [sl] = fold(votes[start:stop], after={("text", "votes", 0): result.fence})
+                result = await store.apply(sl, version)
+            version = result.version
+    assert version == 4  # 0..399, 400..599 (after a partial replay), 600..1099, 1100..1499
+    index = {k.decode(): int(v) for k, v in (await redis_client.hgetall(
+        keys.model_index("text"))).items()}
+    assert sorted(index.values()) == list(range(12))
+    assert {m for m, n in index.items() if n < 8} == {f"m{i}" for i in range(8)}
+    snapshot = await store.load("text", ["overall", "coding", "lang:en"])
+    for view in ("overall", "coding", "lang:en"):
+        want = expected_counts([*early, *later], view)
+        assert await stored_counts(redis_client, keys, view) == want
+        assert snapshot.counts[view] == PairCounts.from_triples(
+            {parse_count_field(f): n for f, n in want.items()})
+        assert await store.read_counts("text", view) == snapshot.counts[view].triples()
+
+
+async def test_a_malformed_apply_writes_nothing(redis_client: aioredis.Redis, prefix: str) -> None:
+    keys = KeyLayout(prefix)
+    store = RatingStore(redis_client, keys)
+    [sl] = fold(decode(records(50))[0])
+    sl.increments["overall"]["x|x|tie"] = 1  # a self-battle has no cell
+    with pytest.raises(aioredis.ResponseError, match="malformed count"):
+        await store.apply(sl, 0)
+    assert await redis_client.exists(keys.fence("text"), keys.views("text"),
+                                     keys.model_index("text"), keys.counts("text", "overall"),
+                                     keys.elo("text", "overall")) == 0

@@ -87,9 +87,10 @@ def test_lua_args_align_views_and_triples() -> None:
     assert views == ["math", "overall"]
     assert argv[:9] == [7, "podium.votes/0", 1, 2, -1, 2, "math", "overall", 3]
     assert argv[-1] == 0  # no style battles
-    triples = [tuple(argv[i:i + 3]) for i in range(9, len(argv) - 1, 3)]
-    assert triples == [(1, "a|b|model_a", 1), (2, "a|b|model_a", 1), (2, "a|b|tie", 1),
-                       (2, "a", "1002.5"), (2, "b", "997.5")]
+    counts = [tuple(argv[i:i + 5]) for i in range(9, 24, 5)]
+    assert counts == [(1, "a", "b", 0, 1), (2, "a", "b", 0, 1), (2, "a", "b", 2, 1)]
+    elo = [tuple(argv[i:i + 3]) for i in range(24, len(argv) - 1, 3)]
+    assert elo == [(2, "a", "1002.5"), (2, "b", "997.5")]
 
 
 STYLE = {"model_a": {"tokens": 300, "headers": 2, "lists": 1, "bold": 0},
@@ -121,8 +122,9 @@ def test_lua_args_append_one_style_chunk_per_view() -> None:
     assert overall.outcome.tolist() == [0, 1]  # model_a, model_b (the tie had no style)
     assert overall.style_a.tolist() == [[300, 2, 1, 0]] * 2
     # what precedes the style section is the usual layout
-    triples = [tuple(argv[i:i + 3]) for i in range(9, len(argv) - 5, 3)]
-    assert triples[-2:] == [(2, "a", "1002.5"), (2, "b", "997.5")]
+    assert argv[8] == 4  # four count quintuples, then the Elo triples
+    elo = [tuple(argv[i:i + 3]) for i in range(9 + 5 * 4, len(argv) - 5, 3)]
+    assert elo == [(2, "a", "1002.5"), (2, "b", "997.5")]
 
 
 def test_online_elo_follows_offset_order_per_view() -> None:
