@@ -17,9 +17,10 @@
 --             The worker copying a slice into the generation a rebuild fills passes the fence
 --             it had before the slice, so that generation never gets a gap.
 -- ARGV[6]     n = number of views; ARGV[7 .. 6+n] view names (aligned with KEYS)
--- ARGV[7+n]   m = number of count quintuples; then m quintuples: view index (1-based),
---             model_a, model_b (different models), outcome (0 model_a, 1 model_b, 2 tie,
---             3 tie_bothbad), increment
+-- ARGV[7+n]   k = number of models the slice counts; ARGV[8+n .. 7+n+k] their names (distinct)
+-- ARGV[8+n+k] the count increments, packed: 11-byte records (struct ">HHHBI4"): view index
+--             (1-based), positions of model_a and model_b in the list above (0-based, different),
+--             outcome (0 model_a, 1 model_b, 2 tie, 3 tie_bothbad), increment
 -- then        Elo triples: view index, model, new rating (computed by the worker from its
 --             cached ratings, in offset order; written only if everything passes)
 -- then        s style-battle pairs: view index, encoded BattleColumns chunk (RPUSHed)
@@ -31,7 +32,7 @@
 --  -1 partly applied before (first <= fence < last): the caller drops offsets <= fence, retries
 --  -2 behind (fence < required fence): nothing applied
 --  -3 stale: someone else changed the arena since the caller's version; reload, then retry
--- Malformed count quintuples are an error before anything is written.
+-- Malformed count arguments are an error before anything is written.
 local version = tonumber(redis.call('HGET', KEYS[1], '_version') or '0')
 if version ~= tonumber(ARGV[1]) then
   return {-3, -1, version}
@@ -49,47 +50,76 @@ if current < tonumber(ARGV[5]) then
   return {-2, current, version}
 end
 local nviews = tonumber(ARGV[6])
-local ncounts = tonumber(ARGV[7 + nviews])
-local counts_end = 7 + nviews + 5 * ncounts
-for i = 8 + nviews, counts_end, 5 do
-  local view, outcome, n = tonumber(ARGV[i]), tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4])
-  if ARGV[i + 1] == ARGV[i + 2]
-      or not view or view % 1 ~= 0 or view < 1 or view > nviews
-      or not outcome or outcome % 1 ~= 0 or outcome < 0 or outcome > 3
-      or not n or n % 1 ~= 0 or n < 0 then
-    return redis.error_reply('malformed count quintuple at ARGV[' .. i .. ']')
+local nmodels = tonumber(ARGV[7 + nviews])
+local increments = ARGV[8 + nviews + nmodels]
+local counts_end = 8 + nviews + nmodels
+local RECORD, RECORD_SIZE = '>HHHBI4', 11
+local function malformed(what)
+  return redis.error_reply('malformed count arguments: ' .. what)
+end
+local seen = {}
+for i = 8 + nviews, 7 + nviews + nmodels do
+  if seen[ARGV[i]] then
+    return malformed('model ' .. ARGV[i] .. ' listed twice')
+  end
+  seen[ARGV[i]] = true
+end
+if #increments % RECORD_SIZE ~= 0 then
+  return malformed('increments are not whole records')
+end
+for at = 1, #increments, RECORD_SIZE do
+  local view, a, b, outcome = struct.unpack(RECORD, increments, at)
+  if view < 1 or view > nviews or a >= nmodels or b >= nmodels or a == b or outcome > 3 then
+    return malformed('record at byte ' .. at)
   end
 end
 for i = 1, nviews do
   redis.call('SADD', KEYS[2], ARGV[6 + i])
 end
+-- the arena's number of each model of the slice; a new model gets the next one (HLEN)
 local numbers = {}
 local next_number = nil
-local function number_of(model)
-  local n = numbers[model]
-  if n == nil then
-    n = redis.call('HGET', KEYS[3], model)
-    if n then
-      n = tonumber(n)
-    else
-      next_number = next_number or redis.call('HLEN', KEYS[3])
-      n = next_number
-      next_number = next_number + 1
-      redis.call('HSET', KEYS[3], model, n)
-    end
-    numbers[model] = n
+for i = 0, nmodels - 1 do
+  local model = ARGV[8 + nviews + i]
+  local n = redis.call('HGET', KEYS[3], model)
+  if n then
+    n = tonumber(n)
+  else
+    next_number = next_number or redis.call('HLEN', KEYS[3])
+    n = next_number
+    next_number = next_number + 1
+    redis.call('HSET', KEYS[3], model, n)
   end
-  return n
+  numbers[i] = n
 end
 local flip = {[0] = 1, [1] = 0, [2] = 2, [3] = 3}
-for i = 8 + nviews, counts_end, 5 do
-  local lo, hi, outcome = number_of(ARGV[i + 1]), number_of(ARGV[i + 2]), tonumber(ARGV[i + 3])
+local pending = {}  -- view index -> BITFIELD arguments not sent yet (one call per 256 cells)
+local function flush(view)
+  local ops = pending[view]
+  if ops and #ops > 0 then
+    redis.call('BITFIELD', KEYS[3 + view], unpack(ops))
+    pending[view] = {}
+  end
+end
+for at = 1, #increments, RECORD_SIZE do
+  local view, a, b, outcome, n = struct.unpack(RECORD, increments, at)
+  local lo, hi = numbers[a], numbers[b]
   if lo > hi then
     lo, hi, outcome = hi, lo, flip[outcome]
   end
-  local cell = 4 * (hi * (hi - 1) / 2 + lo) + outcome
-  redis.call('BITFIELD', KEYS[3 + tonumber(ARGV[i])], 'INCRBY', 'u32',
-             string.format('#%d', cell), string.format('%d', tonumber(ARGV[i + 4])))
+  local ops = pending[view] or {}
+  pending[view] = ops
+  local top = #ops
+  ops[top + 1] = 'INCRBY'
+  ops[top + 2] = 'u32'
+  ops[top + 3] = string.format('#%d', 4 * (hi * (hi - 1) / 2 + lo) + outcome)
+  ops[top + 4] = string.format('%d', n)
+  if top + 4 >= 1024 then
+    flush(view)
+  end
+end
+for view = 1, nviews do
+  flush(view)
 end
 local nchunks = tonumber(ARGV[#ARGV])
 local elo_end = #ARGV - 1 - 2 * nchunks

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from services.rating.engine import STYLE_FEATURES, BattleColumns, EloState
-from services.rating.packed_counts import OUTCOME_CODE
+from services.rating.packed_counts import encode_increments
 from shared.events import Outcome, StyleFeatures, Vote, decode_vote_record
 from shared.keys import count_field, parse_count_field
 
@@ -166,18 +166,17 @@ def lua_args(
 ) -> tuple[list[str], list[str | int | bytes]]:
     """The view order and ARGV of apply_batch.lua for one slice (keys are added by the store).
 
-    Counts go as quintuples (view index, model_a, model_b, outcome code, n): the script maps the
-    models to the arena's model numbers. ``elo`` maps view -> model -> the model's online-Elo
+    Counts go as the slice's model list and one string of packed increments
+    (``packed_counts.encode_increments``): the script maps the models to the arena's model
+    numbers. ``elo`` maps view -> model -> the model's online-Elo
     rating after this slice. The trailing section holds the slice's style battles: (view index,
     ``BattleColumns`` chunk) pairs, then their number as the last argument."""
     views = sorted(sl.increments)
-    counts: list[str | int] = []
-    for index, view in enumerate(views, start=1):
-        for fld, n in sorted(sl.increments[view].items()):
-            model_a, model_b, outcome = parse_count_field(fld)
-            counts.extend((index, model_a, model_b, OUTCOME_CODE[outcome], n))
+    models, increments = encode_increments([
+        {parse_count_field(fld): n for fld, n in sl.increments[view].items()} for view in views])
     argv: list[str | int | bytes] = [version, sl.fence_field, sl.first_offset, sl.last_offset,
-                             required_fence, len(views), *views, len(counts) // 5, *counts]
+                                     required_fence, len(views), *views, len(models), *models,
+                                     increments]
     for index, view in enumerate(views, start=1):
         for model, rating in sorted((elo or {}).get(view, {}).items()):
             argv.extend((index, model, repr(rating)))

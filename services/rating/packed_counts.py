@@ -23,9 +23,15 @@ import numpy as np
 from numpy.typing import NDArray
 
 from services.rating.engine import OUTCOMES, PairCounts
+from services.rating.engine.counts import Triple
 from shared.keys import text
 
 CELLS_PER_PAIR: Final = len(OUTCOMES)
+# One count increment as apply_batch.lua reads it (struct format ">HHHBI4", 11 bytes): view
+# index (1-based), positions of model_a and model_b in the slice's model list (0-based), outcome
+# code (OUTCOMES order, model_a's side), increment.
+INCREMENT: Final = np.dtype([("view", ">u2"), ("a", ">u2"), ("b", ">u2"), ("outcome", "u1"),
+                             ("n", ">u4")])
 OUTCOME_CODE: Final[dict[str, int]] = {name: i for i, name in enumerate(OUTCOMES)}
 _FLIP: Final = np.array([1, 0, 2, 3], dtype=np.intp)  # model_a <-> model_b, ties stay
 
@@ -35,6 +41,26 @@ def pair_cell(lo: int, hi: int, outcome: int) -> int:
     if not 0 <= lo < hi:
         raise ValueError(f"need 0 <= lo < hi, got {lo}, {hi}")
     return CELLS_PER_PAIR * (hi * (hi - 1) // 2 + lo) + outcome
+
+
+def encode_increments(
+    increments: Sequence[Mapping[Triple, int]],
+) -> tuple[list[str], bytes]:
+    """The slice's models (sorted) and its count increments packed as ``INCREMENT`` records;
+    ``increments[i]`` holds view ``i + 1``'s ``(model_a, model_b, outcome) -> n``."""
+    models = sorted({m for view in increments for a, b, _ in view for m in (a, b)})
+    if len(models) > 0xFFFF:
+        raise ValueError(f"a slice counts at most 65535 models, got {len(models)}")
+    position = {m: i for i, m in enumerate(models)}
+    rows = []
+    for index, view in enumerate(increments, start=1):
+        for (a, b, outcome), n in sorted(view.items()):
+            if a == b:
+                raise ValueError(f"model {a!r} cannot battle itself")
+            if not 0 <= n <= 0xFFFFFFFF:
+                raise ValueError(f"increment {n} of {(a, b, outcome)} is not a u32")
+            rows.append((index, position[a], position[b], OUTCOME_CODE[outcome], n))
+    return models, np.array(rows, dtype=INCREMENT).tobytes()
 
 
 def names_by_number(raw: Mapping[bytes | str, bytes | str]) -> list[str]:

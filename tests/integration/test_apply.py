@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
+import numpy as np
 import orjson
 import pytest
 import redis.asyncio as aioredis
@@ -12,10 +13,12 @@ import redis.asyncio as aioredis
 from services.demo.arena import SyntheticArena
 from services.rating.batch import RawRecord, decode, fold
 from services.rating.engine import BattleColumns, EloState, FitOptions, PairCounts
+from services.rating.packed_counts import INCREMENT
 from services.rating.processor import RatingProcessor
 from services.rating.store import (
     ALREADY_APPLIED,
     APPLIED,
+    APPLY_SCRIPT,
     BEHIND,
     PARTLY_APPLIED,
     STALE,
@@ -259,13 +262,32 @@ async def test_packed_counts_stay_exact_as_models_join_and_slices_replay(
         assert await store.read_counts("text", view) == snapshot.counts[view].triples()
 
 
-async def test_a_malformed_apply_writes_nothing(redis_client: aioredis.Redis, prefix: str) -> None:
+async def test_malformed_count_arguments_write_nothing(
+    redis_client: aioredis.Redis, prefix: str
+) -> None:
+    """The script checks the packed increments before any write (Lua has no rollback)."""
     keys = KeyLayout(prefix)
-    store = RatingStore(redis_client, keys)
-    [sl] = fold(decode(records(50))[0])
-    sl.increments["overall"]["x|x|tie"] = 1  # a self-battle has no cell
-    with pytest.raises(aioredis.ResponseError, match="malformed count"):
-        await store.apply(sl, 0)
-    assert await redis_client.exists(keys.fence("text"), keys.views("text"),
-                                     keys.model_index("text"), keys.counts("text", "overall"),
-                                     keys.elo("text", "overall")) == 0
+    script_keys = [keys.fence("text"), keys.views("text"), keys.model_index("text"),
+                   keys.counts("text", "overall"), keys.elo("text", "overall"),
+                   keys.battles("text", "overall")]
+
+    def packed(*rows: tuple[int, int, int, int, int]) -> bytes:
+        return np.array(list(rows), dtype=INCREMENT).tobytes()
+
+    good = packed((1, 0, 1, 0, 2))
+    bad = [(["a", "b"], good + packed((1, 1, 1, 0, 1))),  # a self-battle
+           (["a", "b"], good + packed((2, 0, 1, 0, 1))),  # no such view
+           (["a", "b"], good + packed((1, 0, 2, 0, 1))),  # no such model
+           (["a", "b"], good + packed((1, 0, 1, 4, 1))),  # no such outcome
+           (["a", "b"], good + good[:-1]),  # a partial record
+           (["a", "a"], good)]  # a model listed twice
+    for models, increments in bad:
+        argv = [0, "votes/0", 0, 0, -1, 1, "overall", len(models), *models, increments,
+                1, "a", "1001.0", 0]
+        with pytest.raises(aioredis.ResponseError, match="malformed count"):
+            await redis_client.eval(APPLY_SCRIPT, len(script_keys), *script_keys, *argv)
+    assert await redis_client.exists(*script_keys) == 0
+    argv = [0, "votes/0", 0, 0, -1, 1, "overall", 2, "b", "a", good, 1, "a", "1001.0", 0]
+    assert await redis_client.eval(APPLY_SCRIPT, len(script_keys), *script_keys, *argv) == [
+        1, 0, 1]
+    assert await stored_counts(redis_client, keys, "overall") == Counter({"a|b|model_b": 2})

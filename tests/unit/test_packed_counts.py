@@ -8,7 +8,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.rating.engine import OUTCOMES, PairCounts
-from services.rating.packed_counts import decode_board, names_by_number, pair_cell
+from services.rating.packed_counts import (
+    INCREMENT,
+    decode_board,
+    encode_increments,
+    names_by_number,
+    pair_cell,
+)
 from shared.keys import count_field, parse_count_field
 
 FLIP = {"model_a": "model_b", "model_b": "model_a", "tie": "tie", "tie_bothbad": "tie_bothbad"}
@@ -82,3 +88,11 @@ def test_decoding_round_trips(battles: list[tuple[str, str, str, int]],
         triples[key] = triples.get(key, 0) + count
     names = sorted(numbers, key=numbers.__getitem__)
     assert decode_board(names, pack(numbers, battles)) == PairCounts.from_triples(triples)
+
+
+def test_increments_are_packed_against_the_slice_models() -> None:
+    models, packed = encode_increments([{("b", "a", "tie"): 3}, {("a", "c", "model_b"): 1}])
+    assert models == ["a", "b", "c"]
+    assert np.frombuffer(packed, dtype=INCREMENT).tolist() == [(1, 1, 0, 2, 3), (2, 0, 2, 1, 1)]
+    with pytest.raises(ValueError):
+        encode_increments([{("a", "a", "tie"): 1}])
