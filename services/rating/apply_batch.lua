@@ -32,7 +32,7 @@
 --  -1 partly applied before (first <= fence < last): the caller drops offsets <= fence, retries
 --  -2 behind (fence < required fence): nothing applied
 --  -3 stale: someone else changed the arena since the caller's version; reload, then retry
--- Malformed count arguments are an error before anything is written.
+-- Malformed count arguments, or an arena past 8192 models, are an error before any write.
 local version = tonumber(redis.call('HGET', KEYS[1], '_version') or '0')
 if version ~= tonumber(ARGV[1]) then
   return {-3, -1, version}
@@ -54,6 +54,7 @@ local nmodels = tonumber(ARGV[7 + nviews])
 local increments = ARGV[8 + nviews + nmodels]
 local counts_end = 8 + nviews + nmodels
 local RECORD, RECORD_SIZE = '>HHHBI4', 11
+local MAX_MODELS = 8192  -- 8192 * 8191 / 2 pairs of 128 bits fit the 2^32 bits of a string
 local function malformed(what)
   return redis.error_reply('malformed count arguments: ' .. what)
 end
@@ -73,24 +74,28 @@ for at = 1, #increments, RECORD_SIZE do
     return malformed('record at byte ' .. at)
   end
 end
+-- the arena's number of each model of the slice; new ones get the next numbers (HLEN on) below
+local numbers, new_models = {}, 0
+for i = 0, nmodels - 1 do
+  local n = redis.call('HGET', KEYS[3], ARGV[8 + nviews + i])
+  numbers[i] = n and tonumber(n)
+  if not n then
+    new_models = new_models + 1
+  end
+end
+local next_number = redis.call('HLEN', KEYS[3])
+if next_number + new_models > MAX_MODELS then
+  return malformed('an arena counts at most ' .. MAX_MODELS .. ' models')
+end
 for i = 1, nviews do
   redis.call('SADD', KEYS[2], ARGV[6 + i])
 end
--- the arena's number of each model of the slice; a new model gets the next one (HLEN)
-local numbers = {}
-local next_number = nil
 for i = 0, nmodels - 1 do
-  local model = ARGV[8 + nviews + i]
-  local n = redis.call('HGET', KEYS[3], model)
-  if n then
-    n = tonumber(n)
-  else
-    next_number = next_number or redis.call('HLEN', KEYS[3])
-    n = next_number
+  if not numbers[i] then
+    numbers[i] = next_number
+    redis.call('HSET', KEYS[3], ARGV[8 + nviews + i], next_number)
     next_number = next_number + 1
-    redis.call('HSET', KEYS[3], model, n)
   end
-  numbers[i] = n
 end
 local flip = {[0] = 1, [1] = 0, [2] = 2, [3] = 3}
 local pending = {}  -- view index -> BITFIELD arguments not sent yet (one call per 256 cells)

@@ -291,3 +291,16 @@ async def test_malformed_count_arguments_write_nothing(
     assert await redis_client.eval(APPLY_SCRIPT, len(script_keys), *script_keys, *argv) == [
         1, 0, 1]
     assert await stored_counts(redis_client, keys, "overall") == Counter({"a|b|model_b": 2})
+
+
+async def test_an_arena_numbers_at_most_8192_models(redis_client: aioredis.Redis, prefix: str
+                                                    ) -> None:
+    keys = KeyLayout(prefix)
+    store = RatingStore(redis_client, keys)
+    await redis_client.hset(keys.model_index("text"),
+                            mapping={f"x{i}": i for i in range(8191)})
+    [sl] = fold(decode(records(50))[0])  # 8 new models
+    with pytest.raises(aioredis.ResponseError, match="at most 8192 models"):
+        await store.apply(sl, 0)
+    assert await redis_client.hlen(keys.model_index("text")) == 8191
+    assert await redis_client.exists(keys.fence("text"), keys.counts("text", "overall")) == 0
