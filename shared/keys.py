@@ -5,7 +5,11 @@
 |----------------------------------|--------|--------------------------------------------------|
 | ``{p}:arenas``                   | set    | arenas that have boards                          |
 | ``{p}:{arena}:views``            | set    | views of the arena (``overall``, ``coding``, ..) |
-| ``{p}:{arena}:counts:{view}``    | hash   | ``a|b|outcome`` -> count, with a < b             |
+| ``{p}:{arena}:model-index``    | hash   | model -> number (0, 1, ..) in order of first     |
+|                                  |        | count; append-only, assigned by the Lua apply    |
+| ``{p}:{arena}:cells:{view}``     | string | the board's counts: u32 cells, 4 outcomes per    |
+|                                  |        | pair of model numbers, lower-triangle order      |
+|                                  |        | (services/rating/packed_counts.py)               |
 | ``{p}:{arena}:elo:{view}``       | hash   | model -> online Elo (K=4), applied with counts   |
 | ``{p}:{arena}:fence``            | hash   | ``topic/partition`` -> last applied Kafka offset |
 | ``{p}:{arena}:battles:{view}``   | list   | the view's style battles: one ``BattleColumns``  |
@@ -87,7 +91,7 @@ _FLIP: dict[str, Outcome] = {
 
 
 def count_field(model_a: str, model_b: str, winner: Outcome) -> str:
-    """The counts-hash field of a battle, canonical so that (a, b) and (b, a) share fields."""
+    """The name of a battle's count, canonical so that (a, b) and (b, a) share names."""
     if model_a > model_b:
         model_a, model_b, winner = model_b, model_a, _FLIP[winner]
     return f"{model_a}{FIELD_SEP}{model_b}{FIELD_SEP}{winner}"
@@ -119,7 +123,12 @@ class KeyLayout:
         return f"{self._arena(arena)}:views"
 
     def counts(self, arena: str, view: str) -> str:
-        return f"{self._arena(arena)}:counts:{view}"
+        """The board's packed counts (``services/rating/packed_counts.py``)."""
+        return f"{self._arena(arena)}:cells:{view}"
+
+    def model_index(self, arena: str) -> str:
+        """model -> number of the arena's models, which index the packed counts."""
+        return f"{self._arena(arena)}:model-index"
 
     def elo(self, arena: str, view: str) -> str:
         return f"{self._arena(arena)}:elo:{view}"

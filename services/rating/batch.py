@@ -13,8 +13,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from services.rating.engine import STYLE_FEATURES, BattleColumns, EloState
+from services.rating.packed_counts import encode_increments
 from shared.events import Outcome, StyleFeatures, Vote, decode_vote_record
-from shared.keys import count_field
+from shared.keys import count_field, parse_count_field
 
 
 @dataclass(frozen=True)
@@ -165,16 +166,17 @@ def lua_args(
 ) -> tuple[list[str], list[str | int | bytes]]:
     """The view order and ARGV of apply_batch.lua for one slice (keys are added by the store).
 
-    ``elo`` maps view -> model -> the model's online-Elo rating after this slice. The trailing
-    section holds the slice's style battles: (view index, ``BattleColumns`` chunk) pairs, then
-    their number as the last argument."""
+    Counts go as the slice's model list and one string of packed increments
+    (``packed_counts.encode_increments``): the script maps the models to the arena's model
+    numbers. ``elo`` maps view -> model -> the model's online-Elo
+    rating after this slice. The trailing section holds the slice's style battles: (view index,
+    ``BattleColumns`` chunk) pairs, then their number as the last argument."""
     views = sorted(sl.increments)
-    triples: list[str | int] = []
-    for index, view in enumerate(views, start=1):
-        for fld, n in sorted(sl.increments[view].items()):
-            triples.extend((index, fld, n))
+    models, increments = encode_increments([
+        {parse_count_field(fld): n for fld, n in sl.increments[view].items()} for view in views])
     argv: list[str | int | bytes] = [version, sl.fence_field, sl.first_offset, sl.last_offset,
-                             required_fence, len(views), *views, len(triples) // 3, *triples]
+                                     required_fence, len(views), *views, len(models), *models,
+                                     increments]
     for index, view in enumerate(views, start=1):
         for model, rating in sorted((elo or {}).get(view, {}).items()):
             argv.extend((index, model, repr(rating)))

@@ -34,6 +34,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from services.common.runtime import configure_logging
 from services.rating.batch import RawRecord
 from services.rating.engine import FitOptions
+from services.rating.packed_counts import decode_board, names_by_number
 from services.rating.processor import RatingProcessor
 from services.rating.store import VERSION_FIELD, RatingStore
 from shared.generations import read_generations
@@ -194,15 +195,19 @@ async def _arenas(client: aioredis.Redis, layout: KeyLayout) -> list[str]:
 async def _check_arena(
     client: aioredis.Redis, live: KeyLayout, new: KeyLayout, arena: str
 ) -> ArenaCheck:
-    """Fences and counts of both generations of one arena, read atomically (same slot)."""
+    """Fences and counts of both generations of one arena, read atomically (same slot). The
+    generations number their models independently (in the order each saw them), so counts are
+    compared decoded, as canonical triples."""
     views = sorted(text(v) for v in await client.smembers(live.views(arena)))
     async with client.pipeline(transaction=True) as pipe:
         pipe.hgetall(live.fence(arena))
         pipe.hgetall(new.fence(arena))
+        pipe.hgetall(live.model_index(arena))
+        pipe.hgetall(new.model_index(arena))
         for view in views:
-            pipe.hgetall(live.counts(arena, view))
-            pipe.hgetall(new.counts(arena, view))
-        live_raw, new_raw, *counts = await pipe.execute()
+            pipe.get(live.counts(arena, view))
+            pipe.get(new.counts(arena, view))
+        live_raw, new_raw, live_index, new_index, *counts = await pipe.execute()
     # the fences of the partitions (the version counter differs between generations by design)
     live_fence = {f: o for f, o in live_raw.items() if text(f) != VERSION_FIELD}
     new_fence = {f: o for f, o in new_raw.items() if text(f) != VERSION_FIELD}
@@ -212,8 +217,9 @@ async def _check_arena(
     if {f: int(o) for f, o in live_fence.items()} != {f: int(o) for f, o in new_fence.items()}:
         log.info("rebuild: %s is ahead of the live state (worker behind); not compared", arena)
         return ArenaCheck(in_step=True, compared=0)
+    live_names, new_names = names_by_number(live_index), names_by_number(new_index)
     for view, live_counts, new_counts in zip(views, counts[::2], counts[1::2], strict=True):
-        if live_counts != new_counts:
+        if decode_board(live_names, live_counts) != decode_board(new_names, new_counts):
             raise RebuildFailed(f"counts of {arena}/{view} differ between {live.prefix} and "
                                 f"{new.prefix}; not switched")
     return ArenaCheck(in_step=True, compared=len(views))

@@ -10,8 +10,9 @@ import redis.asyncio as aioredis
 
 from services.rating.batch import ArenaSlice, lua_args
 from services.rating.engine import BattleColumns, PairCounts
+from services.rating.packed_counts import decode_board, names_by_number
 from shared.generations import Generations, read_generations
-from shared.keys import KeyLayout, board_name, parse_count_field, text
+from shared.keys import KeyLayout, board_name, text
 
 APPLY_SCRIPT = files("services.rating").joinpath("apply_batch.lua").read_text()
 
@@ -79,6 +80,7 @@ class RatingStore:
         keys = [
             self._keys.fence(sl.arena),
             self._keys.views(sl.arena),
+            self._keys.model_index(sl.arena),
             *(self._keys.counts(sl.arena, v) for v in views),
             *(self._keys.elo(sl.arena, v) for v in views),
             *(self._keys.battles(sl.arena, v) for v in views),
@@ -91,8 +93,8 @@ class RatingStore:
         return int(raw) if raw is not None else 0
 
     async def read_counts(self, arena: str, view: str) -> dict[tuple[str, str, str], int]:
-        raw = await self._redis.hgetall(self._keys.counts(arena, view))
-        return {parse_count_field(text(k)): int(v) for k, v in raw.items()}
+        """The board's counts as canonical triples (a < b by name)."""
+        return (await self.load(arena, [view])).counts[view].triples()
 
     async def load(self, arena: str, views: Iterable[str], counts: bool = True) -> ArenaSnapshot:
         """Counts (unless ``counts`` is False) and Elo of some views at one consistent version
@@ -101,25 +103,23 @@ class RatingStore:
         while True:
             before = await self.version(arena)
             async with self._redis.pipeline(transaction=False) as pipe:
+                if counts:
+                    pipe.hgetall(self._keys.model_index(arena))
+                    for view in wanted:
+                        pipe.get(self._keys.counts(arena, view))
                 for view in wanted:
-                    if counts:
-                        pipe.hgetall(self._keys.counts(arena, view))
                     pipe.hgetall(self._keys.elo(arena, view))
                 replies = await pipe.execute()
             if await self.version(arena) != before:
                 continue
-            per_view = 2 if counts else 1
-            elo = {
-                view: {text(k): float(v) for k, v in replies[per_view * i + per_view - 1].items()}
-                for i, view in enumerate(wanted)
-            }
-            tables = {
-                view: PairCounts.from_triples(
-                    {parse_count_field(text(k)): int(v) for k, v in replies[2 * i].items()}
-                )
-                for i, view in enumerate(wanted)
-                if counts
-            }
+            elo_replies = replies[len(replies) - len(wanted):]
+            elo = {view: {text(k): float(v) for k, v in raw.items()}
+                   for view, raw in zip(wanted, elo_replies, strict=True)}
+            tables: dict[str, PairCounts] = {}
+            if counts:
+                names = names_by_number(replies[0])
+                tables = {view: decode_board(names, raw)
+                          for view, raw in zip(wanted, replies[1:1 + len(wanted)], strict=True)}
             return ArenaSnapshot(before, tables, elo)
 
     async def load_battles(self, arena: str, view: str) -> tuple[int, BattleColumns]:

@@ -5,24 +5,28 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
+import numpy as np
 import orjson
 import pytest
 import redis.asyncio as aioredis
 
 from services.demo.arena import SyntheticArena
 from services.rating.batch import RawRecord, decode, fold
-from services.rating.engine import BattleColumns, EloState, FitOptions
+from services.rating.engine import BattleColumns, EloState, FitOptions, PairCounts
+from services.rating.packed_counts import INCREMENT
 from services.rating.processor import RatingProcessor
 from services.rating.store import (
     ALREADY_APPLIED,
     APPLIED,
+    APPLY_SCRIPT,
     BEHIND,
     PARTLY_APPLIED,
     STALE,
     ApplyResult,
     RatingStore,
 )
-from shared.keys import KeyLayout, count_field
+from shared.keys import KeyLayout, count_field, parse_count_field
+from tests.support.counts import board_counts
 
 
 def records(n: int, seed: int = 1, partition: int = 0) -> list[RawRecord]:
@@ -41,8 +45,7 @@ def expected_counts(recs: Sequence[RawRecord], view: str = "overall") -> Counter
 
 
 async def stored_counts(client: aioredis.Redis, keys: KeyLayout, view: str) -> Counter[str]:
-    raw = await client.hgetall(keys.counts("text", view))
-    return Counter({k.decode(): int(v) for k, v in raw.items()})
+    return await board_counts(client, keys, "text", view)
 
 
 async def test_apply_is_exact_and_fenced(redis_client: aioredis.Redis, prefix: str) -> None:
@@ -223,3 +226,81 @@ async def test_style_boards_refit_on_demand_and_the_cache_equals_redis(
     # a fresh worker (a restart) loads the same battles from Redis
     fresh = RatingProcessor(RatingStore(redis_client, keys), FitOptions(), publish, publish)
     assert await fresh._style_snapshot("text", "overall") == stored
+
+
+async def test_packed_counts_stay_exact_as_models_join_and_slices_replay(
+    redis_client: aioredis.Redis, prefix: str
+) -> None:
+    """Models get numbers in the apply that first counts them, once, however often a slice is
+    replayed; the counts decode to what the votes say, for models added later too."""
+    keys = KeyLayout(prefix)
+    store = RatingStore(redis_client, keys)
+    early = records(600, seed=5)  # m0..m7
+    later_arena = SyntheticArena(seed=6, strengths={f"m{i}": 900 + 35 * i for i in range(12)})
+    later = [RawRecord("votes", 0, 600 + i, orjson.dumps(v))
+             for i, v in enumerate(later_arena.votes(900))]  # adds m8..m11
+    votes, _ = decode([*early, *later])
+    version = 0
+    for start, stop in ((0, 400), (200, 600), (0, 600), (600, 1100), (900, 1500), (0, 1500)):
+        for sl in fold(votes[start:stop]):
+            result = await store.apply(sl, version)
+            if result.status == PARTLY_APPLIED:
+                [sl] = fold(votes[start:stop], after={("text", "votes", 0): result.fence})
+                result = await store.apply(sl, version)
+            version = result.version
+    assert version == 4  # 0..399, 400..599 (after a partial replay), 600..1099, 1100..1499
+    index = {k.decode(): int(v) for k, v in (await redis_client.hgetall(
+        keys.model_index("text"))).items()}
+    assert sorted(index.values()) == list(range(12))
+    assert {m for m, n in index.items() if n < 8} == {f"m{i}" for i in range(8)}
+    snapshot = await store.load("text", ["overall", "coding", "lang:en"])
+    for view in ("overall", "coding", "lang:en"):
+        want = expected_counts([*early, *later], view)
+        assert await stored_counts(redis_client, keys, view) == want
+        assert snapshot.counts[view] == PairCounts.from_triples(
+            {parse_count_field(f): n for f, n in want.items()})
+        assert await store.read_counts("text", view) == snapshot.counts[view].triples()
+
+
+async def test_malformed_count_arguments_write_nothing(
+    redis_client: aioredis.Redis, prefix: str
+) -> None:
+    """The script checks the packed increments before any write (Lua has no rollback)."""
+    keys = KeyLayout(prefix)
+    script_keys = [keys.fence("text"), keys.views("text"), keys.model_index("text"),
+                   keys.counts("text", "overall"), keys.elo("text", "overall"),
+                   keys.battles("text", "overall")]
+
+    def packed(*rows: tuple[int, int, int, int, int]) -> bytes:
+        return np.array(list(rows), dtype=INCREMENT).tobytes()
+
+    good = packed((1, 0, 1, 0, 2))
+    bad = [(["a", "b"], good + packed((1, 1, 1, 0, 1))),  # a self-battle
+           (["a", "b"], good + packed((2, 0, 1, 0, 1))),  # no such view
+           (["a", "b"], good + packed((1, 0, 2, 0, 1))),  # no such model
+           (["a", "b"], good + packed((1, 0, 1, 4, 1))),  # no such outcome
+           (["a", "b"], good + good[:-1]),  # a partial record
+           (["a", "a"], good)]  # a model listed twice
+    for models, increments in bad:
+        argv = [0, "votes/0", 0, 0, -1, 1, "overall", len(models), *models, increments,
+                1, "a", "1001.0", 0]
+        with pytest.raises(aioredis.ResponseError, match="malformed count"):
+            await redis_client.eval(APPLY_SCRIPT, len(script_keys), *script_keys, *argv)
+    assert await redis_client.exists(*script_keys) == 0
+    argv = [0, "votes/0", 0, 0, -1, 1, "overall", 2, "b", "a", good, 1, "a", "1001.0", 0]
+    assert await redis_client.eval(APPLY_SCRIPT, len(script_keys), *script_keys, *argv) == [
+        1, 0, 1]
+    assert await stored_counts(redis_client, keys, "overall") == Counter({"a|b|model_b": 2})
+
+
+async def test_an_arena_numbers_at_most_8192_models(redis_client: aioredis.Redis, prefix: str
+                                                    ) -> None:
+    keys = KeyLayout(prefix)
+    store = RatingStore(redis_client, keys)
+    await redis_client.hset(keys.model_index("text"),
+                            mapping={f"x{i}": i for i in range(8191)})
+    [sl] = fold(decode(records(50))[0])  # 8 new models
+    with pytest.raises(aioredis.ResponseError, match="at most 8192 models"):
+        await store.apply(sl, 0)
+    assert await redis_client.hlen(keys.model_index("text")) == 8191
+    assert await redis_client.exists(keys.fence("text"), keys.counts("text", "overall")) == 0

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
+from services.rating.packed_counts import decode_board, names_by_number
 from shared.events import Vote
 from shared.generations import active_layout
 from shared.keys import KeyLayout, count_field
@@ -36,9 +37,20 @@ async def stored_counts(client: aioredis.Redis, base: KeyLayout) -> BoardCounts:
     out: BoardCounts = {}
     for arena in sorted(a.decode() for a in await client.smembers(keys.arenas())):
         for view in sorted(v.decode() for v in await client.smembers(keys.views(arena))):
-            raw = await client.hgetall(keys.counts(arena, view))
-            out[f"{arena}/{view}"] = Counter({k.decode(): int(v) for k, v in raw.items()})
+            out[f"{arena}/{view}"] = await board_counts(client, keys, arena, view)
     return out
+
+
+async def board_counts(client: aioredis.Redis, keys: KeyLayout, arena: str,
+                       view: str) -> Counter[str]:
+    """One board's stored counts, decoded, by count field (``a|b|outcome``, a < b)."""
+    async with client.pipeline(transaction=True) as pipe:  # index and cells of one moment
+        pipe.hgetall(keys.model_index(arena))
+        pipe.get(keys.counts(arena, view))
+        index, raw = await pipe.execute()
+    counts = decode_board(names_by_number(index), raw)
+    return Counter({count_field(a, b, o): n  # type: ignore[arg-type]
+                    for (a, b, o), n in counts.triples().items()})
 
 
 async def standings(client: aioredis.Redis, keys: KeyLayout) -> dict[str, Any]:

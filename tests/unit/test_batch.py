@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+import numpy as np
 import orjson
 import pytest
 
@@ -15,6 +16,7 @@ from services.rating.batch import (
     touched_views,
 )
 from services.rating.engine import BattleColumns, EloState
+from services.rating.packed_counts import INCREMENT
 from shared.events import utc_now
 
 
@@ -80,16 +82,20 @@ def test_fold_after_drops_what_was_applied() -> None:
     assert fold(votes, after={("text", "podium.votes", 0): 9}) == []
 
 
-def test_lua_args_align_views_and_triples() -> None:
+def test_lua_args_align_views_models_and_increments() -> None:
     votes, _ = decode([record(1, categories=["math"]), record(2, winner="tie")])
     [sl] = fold(votes)
     views, argv = lua_args(sl, 7, {"overall": {"a": 1002.5, "b": 997.5}})
     assert views == ["math", "overall"]
-    assert argv[:9] == [7, "podium.votes/0", 1, 2, -1, 2, "math", "overall", 3]
+    assert argv[:8] == [7, "podium.votes/0", 1, 2, -1, 2, "math", "overall"]
     assert argv[-1] == 0  # no style battles
-    triples = [tuple(argv[i:i + 3]) for i in range(9, len(argv) - 1, 3)]
-    assert triples == [(1, "a|b|model_a", 1), (2, "a|b|model_a", 1), (2, "a|b|tie", 1),
-                       (2, "a", "1002.5"), (2, "b", "997.5")]
+    assert argv[8:11] == [2, "a", "b"]  # the slice's models, then their increments, packed
+    packed = argv[11]
+    assert isinstance(packed, bytes)
+    increments = np.frombuffer(packed, dtype=INCREMENT).tolist()
+    assert increments == [(1, 0, 1, 0, 1), (2, 0, 1, 0, 1), (2, 0, 1, 2, 1)]
+    elo = [tuple(argv[i:i + 3]) for i in range(12, len(argv) - 1, 3)]
+    assert elo == [(2, "a", "1002.5"), (2, "b", "997.5")]
 
 
 STYLE = {"model_a": {"tokens": 300, "headers": 2, "lists": 1, "bold": 0},
@@ -121,8 +127,10 @@ def test_lua_args_append_one_style_chunk_per_view() -> None:
     assert overall.outcome.tolist() == [0, 1]  # model_a, model_b (the tie had no style)
     assert overall.style_a.tolist() == [[300, 2, 1, 0]] * 2
     # what precedes the style section is the usual layout
-    triples = [tuple(argv[i:i + 3]) for i in range(9, len(argv) - 5, 3)]
-    assert triples[-2:] == [(2, "a", "1002.5"), (2, "b", "997.5")]
+    assert argv[8:11] == [2, "a", "b"]
+    assert len(argv[11]) == 4 * INCREMENT.itemsize  # type: ignore[arg-type]
+    elo = [tuple(argv[i:i + 3]) for i in range(12, len(argv) - 5, 3)]
+    assert elo == [(2, "a", "1002.5"), (2, "b", "997.5")]
 
 
 def test_online_elo_follows_offset_order_per_view() -> None:

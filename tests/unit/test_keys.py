@@ -29,6 +29,7 @@ def test_keys_of_one_arena_share_a_hash_tag() -> None:
     keys = KeyLayout("podium")
     arena_keys = [
         keys.counts("text", "overall"),
+        keys.model_index("text"),
         keys.fence("text"),
         keys.views("text"),
         keys.standings("text", "lang:zh"),
@@ -52,7 +53,7 @@ def test_generations_keep_the_arena_hash_tag_and_the_base_dedupe() -> None:
     base = KeyLayout("podium")
     g2 = base.generation(2)
     assert base.generation(0) is base
-    assert g2.counts("text", "overall") == "podium.g2:{text}:counts:overall"
+    assert g2.counts("text", "overall") == "podium.g2:{text}:cells:overall"
     assert g2.fence("text") == "podium.g2:{text}:fence"
     assert base.generations() == "podium:generations"
     with pytest.raises(ValueError):
