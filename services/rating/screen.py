@@ -58,7 +58,7 @@ class VoterStats:
         if raw is None:
             return cls(0, {})
         doc = orjson.loads(raw)
-        return cls(int(doc["n"]), {m: list(v) for m, v in doc["m"].items()})
+        return cls(int(doc["n"]), doc["m"])  # orjson gives fresh lists: no copy needed
 
     def dump(self) -> bytes:
         return orjson.dumps({"n": self.votes, "m": self.models})
@@ -158,18 +158,20 @@ class VoterScreen:
                 kept[voter].append(vote.model_dump_json().encode())
         if not (changed or new_flags or kept or new_fences):
             return marked
+        # a few multi-field commands, not one per voter: a batch touches thousands of voters
+        stored = {v: stats[v].dump() for v in sorted(changed) if stats[v].models}
+        emptied = [v for v in sorted(changed) if not stats[v].models]
         async with self._redis.pipeline(transaction=True) as tx:  # one slot: the arena's tag
-            for voter in sorted(changed):
-                if stats[voter].models:
-                    tx.hset(keys.voter_stats(arena), voter, stats[voter].dump())
-                else:
-                    tx.hdel(keys.voter_stats(arena), voter)
-            for voter, evidence in new_flags.items():
-                tx.hset(keys.flagged(arena), voter, evidence)
+            if stored:
+                tx.hset(keys.voter_stats(arena), mapping=stored)  # type: ignore[arg-type]
+            if emptied:
+                tx.hdel(keys.voter_stats(arena), *emptied)
+            if new_flags:
+                tx.hset(keys.flagged(arena), mapping=new_flags)  # type: ignore[arg-type]
             for voter, raw in kept.items():
                 tx.rpush(keys.quarantine(arena, voter), *raw)
-            for fence_field, offset in new_fences.items():
-                tx.hset(keys.screen_fence(arena), fence_field, offset)
+            if new_fences:
+                tx.hset(keys.screen_fence(arena), mapping=new_fences)  # type: ignore[arg-type]
             await tx.execute()
         return marked
 
