@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import base64
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import ValidationError
+from pydantic_core import SchemaValidator, core_schema
 
 from services.rating.engine import STYLE_FEATURES, BattleColumns, EloState
 from services.rating.packed_counts import encode_increments
@@ -38,8 +39,7 @@ class RawRecord:
 StyleRow = tuple[int, ...]  # one side's style features, in STYLE_FEATURES order
 
 
-@dataclass(frozen=True)
-class Battle:
+class Battle(NamedTuple):  # a tuple: the fold makes one per counted vote, cheaply
     model_a: str
     model_b: str
     winner: Outcome
@@ -88,6 +88,64 @@ class ArenaSlice:
         return f"{self.topic}/{self.partition}"
 
 
+def _without_vote_checks(schema: Any) -> Any:
+    """``schema`` (Vote's core schema) with Vote's after-validator (``_distinct_models``)
+    replaced by the model it wraps; None if the schema does not look as expected."""
+    if not isinstance(schema, dict):
+        return None
+    kind = schema.get("type")
+    if kind == "definitions":
+        inner = _without_vote_checks(schema["schema"])
+        return None if inner is None else {**schema, "schema": inner}
+    if kind == "function-after" and schema["schema"].get("type") == "model" and getattr(
+        schema["function"].get("function"), "__name__", None
+    ) == "_distinct_models":
+        model = dict(schema["schema"])
+        for key in ("ref", "metadata"):
+            if key in schema:
+                model[key] = schema[key]
+        return model
+    return None
+
+
+def _fast_validators() -> tuple[SchemaValidator, SchemaValidator] | None:
+    """Validators of one vote and of a list of votes that skip Vote's after-validator: pydantic
+    calls it vote by vote through Python, which costs as much as the rest of the validation;
+    ``_decode_record`` runs it itself, as a plain loop. None (use the ordinary path) if pydantic
+    builds Vote's schema differently from what this expects."""
+    vote = _without_vote_checks(Vote.__pydantic_core_schema__)
+    if vote is None:
+        return None
+    many: Any
+    if vote["type"] == "definitions":
+        many = {**vote, "schema": core_schema.list_schema(vote["schema"])}
+    else:
+        many = core_schema.list_schema(vote)
+    return SchemaValidator(vote), SchemaValidator(many)
+
+
+_FAST = _fast_validators()
+_VOTE_CHECKS: Callable[[Vote], Vote] = Vote._distinct_models  # type: ignore[assignment]
+
+
+def _decode_record(raw: bytes) -> list[Vote]:
+    """``decode_vote_record``, faster: the same votes, or the same ValidationError (any record
+    the fast path rejects is decoded again the ordinary way, which raises the exact error)."""
+    if _FAST is None:
+        return decode_vote_record(raw)
+    one, many = _FAST
+    try:
+        if raw.lstrip()[:1] == b"[":
+            votes: list[Vote] = many.validate_json(raw)
+        else:
+            votes = [one.validate_json(raw)]
+        for vote in votes:
+            _VOTE_CHECKS(vote)
+    except (ValidationError, ValueError):
+        return decode_vote_record(raw)
+    return votes
+
+
 def decode(records: Iterable[RawRecord]) -> tuple[list[tuple[RawRecord, Vote]], list[DeadLetter]]:
     votes: list[tuple[RawRecord, Vote]] = []
     dead: list[DeadLetter] = []
@@ -96,7 +154,7 @@ def decode(records: Iterable[RawRecord]) -> tuple[list[tuple[RawRecord, Vote]], 
             dead.append(DeadLetter("empty record value", rec))
             continue
         try:
-            votes.extend((rec, vote) for vote in decode_vote_record(rec.value))
+            votes.extend((rec, vote) for vote in _decode_record(rec.value))
         except ValidationError as exc:
             reason = "; ".join(
                 f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}"
@@ -118,30 +176,53 @@ def fold(
     cap, quarantined voters: docs/security.md).
     """
     slices: dict[tuple[str, str, int], ArenaSlice] = {}
+    sl: ArenaSlice | None = None
+    last_key: tuple[str, str, int] | None = None
+    skip_to = -1
     # stable sort: votes of one batch record (same offset) keep their order in the record
-    for rec, vote in sorted(votes, key=lambda rv: (rv[0].topic, rv[0].partition, rv[0].offset)):
+    for rec, vote in sorted(votes, key=_record_order):
+        offset = rec.offset
         key = (vote.arena, rec.topic, rec.partition)
-        if after is not None and rec.offset <= after.get(key, -1):
+        if key != last_key:
+            last_key = key
+            skip_to = -1 if after is None else after.get(key, -1)
+            sl = slices.get(key)
+        if offset <= skip_to:
             continue
-        sl = slices.get(key)
         if sl is None:
-            sl = slices[key] = ArenaSlice(vote.arena, rec.topic, rec.partition, rec.offset,
-                                          rec.offset)
-        sl.first_offset = min(sl.first_offset, rec.offset)
-        sl.last_offset = max(sl.last_offset, rec.offset)
+            sl = slices[key] = ArenaSlice(vote.arena, rec.topic, rec.partition, offset, offset)
+        elif offset > sl.last_offset:  # votes come in offset order
+            sl.last_offset = offset
         if not vote.anonymous or vote.excluded is not None:
             continue  # kept in Kafka (and the quarantine), not counted
-        f = count_field(vote.model_a, vote.model_b, vote.winner)
-        views = vote.views()
+        a, b, winner = vote.model_a, vote.model_b, vote.winner
+        f = count_field(a, b, winner)
+        views = _views(vote)
+        increments = sl.increments
         for view in views:
-            sl.increments.setdefault(view, Counter())[f] += 1
+            counter = increments.get(view)
+            if counter is None:
+                counter = increments[view] = Counter()
+            counter[f] += 1
         style = vote.style
-        sl.battles.append(Battle(
-            vote.model_a, vote.model_b, vote.winner, tuple(views),
-            None if style is None else style_row(style.model_a),
-            None if style is None else style_row(style.model_b),
-        ))
+        if style is None:
+            sl.battles.append(Battle(a, b, winner, views))
+        else:
+            sl.battles.append(Battle(a, b, winner, views, style_row(style.model_a),
+                                     style_row(style.model_b)))
     return list(slices.values())
+
+
+def _record_order(rv: tuple[RawRecord, Vote]) -> tuple[str, int, int]:
+    rec = rv[0]
+    return rec.topic, rec.partition, rec.offset
+
+
+def _views(vote: Vote) -> tuple[str, ...]:
+    """``vote.views()`` as a tuple, without the intermediate list."""
+    if vote.language:
+        return ("overall", *vote.categories, f"lang:{vote.language}")
+    return ("overall", *vote.categories)
 
 
 def style_battles(sl: ArenaSlice) -> dict[str, BattleColumns]:
@@ -192,14 +273,53 @@ def online_elo(
     sl: ArenaSlice, current: Mapping[str, Mapping[str, float]], options: EloOptions
 ) -> dict[str, dict[str, float]]:
     """Each view's online-Elo ratings after the slice's battles (only models that moved)."""
-    states = {view: EloState(k=options.k, ratings=dict(current.get(view, {})))
-              for view in sl.increments}
-    moved: dict[str, set[str]] = {view: set() for view in sl.increments}
+    out: dict[str, dict[str, float]] = {}
+    for view, battles in _battles_by_view(sl).items():
+        ratings = dict(current.get(view, {}))
+        _replay_elo(ratings, battles, options.k)
+        out[view] = {m: ratings[m] for m in _models_of(battles)}
+    return {view: out.get(view, {}) for view in sl.increments}
+
+
+def _battles_by_view(sl: ArenaSlice) -> dict[str, list[Battle]]:
+    by_view: dict[str, list[Battle]] = {}
     for b in sl.battles:
         for view in b.views:
-            states[view].apply(b.model_a, b.model_b, b.winner)
-            moved[view].update((b.model_a, b.model_b))
-    return {view: {m: states[view].ratings[m] for m in moved[view]} for view in states}
+            battles = by_view.get(view)
+            if battles is None:
+                battles = by_view[view] = []
+            battles.append(b)
+    return by_view
+
+
+def _models_of(battles: Iterable[Battle]) -> set[str]:
+    models: set[str] = set()
+    for b in battles:
+        models.add(b.model_a)
+        models.add(b.model_b)
+    return models
+
+
+_SCORE_A: dict[str, float] = {"model_a": 1.0, "model_b": 0.0, "tie": 0.5, "tie_bothbad": 0.5}
+
+
+def _replay_elo(ratings: dict[str, float], battles: Iterable[Battle], k: float) -> None:
+    """``EloState(k=k).apply`` of each battle in order, inlined (the same arithmetic, so the
+    same floats): decoded votes already have a known outcome and two distinct models."""
+    init, base, scale = _ELO_DEFAULTS.init, _ELO_DEFAULTS.base, _ELO_DEFAULTS.scale
+    get = ratings.get
+    for b in battles:
+        a, bb = b.model_a, b.model_b
+        r_a = get(a, init)
+        r_b = get(bb, init)
+        e_a = 1.0 / (1.0 + base ** ((r_b - r_a) / scale))
+        e_b = 1.0 / (1.0 + base ** ((r_a - r_b) / scale))
+        s_a = _SCORE_A[b.winner]
+        ratings[a] = r_a + k * (s_a - e_a)
+        ratings[bb] = r_b + k * (1.0 - s_a - e_b)
+
+
+_ELO_DEFAULTS = EloState()
 
 
 def touched_views(slices: Iterable[ArenaSlice]) -> dict[str, set[str]]:

@@ -152,13 +152,19 @@ class RatingProcessor:
             to_refit.update(await self._positions_of_all_boards(to_refit))
             self._refit_all = False
         apply_done = time.perf_counter()
-        for (arena, view), position in to_refit.items():
-            try:
-                await self._refit_board(arena, view, position)
-            except (aioredis.ConnectionError, aioredis.TimeoutError, OSError):
-                raise
-            except Exception:  # one broken board must not stop the others
-                log.exception("refit of %s failed", board_name(arena, view))
+        changes: list[RankChange] = []
+        try:
+            for (arena, view), position in to_refit.items():
+                try:
+                    changes.extend(await self._refit_board(arena, view, position))
+                except (aioredis.ConnectionError, aioredis.TimeoutError, OSError):
+                    raise
+                except Exception:  # one broken board must not stop the others
+                    log.exception("refit of %s failed", board_name(arena, view))
+        finally:  # one publish (one wait for the broker's acks) per batch, not one per board;
+            # also when Redis fails midway: the boards refitted so far will not diff again
+            if changes:
+                await self._publish_changes([c.model_dump_json().encode() for c in changes])
         refit_done = time.perf_counter()
         log.debug(
             "batch of %d votes: apply %.1f ms, refit of %d boards %.1f ms",
@@ -303,7 +309,11 @@ class RatingProcessor:
         state.elo.update(snapshot.elo)
         return state
 
-    async def _refit_board(self, arena: str, view: str, position: SourcePosition) -> None:
+    async def _refit_board(
+        self, arena: str, view: str, position: SourcePosition
+    ) -> list[RankChange]:
+        """Refit one board and write its standings; returns its rank changes (published by the
+        caller, once for the batch)."""
         board = board_name(arena, view)
         state = await self._state(arena, [view])
         counts = state.counts[view]
@@ -321,8 +331,7 @@ class RatingProcessor:
         changes: list[RankChange] = rank_changes(board, old_rows, doc["rows"], now, position)
         if self._read_models is not None:
             await self._read_models.after_refit(arena, view, counts, fit, doc["rows"], changes, now)
-        if changes:
-            await self._publish_changes([c.model_dump_json().encode() for c in changes])
+        return changes
 
 
     async def refit_style_boards(self) -> int:

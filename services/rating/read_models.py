@@ -117,19 +117,19 @@ class ReadModelWriter:
         board = board_name(arena, view)
         changed = {c.model for c in changes}
         tick = self._monotonic()
-        written = 0
+        due_rows = []
+        for row in rows:
+            model = str(row["model"])
+            last = self._last_point.get((board, model))
+            if model in changed or last is None or tick - last >= self._interval:
+                due_rows.append((model, row))
+        if not due_rows:  # the usual case between rank changes: no pipeline at all
+            return 0
         async with self._redis.pipeline(transaction=False) as pipe:
-            for row in rows:
-                model = str(row["model"])
-                last = self._last_point.get((board, model))
-                due = last is None or tick - last >= self._interval
-                if model not in changed and not due:
-                    continue
+            for model, row in due_rows:
                 key = self._keys.history(arena, view, model)
                 pipe.rpush(key, orjson.dumps(history_point(row, now, model in changed)))
                 pipe.ltrim(key, -self._max_points, -1)
                 self._last_point[(board, model)] = tick
-                written += 1
-            if written:
-                await pipe.execute()
-        return written
+            await pipe.execute()
+        return len(due_rows)

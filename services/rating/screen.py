@@ -58,7 +58,7 @@ class VoterStats:
         if raw is None:
             return cls(0, {})
         doc = orjson.loads(raw)
-        return cls(int(doc["n"]), {m: list(v) for m, v in doc["m"].items()})
+        return cls(int(doc["n"]), doc["m"])  # orjson gives fresh lists: no copy needed
 
     def dump(self) -> bytes:
         return orjson.dumps({"n": self.votes, "m": self.models})
@@ -66,23 +66,44 @@ class VoterStats:
     def update(self, vote: Vote, p_a: float, options: ScreenOptions) -> tuple[str, float] | None:
         """Score one vote (p_a = predicted P(model_a wins)); the model whose statistic crossed
         the threshold and its value, or None."""
-        assert self.models is not None
+        return self.score(sides(vote.model_a, vote.model_b, p_a, options), vote.winner,
+                          options.threshold)
+
+    def score(
+        self, pair: tuple[Side, Side], winner: str, threshold: float
+    ) -> tuple[str, float] | None:
+        """``update`` with the battle's two sides worked out beforehand (``sides``)."""
+        models = self.models
+        assert models is not None
         self.votes += 1
-        eps = options.epsilon
         crossed: tuple[str, float] | None = None
-        for model, p, won in ((vote.model_a, p_a, vote.winner == "model_a"),
-                              (vote.model_b, 1.0 - p_a, vote.winner == "model_b")):
-            p = min(max(p, options.p_floor), 1.0 - options.p_floor)
-            step = math.log((1 - eps) / p) if won else math.log(eps / (1 - p))
-            stat = self.models.get(model, [0.0, 0, 0, 0.0])
-            value = max(0.0, stat[0] + step)
+        for model, p, step_won, step_lost, winning_outcome in pair:
+            won = winner == winning_outcome
+            stat = models.get(model)
+            if stat is None:
+                stat = [0.0, 0, 0, 0.0]
+            value = max(0.0, stat[0] + (step_won if won else step_lost))
             if value == 0.0:
-                self.models.pop(model, None)
+                models.pop(model, None)
                 continue
-            self.models[model] = [value, stat[1] + 1, stat[2] + int(won), stat[3] + p]
-            if value >= options.threshold and (crossed is None or value > crossed[1]):
+            models[model] = [value, stat[1] + 1, stat[2] + int(won), stat[3] + p]
+            if value >= threshold and (crossed is None or value > crossed[1]):
                 crossed = (model, value)
         return crossed
+
+
+# one side of a battle, for the screen: (model, clamped predicted P(it wins), CUSUM step when
+# it wins, step when it does not, the outcome that means it won)
+Side = tuple[str, float, float, float, str]
+
+
+def sides(model_a: str, model_b: str, p_a: float, options: ScreenOptions) -> tuple[Side, Side]:
+    eps, floor = options.epsilon, options.p_floor
+    out: list[Side] = []
+    for model, p, outcome in ((model_a, p_a, "model_a"), (model_b, 1.0 - p_a, "model_b")):
+        p = min(max(p, floor), 1.0 - floor)
+        out.append((model, p, math.log((1 - eps) / p), math.log(eps / (1 - p)), outcome))
+    return out[0], out[1]
 
 
 class VoterScreen:
@@ -132,44 +153,53 @@ class VoterScreen:
         kept: dict[str, list[bytes]] = defaultdict(list)
         new_fences: dict[str, int] = {}
         marked: list[tuple[int, Vote]] = []
-        order = sorted(range(len(votes)), key=lambda i: (votes[i][0].topic, votes[i][0].partition,
-                                                         votes[i][0].offset, i))
-        for i in order:
-            rec, vote = votes[i]
-            voter = vote.voter
-            assert voter is not None
+        options = self._options
+        threshold = options.threshold
+        pairs: dict[tuple[str, str], tuple[Side, Side]] = {}  # the fit does not move meanwhile
+        for rec, start, end in _records_in_offset_order(votes):
             fence_field = f"{rec.topic}/{rec.partition}"
             replay = rec.offset <= fences.get(fence_field, -1)
             if not replay:
                 new_fences[fence_field] = max(new_fences.get(fence_field, -1), rec.offset)
-            if voter not in flagged:
-                if replay:
-                    continue
-                p_a = win_probability(arena, vote.model_a, vote.model_b)
-                crossed = stats[voter].update(vote, 0.5 if p_a is None else p_a, self._options)
-                changed.add(voter)
-                if crossed is None:
-                    continue
-                flagged.add(voter)
-                new_flags[voter] = self._evidence(arena, voter, stats[voter], crossed, rec, now)
-            quarantined = vote.model_copy(update={"excluded": "quarantined"})
-            marked.append((i, quarantined))
-            if not replay:
-                kept[voter].append(vote.model_dump_json().encode())
+            for i in range(start, end):
+                vote = votes[i][1]
+                voter = vote.voter
+                assert voter is not None
+                if voter not in flagged:
+                    if replay:
+                        continue
+                    pair = pairs.get((vote.model_a, vote.model_b))
+                    if pair is None:
+                        p_a = win_probability(arena, vote.model_a, vote.model_b)
+                        pair = pairs[(vote.model_a, vote.model_b)] = sides(
+                            vote.model_a, vote.model_b, 0.5 if p_a is None else p_a, options)
+                    crossed = stats[voter].score(pair, vote.winner, threshold)
+                    changed.add(voter)
+                    if crossed is None:
+                        continue
+                    flagged.add(voter)
+                    new_flags[voter] = self._evidence(arena, voter, stats[voter], crossed, rec,
+                                                      now)
+                quarantined = vote.model_copy(update={"excluded": "quarantined"})
+                marked.append((i, quarantined))
+                if not replay:
+                    kept[voter].append(vote.model_dump_json().encode())
         if not (changed or new_flags or kept or new_fences):
             return marked
+        # a few multi-field commands, not one per voter: a batch touches thousands of voters
+        stored = {v: stats[v].dump() for v in sorted(changed) if stats[v].models}
+        emptied = [v for v in sorted(changed) if not stats[v].models]
         async with self._redis.pipeline(transaction=True) as tx:  # one slot: the arena's tag
-            for voter in sorted(changed):
-                if stats[voter].models:
-                    tx.hset(keys.voter_stats(arena), voter, stats[voter].dump())
-                else:
-                    tx.hdel(keys.voter_stats(arena), voter)
-            for voter, evidence in new_flags.items():
-                tx.hset(keys.flagged(arena), voter, evidence)
+            if stored:
+                tx.hset(keys.voter_stats(arena), mapping=stored)  # type: ignore[arg-type]
+            if emptied:
+                tx.hdel(keys.voter_stats(arena), *emptied)
+            if new_flags:
+                tx.hset(keys.flagged(arena), mapping=new_flags)  # type: ignore[arg-type]
             for voter, raw in kept.items():
                 tx.rpush(keys.quarantine(arena, voter), *raw)
-            for fence_field, offset in new_fences.items():
-                tx.hset(keys.screen_fence(arena), fence_field, offset)
+            if new_fences:
+                tx.hset(keys.screen_fence(arena), mapping=new_fences)  # type: ignore[arg-type]
             await tx.execute()
         return marked
 
@@ -191,3 +221,19 @@ class VoterScreen:
             "position": {"topic": rec.topic, "partition": rec.partition, "offset": rec.offset},
         }
         return orjson.dumps(doc)
+
+
+def _records_in_offset_order(
+    votes: Sequence[tuple[RawRecord, Vote]],
+) -> list[tuple[RawRecord, int, int]]:
+    """The runs of votes of one record, as (record, start, end) in (topic, partition, offset)
+    order: the votes of a batch record are adjacent, so sorting records orders the votes as
+    sorting each vote by (topic, partition, offset, position) would."""
+    runs: list[tuple[RawRecord, int, int]] = []
+    start = 0
+    for i in range(1, len(votes) + 1):
+        if i == len(votes) or votes[i][0] is not votes[start][0]:
+            runs.append((votes[start][0], start, i))
+            start = i
+    runs.sort(key=lambda run: (run[0].topic, run[0].partition, run[0].offset, run[1]))
+    return runs

@@ -26,6 +26,8 @@ def _reaches_all(adjacency: BoolMatrix) -> bool:
     while frontier.size:
         reached = adjacency[frontier].any(axis=0) & ~seen
         seen |= reached
+        if seen.all():  # a dense board is done after one step
+            return True
         frontier = np.flatnonzero(reached)
     return bool(seen.all())
 
