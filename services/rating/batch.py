@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import base64
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
 from pydantic import ValidationError
-from pydantic_core import SchemaValidator, core_schema
 
 from services.rating.engine import STYLE_FEATURES, BattleColumns, EloState
 from services.rating.packed_counts import encode_increments
@@ -88,64 +87,6 @@ class ArenaSlice:
         return f"{self.topic}/{self.partition}"
 
 
-def _without_vote_checks(schema: Any) -> Any:
-    """``schema`` (Vote's core schema) with Vote's after-validator (``_distinct_models``)
-    replaced by the model it wraps; None if the schema does not look as expected."""
-    if not isinstance(schema, dict):
-        return None
-    kind = schema.get("type")
-    if kind == "definitions":
-        inner = _without_vote_checks(schema["schema"])
-        return None if inner is None else {**schema, "schema": inner}
-    if kind == "function-after" and schema["schema"].get("type") == "model" and getattr(
-        schema["function"].get("function"), "__name__", None
-    ) == "_distinct_models":
-        model = dict(schema["schema"])
-        for key in ("ref", "metadata"):
-            if key in schema:
-                model[key] = schema[key]
-        return model
-    return None
-
-
-def _fast_validators() -> tuple[SchemaValidator, SchemaValidator] | None:
-    """Validators of one vote and of a list of votes that skip Vote's after-validator: pydantic
-    calls it vote by vote through Python, which costs as much as the rest of the validation;
-    ``_decode_record`` runs it itself, as a plain loop. None (use the ordinary path) if pydantic
-    builds Vote's schema differently from what this expects."""
-    vote = _without_vote_checks(Vote.__pydantic_core_schema__)
-    if vote is None:
-        return None
-    many: Any
-    if vote["type"] == "definitions":
-        many = {**vote, "schema": core_schema.list_schema(vote["schema"])}
-    else:
-        many = core_schema.list_schema(vote)
-    return SchemaValidator(vote), SchemaValidator(many)
-
-
-_FAST = _fast_validators()
-_VOTE_CHECKS: Callable[[Vote], Vote] = Vote._distinct_models  # type: ignore[assignment]
-
-
-def _decode_record(raw: bytes) -> list[Vote]:
-    """``decode_vote_record``, faster: the same votes, or the same ValidationError (any record
-    the fast path rejects is decoded again the ordinary way, which raises the exact error)."""
-    if _FAST is None:
-        return decode_vote_record(raw)
-    one, many = _FAST
-    try:
-        if raw.lstrip()[:1] == b"[":
-            votes: list[Vote] = many.validate_json(raw)
-        else:
-            votes = [one.validate_json(raw)]
-        for vote in votes:
-            _VOTE_CHECKS(vote)
-    except (ValidationError, ValueError):
-        return decode_vote_record(raw)
-    return votes
-
-
 def decode(records: Iterable[RawRecord]) -> tuple[list[tuple[RawRecord, Vote]], list[DeadLetter]]:
     votes: list[tuple[RawRecord, Vote]] = []
     dead: list[DeadLetter] = []
@@ -154,7 +95,7 @@ def decode(records: Iterable[RawRecord]) -> tuple[list[tuple[RawRecord, Vote]], 
             dead.append(DeadLetter("empty record value", rec))
             continue
         try:
-            votes.extend((rec, vote) for vote in _decode_record(rec.value))
+            votes.extend((rec, vote) for vote in decode_vote_record(rec.value))
         except ValidationError as exc:
             reason = "; ".join(
                 f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}"

@@ -54,39 +54,3 @@ def test_arbitrary_json(value: Any) -> None:
     decodes_or_rejects(raw)
     votes, dead = decode([RawRecord("t", 0, 0, raw)])  # the worker dead-letters, never raises
     assert len(dead) + (1 if votes else 0) >= 1 or raw == b"[]"
-
-
-def same_as_ordinary_decoding(raw: bytes) -> None:
-    """The worker's decoding (a fast path) gives the votes, or the dead letter, of the ordinary
-    ``decode_vote_record``."""
-    rec = RawRecord("t", 0, 0, raw)
-    votes, dead = decode([rec])
-    try:
-        expected = decode_vote_record(raw)
-    except ValidationError as exc:
-        assert votes == [] and [d.reason for d in dead] == [dead_letter_reason(exc)]
-        return
-    assert dead == [] and [v for _, v in votes] == expected
-    assert [type(v) for _, v in votes] == [Vote] * len(expected)
-
-
-def dead_letter_reason(exc: ValidationError) -> str:
-    reason = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}"
-                       for e in exc.errors(include_url=False))
-    return f"invalid vote: {reason}"[:2000]
-
-
-@settings(max_examples=400, deadline=None)
-@given(st.one_of(mutated, st.lists(mutated, max_size=3), json_values))
-def test_fast_decoding_matches_ordinary_decoding(value: Any) -> None:
-    raw = orjson.dumps(value)
-    same_as_ordinary_decoding(raw)
-    same_as_ordinary_decoding(b" " + raw)
-
-
-def test_fast_decoding_reports_the_vote_checks_as_ordinary_decoding() -> None:
-    same_as_batch = [{**VALID, "vote_id": "ok"}, {**VALID, "model_b": "a"},
-                     {**VALID, "arena": "bench"}, {**VALID, "categories": ["x", "x"]},
-                     {**VALID, "winner": "nobody"}]
-    for value in [*same_as_batch, same_as_batch, same_as_batch[:1]]:
-        same_as_ordinary_decoding(orjson.dumps(value))
