@@ -159,6 +159,7 @@ class VoteAcceptor:
         self._flush_scheduled = False
         self._in_progress = VotesInProgress()
         self._groups: set[asyncio.Task[None]] = set()
+        self._tails: set[asyncio.Future[None]] = set()  # dedupe writes of answered groups
 
     async def submit(self, submission: Submission) -> Answer:
         loop = asyncio.get_running_loop()
@@ -169,9 +170,9 @@ class VoteAcceptor:
 
     async def drain(self) -> None:
         """Wait for the groups in progress (graceful shutdown)."""
-        while self._groups or self._queue:
-            if self._groups:
-                await asyncio.gather(*self._groups, return_exceptions=True)
+        while self._groups or self._queue or self._tails:
+            if self._groups or self._tails:
+                await asyncio.gather(*self._groups, *self._tails, return_exceptions=True)
             else:
                 await asyncio.sleep(0)
 
@@ -227,7 +228,9 @@ class VoteAcceptor:
             else:
                 self._queue.append(p)
         ids = [v.vote_id for p in mine for v in p.submission.votes]
-        async with self._in_progress.hold(ids):
+        release = await self._in_progress.acquire(ids)
+        remembered: asyncio.Future[None] | None = None
+        try:
             checked, seen = await self._lookup(mine, ids)
             live = []
             for p in mine:  # authenticate
@@ -240,7 +243,19 @@ class VoteAcceptor:
                 live.append(p)
             live = await self._known_models(live)
             if live:
-                await self._accept_held(live, seen)
+                remembered = await self._accept_held(live, seen)
+        finally:
+            if remembered is None:
+                release()
+            else:  # the group's slot is free once it has answered; its ids stay held until
+                # Redis has their dedupe markers
+                self._tails.add(remembered)
+
+                def written(done: asyncio.Future[None]) -> None:
+                    self._tails.discard(done)
+                    release()
+
+                remembered.add_done_callback(written)
 
     async def _lookup(
         self, group: list[_Pending], ids: list[str]
@@ -280,7 +295,10 @@ class VoteAcceptor:
             self._answer(p, _refused(422, "unknown_model", unknown_models_detail(theirs)))
         return live
 
-    async def _accept_held(self, group: list[_Pending], seen: set[str]) -> None:
+    async def _accept_held(
+        self, group: list[_Pending], seen: set[str]
+    ) -> asyncio.Future[None] | None:
+        """Answer the group; returns the write of its dedupe markers, still under way."""
         fresh_of: list[list[Vote]] = []
         for p in group:
             fresh: dict[str, Vote] = {}
@@ -313,9 +331,9 @@ class VoteAcceptor:
                     503, "kafka_unavailable",
                     "Kafka could not acknowledge the votes; retry with the same vote_id",
                     {"Retry-After": "1"}))
-            return
-        # started before the answers go out, awaited after them: the marker of an answered vote
-        # is on its way to Redis ahead of any retry, and this group holds its ids until then
+            return None
+        # started before the answers go out: the marker of an answered vote is on its way to
+        # Redis ahead of any retry of it (and the group's ids stay held until it is written)
         remembered = asyncio.ensure_future(self._memory.remember(v.vote_id for v in to_publish))
         for p, votes in allowed:
             ids = [v.vote_id for v in p.submission.votes]
@@ -329,4 +347,4 @@ class VoteAcceptor:
                     log.debug("accepted %d votes (%d duplicates)", len(published),
                               len(duplicates))
             self._answer(p, Answer(202, {"accepted": ids, "duplicates": duplicates}))
-        await remembered
+        return remembered

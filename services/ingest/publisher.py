@@ -235,18 +235,27 @@ class VotesInProgress:
 
     @contextlib.asynccontextmanager
     async def hold(self, vote_ids: Iterable[str]) -> AsyncIterator[None]:
+        release = await self.acquire(vote_ids)
+        try:
+            yield
+        finally:
+            release()
+
+    async def acquire(self, vote_ids: Iterable[str]) -> Callable[[], None]:
+        """Hold ``vote_ids`` (waiting for whoever holds any of them); returns the release."""
         wanted = set(vote_ids)
         while busy := {self._held[v] for v in wanted if v in self._held}:
             await asyncio.gather(*(event.wait() for event in busy))
         released = asyncio.Event()
         for v in wanted:
             self._held[v] = released
-        try:
-            yield
-        finally:
+
+        def release() -> None:
             for v in wanted:
                 del self._held[v]
             released.set()
+
+        return release
 
 
 class VoteIdMemory:
