@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from functools import lru_cache
 
 from shared.events import Outcome
 
@@ -102,6 +103,7 @@ def text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+@lru_cache(maxsize=1 << 16)  # the worker parses the same few thousand fields every batch
 def parse_count_field(field: str) -> tuple[str, str, Outcome]:
     model_a, model_b, winner = field.split(FIELD_SEP)
     if winner not in _FLIP:

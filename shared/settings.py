@@ -58,7 +58,7 @@ class IngestSettings(PodiumSettings):
         default=16 * 1024 * 1024, ge=1024, description="Request body size limit (413 above)."
     )
     ingest_groups_in_flight: int = Field(
-        default=8, ge=1, le=1024,
+        default=4, ge=1, le=1024,
         description="Groups of concurrent vote requests being accepted at once; requests that "
         "arrive meanwhile wait and go together (fewer round trips per request under load).",
     )

@@ -143,7 +143,7 @@ class VoteAcceptor:
         metrics: IngestMetrics,
         redis_client: aioredis.Redis,
         max_group_votes: int = 20_000,
-        max_groups_in_flight: int = 2,
+        max_groups_in_flight: int = 4,
     ) -> None:
         self._settings = settings
         self._publisher = publisher

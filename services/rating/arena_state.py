@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 from services.rating.batch import ArenaSlice, RawRecord, fold, style_battles
 from services.rating.engine import BattleColumns, PairCounts
@@ -28,7 +27,7 @@ class ArenaState:
         for view, increments in sl.increments.items():
             counts = self.counts[view]
             for fld, n in increments.items():
-                counts.add(*_parse_field(fld), n=n)
+                counts.add(*parse_count_field(fld), n=n)
             self.elo[view].update(elo_after.get(view, {}))
         for view, columns in style_battles(sl).items():
             if view in self.battles:
@@ -37,7 +36,6 @@ class ArenaState:
 
 
 # the same few thousand fields come back batch after batch (bounded: a field is ~60 bytes)
-_parse_field = lru_cache(maxsize=1 << 16)(parse_count_field)
 
 
 def rest_after(
