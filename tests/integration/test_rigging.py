@@ -136,3 +136,9 @@ async def test_rigging_campaigns_are_flagged_and_cannot_move_the_target_beyond_i
     assert (await screened.row(TARGET))["votes"] == counted + kept
     assert not await redis_client.hexists(screened.keys.flagged("text"), "solo")
     assert await redis_client.llen(screened.keys.quarantine("text", "solo")) == 0
+    # released, solo starts over: the worker does not judge new votes by the old statistics
+    other = next(m for m in SyntheticArena().strengths if m != TARGET)
+    await screened.feed([{"vote_id": f"after-release-{i}", "arena": "text", "model_a": TARGET,
+                          "model_b": other, "winner": "model_a", "voter": "solo"}
+                         for i in range(2)])
+    assert not await redis_client.hexists(screened.keys.flagged("text"), "solo")
