@@ -57,6 +57,7 @@ bench: install $(ARENA_VENV)/.installed
 	$(PY) bench/e2e_throughput.py
 	$(PY) bench/http_bench.py
 	$(PY) bench/latency_bench.py
+	$(PY) bench/worker_cpu.py
 	$(PY) bench/memory_bench.py
 
 clean:

@@ -28,7 +28,7 @@ class Stack:
 @asynccontextmanager
 async def infra() -> AsyncIterator[Infra]:
     """Kafka and Redis for a benchmark run (stopped afterwards)."""
-    run_dir = ROOT / ".run" / "bench"
+    run_dir = ROOT / ".run" / "bench" / str(os.getpid())  # benchmarks may run side by side
     kafka_port, redis_port = free_port(), free_port()
     env = {**os.environ, "PODIUM_RUN_DIR": str(run_dir), "PODIUM_KAFKA_PORT": str(kafka_port),
            "PODIUM_KAFKA_CONTROLLER_PORT": str(free_port()), "PODIUM_REDIS_PORT": str(redis_port)}
@@ -40,6 +40,7 @@ async def infra() -> AsyncIterator[Infra]:
     finally:
         subprocess.run([str(ROOT / "deploy/redis/redis.sh"), "stop"], env=env, check=False)
         subprocess.run([str(ROOT / "deploy/kafka/kafka.sh"), "stop"], env=env, check=False)
+        subprocess.run(["rm", "-rf", str(run_dir)], check=False)
 
 
 @asynccontextmanager

@@ -6,7 +6,7 @@ per board: the counts of a board do not depend on how its votes were batched): e
 on `overall`, on 1.25 of 14 category boards on average, and on one of 15 language boards. It
 prints used_memory above the empty server's, per board, and the time to load every board back.
 
-    .venv/bin/python bench/memory_bench.py [--votes 10000000] [--soak-s 120]
+    .venv/bin/python bench/memory_bench.py [--votes 10000000] [--soak-s 600]
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ async def soak(seconds: float) -> None:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--votes", type=int, default=10_000_000)
-    parser.add_argument("--soak-s", type=float, default=120)
+    parser.add_argument("--soak-s", type=float, default=600)
     args = parser.parse_args()
     async with infra() as running:
         await redis_memory(running.redis_url, args.votes)

@@ -362,9 +362,7 @@ class RatingProcessor:
                     self._arenas.pop(arena, None)
                     continue
                 state.battles[view] = columns
-            snapshot = BattleColumns(columns.features, capacity=len(columns))
-            snapshot.extend(columns)  # the fit runs in a thread while batches go on
-            return snapshot
+            return columns.snapshot()  # the fit runs in a thread while batches go on
 
     async def _refit_style_board(self, arena: str, view: str, position: SourcePosition) -> int:
         board = board_name(arena, style_view(view))

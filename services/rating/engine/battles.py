@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Final
+from typing import Any, Final, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -38,6 +38,14 @@ def _narrowest(column: NDArray[np.integer]) -> np.dtype[np.unsignedinteger]:
         if top <= np.iinfo(dtype).max:
             return dtype
     raise ValueError(f"value {top} does not fit in 32 bits")
+
+
+_Column = TypeVar("_Column", bound=NDArray[Any])
+
+
+def _frozen(view: _Column) -> _Column:
+    view.flags.writeable = False
+    return view
 
 
 class BattleColumns:
@@ -102,6 +110,21 @@ class BattleColumns:
         """Bytes held by the used part of the columns (capacity slack excluded)."""
         per_battle = 4 + 4 + 1 + 2 * 4 * len(self._features)
         return per_battle * self._n
+
+    def snapshot(self) -> BattleColumns:
+        """The battles so far, sharing memory with these columns instead of copying them (a
+        fit in a thread reads it while batches keep appending). Appends here write past its end
+        or into new arrays, so it never changes; its own arrays are read-only views, and
+        appending to it copies them first."""
+        out = BattleColumns.__new__(BattleColumns)
+        out._features = self._features
+        out._models = list(self._models)
+        out._index = dict(self._index)
+        out._n = self._n
+        out._a, out._b = _frozen(self._a[: self._n]), _frozen(self._b[: self._n])
+        out._outcome = _frozen(self._outcome[: self._n])
+        out._sa, out._sb = _frozen(self._sa[: self._n]), _frozen(self._sb[: self._n])
+        return out
 
     # -- appending ------------------------------------------------------------------------
 
@@ -192,7 +215,7 @@ class BattleColumns:
 
     def _reserve(self, size: int) -> None:
         capacity = self._a.shape[0]
-        if size <= capacity:
+        if size <= capacity and self._a.flags.writeable:
             return
         new = max(size, 2 * capacity)
         self._a = np.resize(self._a, new)

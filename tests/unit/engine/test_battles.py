@@ -104,3 +104,21 @@ def test_counts_match_the_battles() -> None:
         block.append(a, b, outcome, [0, 0, 0, 0], [0, 0, 0, 0])
     assert block.counts() == counts_of(battles)
     assert np.array_equal(block.counts().cells, counts_of(battles).cells)
+
+
+def test_a_snapshot_shares_memory_and_never_changes() -> None:
+    cols = BattleColumns(capacity=4)
+    for i in range(3):
+        cols.append("a", "b", "model_a", [i, 0, 0, 0], [1, 1, 1, 1])
+    snap = cols.snapshot()
+    assert np.shares_memory(snap.style_a, cols.style_a)
+    before = (snap.model_a.copy(), snap.style_a.copy(), snap.models)
+    for i in range(10):  # in place, then past the capacity (new arrays)
+        cols.append("c", "a", "tie", [9, 9, 9, 9], [i, 0, 0, 0])
+    assert len(snap) == 3 and len(cols) == 13 and snap.models == ("a", "b")
+    assert (snap.model_a == before[0]).all() and (snap.style_a == before[1]).all()
+    with pytest.raises(ValueError):
+        snap.style_a[0, 0] = 5  # read-only
+    snap.append("b", "a", "model_b", [1, 1, 1, 1], [2, 2, 2, 2])  # copies, the parent is intact
+    assert len(snap) == 4 and len(cols) == 13 and cols.model_a[3] == cols.models.index("c")
+    assert int(snap.counts().cells.sum()) == 4
