@@ -111,11 +111,6 @@ def parse_count_field(field: str) -> tuple[str, str, Outcome]:
     return model_a, model_b, _FLIP[_FLIP[winner]]
 
 
-# The field of an arena's screen fence hash that counts writes of its voter statistics (the
-# rating worker caches them while the count is its own; an admin's release bumps it).
-SCREEN_VERSION_FIELD = "_version"
-
-
 @dataclass(frozen=True)
 class KeyLayout:
     prefix: str = "podium"

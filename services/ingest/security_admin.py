@@ -20,7 +20,7 @@ from services.ingest.auth import (
 )
 from services.ingest.publisher import PublishUnavailable, VotePublisher
 from shared.events import Vote
-from shared.keys import SCREEN_VERSION_FIELD, KeyLayout, text
+from shared.keys import KeyLayout, text
 from shared.settings import IngestSettings
 
 SlugPath = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", examples=["text"])]
@@ -102,12 +102,8 @@ def security_admin_router(settings: IngestSettings) -> APIRouter:
         evidence = await client.hget(keys.flagged(arena), voter)
         if evidence is None:
             raise HTTPException(404, f"voter {voter!r} is not flagged in arena {arena!r}")
-        async with client.pipeline(transaction=True) as tx:  # one slot: the arena's tag
-            tx.hdel(keys.flagged(arena), voter)  # new votes count from now on
-            tx.hdel(keys.voter_stats(arena), voter)
-            # the rating worker's cached statistics are stale now (services/rating/screen.py)
-            tx.hincrby(keys.screen_fence(arena), SCREEN_VERSION_FIELD, 1)
-            await tx.execute()
+        await client.hdel(keys.flagged(arena), voter)  # new votes count from now on
+        await client.hdel(keys.voter_stats(arena), voter)
         publisher: VotePublisher = request.app.state.publisher
         released = 0
         while True:  # also votes the worker quarantined while this ran

@@ -16,7 +16,6 @@ A replayed record is not scored again; its votes are excluded iff the voter is f
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -29,7 +28,7 @@ import redis.asyncio as aioredis
 
 from services.rating.batch import RawRecord
 from shared.events import Vote
-from shared.keys import SCREEN_VERSION_FIELD, KeyLayout, text
+from shared.keys import KeyLayout, text
 
 # (arena, model x, model y) -> P(x beats y) on the arena's overall board, None when unknown
 WinProbability = Callable[[str, str, str], float | None]
@@ -55,7 +54,7 @@ class VoterStats:
     models: dict[str, list[float]] | None = None
 
     @classmethod
-    def load(cls, raw: bytes | str | None) -> VoterStats:
+    def load(cls, raw: bytes | None) -> VoterStats:
         if raw is None:
             return cls(0, {})
         doc = orjson.loads(raw)
@@ -108,20 +107,10 @@ def sides(model_a: str, model_b: str, p_a: float, options: ScreenOptions) -> tup
 
 
 class VoterScreen:
-    """Scores votes and flags voters. Voter statistics are cached in memory per arena (up to
-    ``cache_size`` voters in all) while the arena's statistics version in Redis is the one the
-    worker wrote last: a batch then reads from Redis only the voters it has not seen, instead
-    of parsing every voter's statistics again. Any other writer (another worker after a
-    rebalance, an admin's release) bumps the version, and the cache is dropped."""
-
-    def __init__(self, client: aioredis.Redis, keys: KeyLayout, options: ScreenOptions,
-                 cache_size: int = 500_000) -> None:
+    def __init__(self, client: aioredis.Redis, keys: KeyLayout, options: ScreenOptions) -> None:
         self._redis = client
         self._keys = keys
         self._options = options
-        self._cache_size = cache_size
-        self._cached: dict[str, dict[str, VoterStats]] = {}  # arena -> voter -> statistics
-        self._versions: dict[str, int] = {}  # arena -> version the cache reflects
 
     async def screen(
         self,
@@ -154,19 +143,11 @@ class VoterScreen:
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(keys.flagged(arena))
             pipe.hgetall(keys.screen_fence(arena))
-            flagged_raw, fence_raw = await pipe.execute()
+            pipe.hmget(keys.voter_stats(arena), voters)
+            flagged_raw, fence_raw, stats_raw = await pipe.execute()
         flagged = {text(k) for k in flagged_raw}
         fences = {text(k): int(v) for k, v in fence_raw.items()}
-        version = fences.pop(SCREEN_VERSION_FIELD, 0)
-        cached = self._cached.setdefault(arena, {})
-        if self._versions.get(arena) != version:
-            cached.clear()
-        self._versions.pop(arena, None)  # valid again only once this batch is written
-        stats = {v: cached[v] for v in voters if v in cached}
-        missing = [v for v in voters if v not in stats]
-        if missing:
-            found = await self._redis.hmget(keys.voter_stats(arena), missing)
-            stats.update((v, VoterStats.load(r)) for v, r in zip(missing, found, strict=True))
+        stats = {v: VoterStats.load(raw) for v, raw in zip(voters, stats_raw, strict=True)}
         changed: set[str] = set()
         new_flags: dict[str, bytes] = {}
         kept: dict[str, list[bytes]] = defaultdict(list)
@@ -204,7 +185,6 @@ class VoterScreen:
                 if not replay:
                     kept[voter].append(vote.model_dump_json().encode())
         if not (changed or new_flags or kept or new_fences):
-            self._keep(arena, version, stats)
             return marked
         # a few multi-field commands, not one per voter: a batch touches thousands of voters
         stored = {v: stats[v].dump() for v in sorted(changed) if stats[v].models}
@@ -220,23 +200,8 @@ class VoterScreen:
                 tx.rpush(keys.quarantine(arena, voter), *raw)
             if new_fences:
                 tx.hset(keys.screen_fence(arena), mapping=new_fences)  # type: ignore[arg-type]
-            tx.hincrby(keys.screen_fence(arena), SCREEN_VERSION_FIELD, 1)
-            written = await tx.execute()
-        for voter in emptied:  # as Redis now has them
-            stats[voter] = VoterStats(0, {})
-        if int(written[-1]) == version + 1:  # nobody else wrote since this batch read
-            self._keep(arena, version + 1, stats)
+            await tx.execute()
         return marked
-
-    def _keep(self, arena: str, version: int, stats: dict[str, VoterStats]) -> None:
-        """Cache ``stats`` as of ``version`` (the arena's statistics as Redis has them)."""
-        cached = self._cached[arena]
-        cached.update(stats)
-        excess = sum(len(c) for c in self._cached.values()) - self._cache_size
-        if excess > 0:  # the oldest entries of this arena go first
-            for voter in list(itertools.islice(cached, min(excess, len(cached)))):
-                del cached[voter]
-        self._versions[arena] = version
 
     def _evidence(
         self, arena: str, voter: str, stats: VoterStats, crossed: tuple[str, float],
