@@ -23,8 +23,9 @@
 | ``{p}:clients``                  | hash   | key id -> ingest client (ClientRecord JSON: the  |
 |                                  |        | key's sha256, never the key)                     |
 | ``{p}:replay:{signature}``       | string | a signed request seen (TTL = 2 x window)         |
-| ``{p}:{limits}:{kind}:{id}``     | hash/str | token buckets (ip, client, voter), daily caps, |
-|                                  |        | prompt-hash counts; one hash tag: one Lua call   |
+| ``{p}:{limits}:{kind}:{id}``     | string | token buckets (``ip-bucket``, ``client-bucket``),|
+|                                  |        | ``voter-state`` (bucket + daily count), prompt-  |
+|                                  |        | hash counts; one hash tag: one Lua call          |
 | ``{p}:{arena}:voters``           | hash   | voter -> sequential-test statistics (rating)     |
 | ``{p}:{arena}:flagged``          | hash   | voter -> evidence JSON (votes quarantined)       |
 | ``{p}:{arena}:quarantine:{voter}`` | list | the voter's quarantined votes, JSON, in order    |

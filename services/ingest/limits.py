@@ -80,9 +80,13 @@ class RateLimiter:
         if not requests:
             return []
         now = self._clock()
+        s = self._s
         keys: list[str] = []
-        argv: list[float | int] = [int(now * 1000), len(requests)]
-        plans = [self._plan(r, now, keys, argv) for r in requests]
+        argv: list[float | int] = [
+            int(now * 1000), len(requests), s.ingest_voter_votes_per_s, s.ingest_voter_burst,
+            s.ingest_voter_daily_cap, int(now // DAY_S), DAY_S - int(now) % DAY_S,
+        ]
+        plans = [self._plan(r, keys, argv) for r in requests]
         try:
             reply = await self._script(keys=keys, args=argv)
         except aioredis.RedisError as exc:
@@ -94,7 +98,10 @@ class RateLimiter:
             status, second, third = (int(x) for x in reply[at:at + 3])
             at += 3
             if status == 0:
-                verdicts.append(Verdict(False, second, names[third - 1]))
+                name = names[abs(third) - 1]
+                if third < 0:  # the voter's daily cap, not its rate
+                    name = name.replace("voter:", "voter-daily-cap:", 1)
+                verdicts.append(Verdict(False, second, name))
                 continue
             allowed = {key: int(n) for key, n in zip(order, reply[at:at + second], strict=True)}
             at += second
@@ -102,44 +109,34 @@ class RateLimiter:
         return verdicts
 
     def _plan(
-        self, request: LimitRequest, now: float, keys: list[str], argv: list[float | int]
+        self, request: LimitRequest, keys: list[str], argv: list[float | int]
     ) -> tuple[list[str], list[tuple[str, str]]]:
         """Append one request's keys and arguments; returns the names of its limits (for the
         429 message) and the order of its prompt counters."""
         s = self._s
         votes = request.votes
-        names: list[str] = []
-        buckets: list[float | int] = []
-        keys.append(self._keys.limit("ip", request.ip))
-        names.append(f"ip:{request.ip}")
-        buckets += [s.ingest_ip_requests_per_s, s.ingest_ip_burst, 1]
+        limit = self._keys.limit
+        keys.append(limit("ip-bucket", request.ip))
+        names = [f"ip:{request.ip}"]
+        buckets: list[float | int] = [s.ingest_ip_requests_per_s, s.ingest_ip_burst, 1]
         who = request.client or "-"
         if votes:
-            keys.append(self._keys.limit("client", who))
+            keys.append(limit("client-bucket", who))
             names.append(f"client:{who}")
             buckets += [s.ingest_client_votes_per_s, s.ingest_client_burst, len(votes)]
-        per_voter = Counter(v.voter for v in votes if v.voter is not None)
-        for voter, n in sorted(per_voter.items()):
-            keys.append(self._keys.limit("voter", f"{who}|{voter}"))
+        per_voter = Counter([v.voter for v in votes if v.voter is not None])
+        argv += [len(buckets) // 3, *buckets, len(per_voter), *per_voter.values()]
+        for voter in per_voter:  # first appearance order (Counter keeps insertion order)
+            keys.append(limit("voter-state", f"{who}|{voter}"))
             names.append(f"voter:{voter}")
-            buckets += [s.ingest_voter_votes_per_s, s.ingest_voter_burst, n]
-        day = int(now // DAY_S)
-        to_midnight = DAY_S - int(now) % DAY_S
-        daily: list[int] = []
-        if s.ingest_voter_daily_cap:
-            for voter, n in sorted(per_voter.items()):
-                keys.append(self._keys.limit("day", f"{day}|{who}|{voter}"))
-                names.append(f"voter-daily-cap:{voter}")
-                daily += [s.ingest_voter_daily_cap, n, to_midnight]
         prompts: Counter[tuple[str, str]] = Counter()
         if s.ingest_prompt_hash_cap:
             prompts.update((v.arena, v.prompt_hash) for v in votes if v.prompt_hash)
         order = sorted(prompts)
-        prompt_args: list[int] = []
+        argv.append(len(order))
         for arena, digest in order:
-            keys.append(self._keys.limit("prompt", f"{arena}|{digest}"))
-            prompt_args += [s.ingest_prompt_hash_cap, prompts[(arena, digest)], PROMPT_TTL_S]
-        argv += [len(buckets) // 3, *buckets, len(daily) // 3, *daily, len(order), *prompt_args]
+            keys.append(limit("prompt", f"{arena}|{digest}"))
+            argv += [s.ingest_prompt_hash_cap, prompts[(arena, digest)], PROMPT_TTL_S]
         return names, order
 
 

@@ -8,6 +8,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from services.ingest.auth import KEY_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from shared.settings import IngestSettings
 from tests.support.infra import ADMIN_TOKEN, DEV_API_KEY, Infra
 from tests.support.ingest_app import ingest_client, ingest_settings
 
@@ -130,6 +131,43 @@ async def test_rate_limits_answer_429_with_retry_after(
     async with ingest_client(settings, redis_client) as (client, _):
         codes = [(await client.post("/v1/votes", json=vote(i))).status_code for i in range(4)]
         assert codes == [202, 202, 202, 429]
+
+
+async def test_voter_state_refills_and_resets_at_midnight(
+    prefix: str, redis_client: aioredis.Redis
+) -> None:
+    """A voter's token bucket and daily count share one key: the bucket refills with time, the
+    count resets at midnight UTC, and a refused request charges neither."""
+    from services.ingest.limits import DAY_S, LimitRequest, RateLimiter
+    from shared.events import Vote
+    from shared.keys import KeyLayout
+
+    now = [DAY_S * 20_000 + DAY_S - 30.0]  # 30 s before midnight UTC
+    settings = ingest_settings_for_limits(ingest_voter_burst=4, ingest_voter_votes_per_s=1.0,
+                                          ingest_voter_daily_cap=8)
+    limiter = RateLimiter(redis_client, KeyLayout(prefix), settings, clock=lambda: now[0])
+
+    def req(n: int, start: int, voter: str = "u") -> LimitRequest:
+        return LimitRequest("10.0.0.1", "c", [Vote.model_validate(vote(start + i, voter=voter))
+                                              for i in range(n)])
+
+    assert [v.allowed for v in await limiter.check_many([req(4, 0), req(1, 4)])] == [True, False]
+    now[0] += 2.0  # two tokens back
+    verdict = (await limiter.check_many([req(3, 10)]))[0]
+    assert not verdict.allowed and verdict.limit == "voter:u" and verdict.retry_after_s == 1
+    assert (await limiter.check_many([req(2, 10)]))[0].allowed  # 6 today
+    now[0] += 10.0
+    verdict = (await limiter.check_many([req(3, 20)]))[0]  # 9 > 8 today
+    assert not verdict.allowed and verdict.limit == "voter-daily-cap:u"
+    assert 1 <= verdict.retry_after_s <= 18
+    assert (await limiter.check_many([req(1, 20, voter="w")]))[0].allowed  # another voter
+    now[0] += 30.0  # past midnight: a new day
+    assert (await limiter.check_many([req(4, 30)]))[0].allowed
+
+
+def ingest_settings_for_limits(**limits: object) -> IngestSettings:
+    return IngestSettings(redis_url="redis://unused", ingest_require_auth=False,
+                          **limits)  # type: ignore[arg-type]
 
 
 async def test_duplicate_prompts_past_the_cap_are_kept_but_excluded(
