@@ -163,8 +163,9 @@ class KeyLayout:
         return f"{self.prefix}:models:version"
 
     def dedupe(self, vote_id: str) -> str:
-        """A vote id's marker; ids are spread over ``DEDUPE_SHARDS`` hash tags so a batch's
-        markers are written with one script call per shard (and still spread over a cluster)."""
+        """A vote id's marker; ids are spread over ``DEDUPE_SHARDS`` hash tags so they would
+        still spread over a Redis Cluster (on one server, ingest reads and writes a group's
+        markers with one command each, across tags)."""
         return f"{self.prefix}:{{dedupe-{dedupe_shard(vote_id)}}}:{vote_id}"
 
     def clients(self) -> str:

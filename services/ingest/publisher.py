@@ -22,7 +22,7 @@ from redis.asyncio.client import Pipeline
 
 from shared.events import ScoreEvent, Vote, encode_vote_record
 from shared.kafka import ensure_topics
-from shared.keys import KeyLayout, dedupe_shard
+from shared.keys import KeyLayout
 from shared.settings import IngestSettings
 
 log = logging.getLogger(__name__)
@@ -267,14 +267,8 @@ class VoteIdMemory:
         self._window_s = window_s
         self._remember = client.register_script(REMEMBER_SCRIPT)
 
-    def _by_shard(self, vote_ids: Iterable[str]) -> dict[int, list[str]]:
-        shards: dict[int, list[str]] = {}
-        for v in vote_ids:
-            shards.setdefault(dedupe_shard(v), []).append(v)
-        return shards
-
     async def seen(self, vote_ids: Sequence[str]) -> set[str]:
-        """The ids remembered within the window: one MGET per key shard, in one round trip."""
+        """The ids remembered within the window: one MGET, one round trip."""
         if not self._window_s or not vote_ids:
             return set()
         try:
@@ -289,31 +283,35 @@ class VoteIdMemory:
         self, pipe: Pipeline, vote_ids: Sequence[str]
     ) -> Callable[[Iterator[Any]], set[str]]:
         """Add the lookup of ``vote_ids`` to a pipeline shared with other commands; returns what
-        reads the seen ids from its replies (consuming them)."""
+        reads the seen ids from its replies (consuming them).
+
+        The keys carry one of 16 hash tags (``{dedupe-N}``) so that a Redis Cluster could spread
+        them, but Podium runs against one Redis server, where a single MGET (and a single script
+        call in ``remember``) covers every shard: one command per group of requests instead of
+        one per shard."""
         if not self._window_s or not vote_ids:
             return lambda replies: set()
-        shards = list(self._by_shard(vote_ids).values())
-        for ids in shards:
-            pipe.mget([self._keys.dedupe(v) for v in ids])
+        ids = list(vote_ids)
+        dedupe = self._keys.dedupe
+        pipe.mget([dedupe(v) for v in ids])
 
         def found(replies: Iterator[Any]) -> set[str]:
-            mine = [next(replies) for _ in shards]
-            return {v for ids, hits in zip(shards, mine, strict=True)
-                    for v, hit in zip(ids, hits, strict=True) if hit is not None}
+            hits = next(replies)
+            return {v for v, hit in zip(ids, hits, strict=True) if hit is not None}
 
         return found
 
     async def remember(self, vote_ids: Iterable[str]) -> None:
-        """Mark ids for the window: one script call per key shard (a batch of thousands of
-        SET commands cost ingest more CPU than everything else it does)."""
+        """Mark ids for the window: one script call (a batch of thousands of SET commands cost
+        ingest more CPU than everything else it does)."""
         if not self._window_s:
             return
+        dedupe = self._keys.dedupe
+        keys = [dedupe(v) for v in vote_ids]
+        if not keys:
+            return
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for ids in self._by_shard(vote_ids).values():
-                    await self._remember(keys=[self._keys.dedupe(v) for v in ids],
-                                         args=[self._window_s], client=pipe)
-                await pipe.execute()
+            await self._remember(keys=keys, args=[self._window_s])
         except aioredis.RedisError as exc:
             log.warning("could not remember vote ids: %s", exc)
 
