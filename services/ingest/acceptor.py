@@ -335,16 +335,22 @@ class VoteAcceptor:
         # started before the answers go out: the marker of an answered vote is on its way to
         # Redis ahead of any retry of it (and the group's ids stay held until it is written)
         remembered = asyncio.ensure_future(self._memory.remember(v.vote_id for v in to_publish))
+        accepted = repeated = 0
+        observe_size = self._metrics.batch_size.observe
         for p, votes in allowed:
             ids = [v.vote_id for v in p.submission.votes]
-            published = {v.vote_id for v in votes}
-            duplicates = [i for i in ids if i not in published]
-            self._metrics.votes_accepted.inc(len(published))
-            self._metrics.votes_duplicate.inc(len(duplicates))
-            self._metrics.batch_size.observe(len(ids))
+            duplicates: list[str] = []
+            if len(votes) != len(ids):
+                published = {v.vote_id for v in votes}
+                duplicates = [i for i in ids if i not in published]
+            accepted += len(votes)
+            repeated += len(duplicates)
+            observe_size(len(ids))
             if log.isEnabledFor(logging.DEBUG):
                 with request_context(p.submission.request_id, ids):
-                    log.debug("accepted %d votes (%d duplicates)", len(published),
+                    log.debug("accepted %d votes (%d duplicates)", len(votes),
                               len(duplicates))
             self._answer(p, Answer(202, {"accepted": ids, "duplicates": duplicates}))
+        self._metrics.votes_accepted.inc(accepted)
+        self._metrics.votes_duplicate.inc(repeated)
         return remembered

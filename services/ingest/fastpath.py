@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import os
 import time
+from typing import Any
 
 import orjson
 from fastapi import FastAPI
@@ -38,6 +39,9 @@ class VoteFastPath:
         # request ids for requests that bring none: unique per process, cheaper than uuid4
         self._id_prefix = os.urandom(6).hex() + "-"
         self._ids = itertools.count(1)
+        self._metrics: IngestMetrics | None = None
+        self._counted: dict[int, Any] = {}
+        self._timed: Any = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != PATH
@@ -92,8 +96,15 @@ class VoteFastPath:
         headers += [(k.lower().encode(), v.encode()) for k, v in answer.headers.items()]
         await send({"type": "http.response.start", "status": answer.status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
-        metrics.requests.labels("POST", PATH, str(answer.status)).inc()
-        metrics.latency.labels("POST", PATH).observe(time.perf_counter() - started)
+        if metrics is not self._metrics:  # a new app state: its own metric children
+            self._metrics, self._counted = metrics, {}
+            self._timed = metrics.latency.labels("POST", PATH)
+        counted = self._counted.get(answer.status)
+        if counted is None:  # labelled children looked up once (a lookup per request showed)
+            counted = self._counted[answer.status] = metrics.requests.labels(
+                "POST", PATH, str(answer.status))
+        counted.inc()
+        self._timed.observe(time.perf_counter() - started)
 
     def _ip(self, scope: Scope, forwarded: str) -> str:
         client = scope.get("client")
