@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import time
 
-import httpx
+import aiohttp
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from harness import infra, stack
+from harness import cpu_seconds, infra, infra_pids, stack
 
 from services.demo.arena import SyntheticArena
 from tests.support.infra import unique_prefix
@@ -28,36 +29,47 @@ async def podium_run(votes: list[bytes], warmup: list[bytes], batch: int,
     async with infra() as running, stack(running) as st:
         queue: asyncio.Queue[bytes] = asyncio.Queue()
 
-        async def poster(client: httpx.AsyncClient) -> None:
+        # aiohttp and orjson: the load generator must not be what limits the run (httpx and
+        # its JSON decoding of the polled board took ~4 us of the client's CPU per vote)
+        async def poster(client: aiohttp.ClientSession) -> None:
             while not queue.empty():
                 body = queue.get_nowait()
-                r = await client.post("/v1/votes/batch", content=body,
-                                      headers={"content-type": "application/x-ndjson"})
-                assert r.status_code == 202, r.text[:300]
+                async with client.post("/v1/votes/batch", data=body,
+                                       headers={"content-type": "application/x-ndjson"}) as r:
+                    text = await r.read()
+                    assert r.status == 202, text[:300]
 
         async def in_standings(expected: int) -> None:
-            async with httpx.AsyncClient(base_url=st.services["api"].url, timeout=10) as api:
+            async with aiohttp.ClientSession(st.services["api"].url) as api:
                 while True:
-                    r = await api.get("/v1/leaderboards/text/overall")
-                    if r.status_code == 200 and r.json()["votes"] == expected:
+                    async with api.get("/v1/leaderboards/text/overall") as r:
+                        body = await r.read()
+                    if r.status == 200 and orjson.loads(body)["votes"] == expected:
                         return
                     await asyncio.sleep(0.02)
 
         async def post_all(batch_votes: list[bytes]) -> None:
             for i in range(0, len(batch_votes), batch):
                 queue.put_nowait(b"\n".join(batch_votes[i:i + batch]))
-            async with httpx.AsyncClient(base_url=st.services["ingest"].url,
-                                         timeout=120) as client:
+            async with aiohttp.ClientSession(st.services["ingest"].url,
+                                             timeout=aiohttp.ClientTimeout(total=120)) as client:
                 await asyncio.gather(*(poster(client) for _ in range(concurrency)))
 
         if warmup:
             await post_all(warmup)
             await in_standings(len(warmup))
+        pids = {name: s.proc.pid for name, s in st.services.items()}
+        pids.update(infra_pids(), client=os.getpid())
+        cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         started = time.perf_counter()
         await post_all(votes)
         posted = time.perf_counter() - started
         await in_standings(len(warmup) + len(votes))
         total = time.perf_counter() - started
+        per_vote = {name: (cpu_seconds(pid) - cpu_before[name]) / len(votes) * 1e6
+                    for name, pid in pids.items()}
+        print("  CPU per vote (us): " + ", ".join(f"{n} {us:.1f}" for n, us in per_vote.items())
+              + f"; all {sum(per_vote.values()):.1f}")
         print(f"  podium: all {len(votes):,} posted in {posted:.2f}s, in standings after "
               f"{total:.2f}s")
         return len(votes) / total

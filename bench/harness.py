@@ -25,14 +25,30 @@ class Stack:
     services: dict[str, ServiceProcess]
 
 
+def run_dir() -> Path:
+    """This benchmark process's run dir (Kafka's and Redis's pid files, logs and data)."""
+    return ROOT / ".run" / "bench" / str(os.getpid())  # benchmarks may run side by side
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def infra_pids() -> dict[str, int]:
+    """The pids of this run's Kafka broker and Redis server."""
+    return {name: int((run_dir() / f"{name}.pid").read_text())
+            for name in ("kafka", "redis")}
+
+
 @asynccontextmanager
 async def infra() -> AsyncIterator[Infra]:
     """Kafka and Redis for a benchmark run (stopped afterwards)."""
-    run_dir = ROOT / ".run" / "bench" / str(os.getpid())  # benchmarks may run side by side
     kafka_port, redis_port = free_port(), free_port()
-    env = {**os.environ, "PODIUM_RUN_DIR": str(run_dir), "PODIUM_KAFKA_PORT": str(kafka_port),
+    env = {**os.environ, "PODIUM_RUN_DIR": str(run_dir()), "PODIUM_KAFKA_PORT": str(kafka_port),
            "PODIUM_KAFKA_CONTROLLER_PORT": str(free_port()), "PODIUM_REDIS_PORT": str(redis_port)}
-    subprocess.run(["rm", "-rf", str(run_dir)], check=True)
+    subprocess.run(["rm", "-rf", str(run_dir())], check=True)
     subprocess.run([str(ROOT / "deploy/kafka/kafka.sh"), "start"], env=env, check=True)
     subprocess.run([str(ROOT / "deploy/redis/redis.sh"), "start"], env=env, check=True)
     try:
@@ -40,7 +56,7 @@ async def infra() -> AsyncIterator[Infra]:
     finally:
         subprocess.run([str(ROOT / "deploy/redis/redis.sh"), "stop"], env=env, check=False)
         subprocess.run([str(ROOT / "deploy/kafka/kafka.sh"), "stop"], env=env, check=False)
-        subprocess.run(["rm", "-rf", str(run_dir)], check=False)
+        subprocess.run(["rm", "-rf", str(run_dir())], check=False)
 
 
 @asynccontextmanager

@@ -304,3 +304,47 @@ async def test_an_arena_numbers_at_most_8192_models(redis_client: aioredis.Redis
         await store.apply(sl, 0)
     assert await redis_client.hlen(keys.model_index("text")) == 8191
     assert await redis_client.exists(keys.fence("text"), keys.counts("text", "overall")) == 0
+
+
+async def test_a_failing_board_refit_leaves_the_other_boards_written(
+    redis_client: aioredis.Redis, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The boards of a batch are refitted together: one whose fit raises is logged and left
+    as it was; every other board is written and its rank changes are published."""
+    import services.rating.processor as processor_module
+
+    keys = KeyLayout(prefix)
+    changes: list[bytes] = []
+
+    async def ignore(values: Sequence[bytes]) -> None:
+        return None
+
+    async def publish_changes(values: Sequence[bytes]) -> None:
+        changes.extend(values)
+
+    real_fit = processor_module.fit_board
+
+    def fit_board(counts: PairCounts, *args: object, **kwargs: object) -> object:
+        if counts is broken[0]:
+            raise FloatingPointError("a broken board")
+        return real_fit(counts, *args, **kwargs)  # type: ignore[arg-type]
+
+    broken: list[PairCounts | None] = [None]
+    monkeypatch.setattr(processor_module, "fit_board", fit_board)
+    processor = RatingProcessor(RatingStore(redis_client, keys), FitOptions(), ignore,
+                                publish_changes)
+    recs = records(1500, seed=11)
+    await processor.process(recs[:500])
+    broken[0] = processor._arenas["text"].counts["coding"]  # the coding board breaks
+    coding_before = await redis_client.get(keys.standings("text", "coding"))
+    overall_before = orjson.loads(await redis_client.get(keys.standings("text", "overall")))
+    changes.clear()
+    await processor.process(recs[500:])
+    overall = orjson.loads(await redis_client.get(keys.standings("text", "overall")))
+    assert overall["votes"] > overall_before["votes"]
+    assert await redis_client.get(keys.standings("text", "coding")) == coding_before
+    boards = {orjson.loads(c)["board"] for c in changes}
+    assert boards, "1,000 more votes move some model on some board"
+    assert "text/coding" not in boards
+    english = orjson.loads(await redis_client.get(keys.standings("text", "lang:en")))
+    assert english["votes"] == sum(1 for v in decode(recs)[0] if "lang:en" in v[1].views())
