@@ -21,6 +21,7 @@ from services.api.standings import StandingsReader
 from services.common.health import KafkaProbe, redis_ready
 from services.common.http import OrjsonResponse, install_error_handlers
 from services.common.metrics import ApiMetrics, RequestContextMiddleware, metrics_response
+from services.common.redis_client import connect as redis_connect
 from services.common.registry import ModelRegistry
 from shared.settings import ApiSettings
 
@@ -30,7 +31,7 @@ def create_app(settings: ApiSettings, redis_client: aioredis.Redis | None = None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client = redis_client or aioredis.Redis.from_url(settings.redis_url)
+        client = redis_client or redis_connect(settings.redis_url)
         app.state.settings = settings
         app.state.redis = client
         app.state.reader = StandingsReader(client, settings.keys)

@@ -21,6 +21,7 @@ from services.common.http import (
 )
 from services.common.logcontext import bind_votes, request_id_var
 from services.common.metrics import IngestMetrics, RequestContextMiddleware, metrics_response
+from services.common.redis_client import connect as redis_connect
 from services.common.registry import ModelRegistry
 from services.ingest import security
 from services.ingest.acceptor import (
@@ -132,7 +133,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own_publisher = publisher is None
-        client = redis_client or aioredis.Redis.from_url(settings.redis_url)
+        client = redis_client or redis_connect(settings.redis_url)
         memory = VoteIdMemory(client, settings.keys, settings.ingest_dedupe_window_s)
         pub = publisher or KafkaVotePublisher(settings, on_delivered=memory.remember)
         if isinstance(pub, KafkaVotePublisher) and own_publisher:

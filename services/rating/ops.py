@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import logging
 
-import redis.asyncio as aioredis
 from aiohttp import web
 from aiokafka.errors import KafkaError
 from prometheus_client import generate_latest
 
 from services.common.health import KafkaProbe, redis_ready
 from services.common.metrics import CONTENT_TYPE_LATEST, RatingMetrics
+from services.common.redis_client import connect as redis_connect
 from shared.settings import RatingSettings
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ class OpsEndpoint:
         self._settings = settings
         self._metrics = metrics
         self._probe = KafkaProbe(settings.kafka_bootstrap)
-        self._redis = aioredis.Redis.from_url(settings.redis_url, socket_timeout=2)
+        self._redis = redis_connect(settings.redis_url, socket_timeout=2)
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 

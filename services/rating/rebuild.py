@@ -31,6 +31,7 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from services.common.redis_client import connect as redis_connect
 from services.common.runtime import configure_logging
 from services.rating.batch import RawRecord
 from services.rating.engine import FitOptions
@@ -71,7 +72,7 @@ class ArenaCheck:
 
 
 async def rebuild(settings: RatingSettings, progress_every_s: float = 2.0) -> RebuildResult:
-    client = aioredis.Redis.from_url(settings.redis_url)
+    client = redis_connect(settings.redis_url)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
         enable_auto_commit=False,

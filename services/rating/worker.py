@@ -15,6 +15,7 @@ from aiokafka.errors import KafkaError
 
 from services.common.logcontext import batch_context
 from services.common.metrics import RatingMetrics
+from services.common.redis_client import connect as redis_connect
 from services.rating.batch import RawRecord
 from services.rating.engine import FitOptions, StyleOptions
 from services.rating.ops import OpsEndpoint
@@ -73,7 +74,7 @@ def build_worker(settings: RatingSettings, metrics: RatingMetrics | None = None)
     async def rate(stream: faust.StreamT[bytes]) -> None:
         assert isinstance(stream, faust.Stream)  # take_events is on the class, not on StreamT
         await wait_for_kafka(settings)
-        client = aioredis.Redis.from_url(settings.redis_url)
+        client = redis_connect(settings.redis_url)
         options = FitOptions(preliminary_votes=settings.rating_preliminary_votes,
                              tol=settings.rating_fit_tol)
         processor = RatingProcessor(
@@ -118,7 +119,7 @@ def build_worker(settings: RatingSettings, metrics: RatingMetrics | None = None)
     async def rate_scores(stream: faust.StreamT[bytes]) -> None:
         assert isinstance(stream, faust.Stream)
         await wait_for_kafka(settings)
-        client = aioredis.Redis.from_url(settings.redis_url)
+        client = redis_connect(settings.redis_url)
         processor = ScoreProcessor(client, settings.keys, publish_changes,
                                    read_models=read_model_writer(client))
         try:
