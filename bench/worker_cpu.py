@@ -25,6 +25,7 @@ import orjson
 import redis.asyncio as aioredis
 from harness import ROOT
 
+from services.common.runtime import tune_gc_for_batches
 from services.demo.arena import SyntheticArena
 from services.rating.batch import RawRecord
 from services.rating.engine import FitOptions
@@ -65,6 +66,7 @@ async def run(redis_url: str, args: argparse.Namespace) -> None:
         screen=VoterScreen(client, keys, ScreenOptions()),
         generations_of=keys,
     )
+    tune_gc_for_batches()  # as the worker (services/rating/__main__.py)
     warm = batches(args.warmup, args.votes_per_record, args.records_per_batch, seed=1)
     work = batches(args.votes, args.votes_per_record, args.records_per_batch, seed=2)
     for batch in warm:  # boards exist and fits are warm before the clock starts

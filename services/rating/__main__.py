@@ -14,7 +14,7 @@ import signal
 
 import faust
 
-from services.common.runtime import configure_logging
+from services.common.runtime import configure_logging, tune_gc_for_batches
 from services.rating.worker import build_worker, wait_for_kafka
 from shared.settings import RatingSettings
 
@@ -38,6 +38,7 @@ def main() -> None:
     asyncio.run(wait_for_kafka(settings))  # faust gives up if Kafka is not there as it starts
     app = build_worker(settings)
     worker = RatingWorker(app, settings)
+    tune_gc_for_batches()
     worker.execute_from_commandline()  # handles SIGINT/SIGTERM: stops agents, commits, closes
 
 
