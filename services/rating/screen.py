@@ -80,13 +80,20 @@ class VoterStats:
         for model, p, step_won, step_lost, winning_outcome in pair:
             won = winner == winning_outcome
             stat = models.get(model)
-            if stat is None:
-                stat = [0.0, 0, 0, 0.0]
-            value = max(0.0, stat[0] + (step_won if won else step_lost))
-            if value == 0.0:
-                models.pop(model, None)
-                continue
-            models[model] = [value, stat[1] + 1, stat[2] + int(won), stat[3] + p]
+            if stat is None:  # the statistic starts at 0: [0.0, 0, 0, 0.0]
+                value = max(0.0, step_won if won else step_lost)
+                if value == 0.0:
+                    continue
+                models[model] = [value, 1, int(won), p]
+            else:  # the list is this voter's own (loaded afresh): updated in place
+                value = max(0.0, stat[0] + (step_won if won else step_lost))
+                if value == 0.0:
+                    del models[model]
+                    continue
+                stat[0] = value
+                stat[1] += 1
+                stat[2] += int(won)
+                stat[3] += p
             if value >= threshold and (crossed is None or value > crossed[1]):
                 crossed = (model, value)
         return crossed
@@ -148,6 +155,7 @@ class VoterScreen:
         flagged = {text(k) for k in flagged_raw}
         fences = {text(k): int(v) for k, v in fence_raw.items()}
         stats = {v: VoterStats.load(raw) for v, raw in zip(voters, stats_raw, strict=True)}
+        stored_before = {v for v, raw in zip(voters, stats_raw, strict=True) if raw is not None}
         changed: set[str] = set()
         new_flags: dict[str, bytes] = {}
         kept: dict[str, list[bytes]] = defaultdict(list)
@@ -187,8 +195,14 @@ class VoterScreen:
         if not (changed or new_flags or kept or new_fences):
             return marked
         # a few multi-field commands, not one per voter: a batch touches thousands of voters
-        stored = {v: stats[v].dump() for v in sorted(changed) if stats[v].models}
-        emptied = [v for v in sorted(changed) if not stats[v].models]
+        stored: dict[str, bytes] = {}
+        emptied: list[str] = []  # only those with statistics in Redis: HDEL of the rest is a no-op
+        for voter in sorted(changed):
+            voter_stats = stats[voter]
+            if voter_stats.models:
+                stored[voter] = voter_stats.dump()
+            elif voter in stored_before:
+                emptied.append(voter)
         async with self._redis.pipeline(transaction=True) as tx:  # one slot: the arena's tag
             if stored:
                 tx.hset(keys.voter_stats(arena), mapping=stored)  # type: ignore[arg-type]
