@@ -28,7 +28,7 @@ from services.common.logcontext import request_context
 from services.common.metrics import IngestMetrics
 from services.common.registry import ModelRegistry
 from services.ingest.auth import ClientRecord, key_digest, key_id
-from services.ingest.limits import LimitRequest, RateLimiter
+from services.ingest.limits import LimitRequest, RateLimiter, Verdict
 from services.ingest.publisher import (
     PublishUnavailable,
     VoteIdMemory,
@@ -91,6 +91,16 @@ class ClientKeyCheck:
         self._key = keys.clients()
         self._settings = settings
         self._parsed: dict[bytes | str, ClientRecord] = {}
+        # key digest -> (key id, stored record, record) of keys found valid: a later group
+        # confirms the stored record unchanged inside its rate-limit call (one round trip)
+        self._valid: dict[str, tuple[str, bytes | str, ClientRecord]] = {}
+
+    def remembered(self, api_key: str) -> tuple[str, bytes | str, ClientRecord] | None:
+        """The key's (key id, stored record, record) when it was last found valid."""
+        return self._valid.get(key_digest(api_key))
+
+    def forget(self, api_key: str) -> None:
+        self._valid.pop(key_digest(api_key), None)
 
     def queue(
         self, pipe: Pipeline, api_keys: Sequence[str]
@@ -104,8 +114,17 @@ class ClientKeyCheck:
 
         def checked(replies: Iterator[Any]) -> dict[str, ClientRecord | Answer]:
             found = dict(zip(kids, next(replies), strict=True)) if kids else {}
-            return {api_key: self._verdict(found[key_id(digest)], digest)
-                    for api_key, digest in digests.items()}
+            verdicts: dict[str, ClientRecord | Answer] = {}
+            for api_key, digest in digests.items():
+                kid = key_id(digest)
+                verdict = verdicts[api_key] = self._verdict(found[kid], digest)
+                if isinstance(verdict, ClientRecord):
+                    if len(self._valid) > 10_000:
+                        self._valid.clear()
+                    self._valid[digest] = (kid, found[kid], verdict)
+                else:
+                    self._valid.pop(digest, None)
+            return verdicts
 
         return checked
 
@@ -231,6 +250,9 @@ class VoteAcceptor:
         release = await self._in_progress.acquire(ids)
         remembered: asyncio.Future[None] | None = None
         try:
+            if await self._one_trip_possible(mine):
+                remembered = await self._accept_in_one_trip(mine)
+                return
             checked, seen = await self._lookup(mine, ids)
             live = []
             for p in mine:  # authenticate
@@ -256,6 +278,46 @@ class VoteAcceptor:
                     release()
 
                 remembered.add_done_callback(written)
+
+    async def _one_trip_possible(self, group: list[_Pending]) -> bool:
+        """Whether the group can be accepted with one Redis call: every client key was found
+        valid before (the call confirms its record unchanged) and every model is registered
+        (so no request gets a 422 or registers a model before its key is confirmed)."""
+        if any(p.submission.api_key is not None
+               and self._client_keys.remembered(p.submission.api_key) is None for p in group):
+            return False
+        models = {m for p in group for v in p.submission.votes for m in (v.model_a, v.model_b)}
+        return not models or not await self._registry.unknown(models)
+
+    async def _accept_in_one_trip(self, group: list[_Pending]) -> asyncio.Future[None] | None:
+        """Confirm client keys, look the votes up in the dedupe markers and charge the new ones
+        to the rate limits in one script call, then publish and answer. A request whose key's
+        record changed meanwhile goes to the next group (checked in full there)."""
+        requests: list[LimitRequest] = []
+        for p in group:
+            submission = p.submission
+            key: tuple[str, bytes | str] | None = None
+            p.client = submission.client
+            if submission.api_key is not None:
+                known = self._client_keys.remembered(submission.api_key)
+                assert known is not None  # _one_trip_possible
+                key, p.client = (known[0], known[1]), known[2].client
+            distinct = {v.vote_id: v for v in submission.votes}
+            requests.append(LimitRequest(submission.ip, p.client, list(distinct.values()), key))
+        # server-set fields: a client cannot pre-release or pre-exclude a vote
+        stamp_received((v for r in requests for v in r.votes), utc_now())
+        verdicts = await self._limiter.check_many(requests, lookup=self._memory.marker_key)
+        judged: list[tuple[_Pending, Verdict]] = []
+        for p, verdict in zip(group, verdicts, strict=True):
+            if verdict.key_changed:
+                assert p.submission.api_key is not None
+                self._client_keys.forget(p.submission.api_key)
+                self._queue.append(p)  # waits for this group's ids, then is checked in full
+            else:
+                judged.append((p, verdict))
+        if self._queue:
+            self._schedule_flush()
+        return await self._publish_and_answer(judged)
 
     async def _lookup(
         self, group: list[_Pending], ids: list[str]
@@ -311,8 +373,15 @@ class VoteAcceptor:
         verdicts = await self._limiter.check_many(
             [LimitRequest(p.submission.ip, p.client, f)
              for p, f in zip(group, fresh_of, strict=True)])
+        return await self._publish_and_answer(list(zip(group, verdicts, strict=True)))
+
+    async def _publish_and_answer(
+        self, judged: list[tuple[_Pending, Verdict]]
+    ) -> asyncio.Future[None] | None:
+        """Answer 429 to the requests over a limit, publish the new votes of the others and
+        answer them; returns the write of their dedupe markers, still under way."""
         allowed: list[tuple[_Pending, list[Vote]]] = []
-        for p, verdict in zip(group, verdicts, strict=True):
+        for p, verdict in judged:
             if verdict.allowed:
                 allowed.append((p, list(verdict.votes)))
             else:

@@ -1,11 +1,11 @@
 """Rate limits of ingest: token buckets per IP (requests), per client and per voter (votes), a
-per-voter daily cap, and duplicate-prompt downsampling — one atomic Lua call per request."""
+per-voter daily cap, and duplicate-prompt downsampling — one atomic Lua call per group of
+requests, which can also confirm client keys and look votes up in the dedupe markers."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.resources import files
@@ -26,11 +26,15 @@ PROMPT_TTL_S = 30 * DAY_S
 
 @dataclass(frozen=True)
 class LimitRequest:
-    """What one request is charged for: its address, its client, the votes to publish."""
+    """What one request is charged for: its address, its client, its votes (distinct ids).
+
+    ``key``: the client key's (key id, stored record) as last seen, confirmed unchanged in the
+    same call (a changed record answers ``key_changed`` and charges nothing)."""
 
     ip: str
     client: str | None
     votes: Sequence[Vote]
+    key: tuple[str, bytes | str] | None = None
 
 
 @dataclass(frozen=True)
@@ -38,7 +42,8 @@ class Verdict:
     allowed: bool
     retry_after_s: int = 0
     limit: str = ""  # which limit was hit, e.g. "voter:u-1"
-    votes: tuple[Vote, ...] = ()  # the votes to publish (duplicate prompts marked excluded)
+    votes: tuple[Vote, ...] = ()  # the new votes to publish (duplicate prompts marked excluded)
+    key_changed: bool = False  # the client key's record is not what the caller saw
 
 
 def ip_of(peer: str | None, forwarded_for: str, trust_forwarded_for: bool) -> str:
@@ -73,70 +78,97 @@ class RateLimiter:
         """Charge one request to every limit it falls under, or refuse it whole (429)."""
         return (await self.check_many([LimitRequest(ip, client, votes)]))[0]
 
-    async def check_many(self, requests: Sequence[LimitRequest]) -> list[Verdict]:
+    async def check_many(
+        self, requests: Sequence[LimitRequest], lookup: Callable[[str], str] | None = None
+    ) -> list[Verdict]:
         """Charge each request to every limit it falls under, or refuse it whole (429): one
-        atomic script call for the group, requests taken in order. Redis failures fail open
-        (logged): Kafka and the worker's screen remain."""
+        atomic script call for the group, requests taken in order.
+
+        With ``lookup`` (vote_id -> its dedupe marker key), the same call looks every vote up
+        and charges only the new ones (``Verdict.votes``); without it every vote is new. Redis
+        failures fail open (logged: Kafka and the worker's screen remain), unless a client key
+        was to be confirmed."""
         if not requests:
             return []
         now = self._clock()
         s = self._s
-        keys: list[str] = []
-        argv: list[float | int] = [
+        keys: list[str] = [self._keys.clients()]
+        argv: list[float | int | str | bytes] = [
             int(now * 1000), len(requests), s.ingest_voter_votes_per_s, s.ingest_voter_burst,
             s.ingest_voter_daily_cap, int(now // DAY_S), DAY_S - int(now) % DAY_S,
+            1 if lookup is not None else 0, s.ingest_ip_requests_per_s, s.ingest_ip_burst,
+            s.ingest_client_votes_per_s, s.ingest_client_burst, s.ingest_prompt_hash_cap,
+            PROMPT_TTL_S,
         ]
-        plans = [self._plan(r, keys, argv) for r in requests]
+        plans = [self._plan(r, keys, argv, lookup) for r in requests]
         try:
             reply = await self._script(keys=keys, args=argv)
         except aioredis.RedisError as exc:
+            if any(r.key is not None for r in requests):
+                raise
             log.warning("rate limits unavailable, accepting without them: %s", exc)
             return [Verdict(True, votes=tuple(r.votes)) for r in requests]
         verdicts: list[Verdict] = []
         at = 0
         for request, (names, order) in zip(requests, plans, strict=True):
-            status, second, third = (int(x) for x in reply[at:at + 3])
+            status, second, third = reply[at], reply[at + 1], reply[at + 2]
             at += 3
-            if status == 0:
-                name = names[abs(third) - 1]
-                if third < 0:  # the voter's daily cap, not its rate
-                    name = name.replace("voter:", "voter-daily-cap:", 1)
-                verdicts.append(Verdict(False, second, name))
+            if status == 2:
+                verdicts.append(Verdict(False, key_changed=True))
                 continue
-            allowed = {key: int(n) for key, n in zip(order, reply[at:at + second], strict=True)}
-            at += second
-            verdicts.append(Verdict(True, votes=tuple(_downsample(request.votes, allowed))))
+            if status == 0:
+                hit = int(third)
+                name = names[abs(hit) - 1]
+                if hit < 0:  # the voter's daily cap, not its rate
+                    name = name.replace("voter:", "voter-daily-cap:", 1)
+                verdicts.append(Verdict(False, int(second), name))
+                continue
+            np = int(second)
+            allowed = {key: int(n) for key, n in zip(order, reply[at:at + np], strict=True)}
+            at += np
+            new = third if isinstance(third, bytes) else str(third).encode()
+            votes = request.votes
+            if b"0" in new:
+                votes = [v for v, flag in zip(votes, new, strict=True) if flag == 49]  # "1"
+            verdicts.append(Verdict(True, votes=tuple(_downsample(votes, allowed))))
         return verdicts
 
     def _plan(
-        self, request: LimitRequest, keys: list[str], argv: list[float | int]
+        self, request: LimitRequest, keys: list[str], argv: list[float | int | str | bytes],
+        lookup: Callable[[str], str] | None,
     ) -> tuple[list[str], list[tuple[str, str]]]:
         """Append one request's keys and arguments; returns the names of its limits (for the
         429 message) and the order of its prompt counters."""
-        s = self._s
         votes = request.votes
         limit = self._keys.limit
         keys.append(limit("ip-bucket", request.ip))
         names = [f"ip:{request.ip}"]
-        buckets: list[float | int] = [s.ingest_ip_requests_per_s, s.ingest_ip_burst, 1]
         who = request.client or "-"
         if votes:
             keys.append(limit("client-bucket", who))
             names.append(f"client:{who}")
-            buckets += [s.ingest_client_votes_per_s, s.ingest_client_burst, len(votes)]
-        per_voter = Counter([v.voter for v in votes if v.voter is not None])
-        argv += [len(buckets) // 3, *buckets, len(per_voter), *per_voter.values()]
-        for voter in per_voter:  # first appearance order (Counter keeps insertion order)
+        voters: dict[str, int] = {}
+        prompts: dict[tuple[str, str], int] = {}
+        per_vote: list[int] = []
+        capped = bool(self._s.ingest_prompt_hash_cap)
+        for v in votes:
+            voter_at = 0
+            if v.voter is not None:
+                voter_at = voters.setdefault(v.voter, len(voters) + 1)
+            prompt_at = 0
+            if capped and v.prompt_hash:
+                prompt_at = prompts.setdefault((v.arena, v.prompt_hash), len(prompts) + 1)
+            per_vote += (voter_at, prompt_at)
+        for voter in voters:  # first appearance order
             keys.append(limit("voter-state", f"{who}|{voter}"))
             names.append(f"voter:{voter}")
-        prompts: Counter[tuple[str, str]] = Counter()
-        if s.ingest_prompt_hash_cap:
-            prompts.update((v.arena, v.prompt_hash) for v in votes if v.prompt_hash)
-        order = sorted(prompts)
-        argv.append(len(order))
+        if lookup is not None:
+            keys += [lookup(v.vote_id) for v in votes]
+        order = list(prompts)
         for arena, digest in order:
             keys.append(limit("prompt", f"{arena}|{digest}"))
-            argv += [s.ingest_prompt_hash_cap, prompts[(arena, digest)], PROMPT_TTL_S]
+        kid, stored = request.key or ("", "")
+        argv += [kid, stored, len(votes), len(voters), len(order), *per_vote]
         return names, order
 
 

@@ -267,6 +267,12 @@ class VoteIdMemory:
         self._window_s = window_s
         self._remember = client.register_script(REMEMBER_SCRIPT)
 
+    @property
+    def marker_key(self) -> Callable[[str], str] | None:
+        """vote_id -> its marker's key, for a lookup inside another script call; None when
+        dedupe is off (window 0)."""
+        return self._keys.dedupe if self._window_s else None
+
     async def seen(self, vote_ids: Sequence[str]) -> set[str]:
         """The ids remembered within the window: one MGET, one round trip."""
         if not self._window_s or not vote_ids:

@@ -122,6 +122,40 @@ async def test_limits_and_unknown_models_refuse_only_the_requests_concerned(
     assert len(produced) == 5 + 12 and not any(v.startswith("gu") for v in produced)
 
 
+@pytest.mark.parametrize("ingest", [{"PODIUM_INGEST_VOTER_BURST": "5",
+                                     "PODIUM_INGEST_VOTER_VOTES_PER_S": "0.01"}], indirect=True)
+async def test_a_known_key_is_confirmed_and_its_retries_not_charged_in_one_call(
+    ingest: ServiceProcess, infra: Infra, prefix: str
+) -> None:
+    """Once a key has been found valid, its groups take one Redis call (key confirmed, votes
+    looked up, new ones charged): retries of accepted votes are answered as duplicates and cost
+    the voter nothing, and a revoked key is refused there too."""
+    async with httpx.AsyncClient(base_url=ingest.url, timeout=30) as client:
+        created = (await client.post("/v1/admin/clients", json={"client": "frontend"},
+                                     headers=ADMIN)).json()
+        key = {"X-API-Key": created["api_key"]}
+        first = await client.post("/v1/votes", json=vote("k0", voter="v"), headers=key)
+        assert first.status_code == 202, first.text
+        retries = [client.post("/v1/votes", json=vote("k0", voter="v"), headers=key)
+                   for _ in range(10)]
+        batch_retry = client.post("/v1/votes/batch", json=[vote("k0", voter="v")] * 3,
+                                  headers=key)
+        answers = await asyncio.gather(*retries, batch_retry)
+        assert all(r.status_code == 202 for r in answers), [r.text for r in answers]
+        assert all(r.json()["duplicates"] == r.json()["accepted"] for r in answers)
+        fresh = await asyncio.gather(*(client.post("/v1/votes", json=vote(f"k{i}", voter="v"),
+                                                   headers=key) for i in range(1, 5)))
+        assert [r.status_code for r in fresh] == [202] * 4, [r.text for r in fresh]
+        over = await client.post("/v1/votes", json=vote("k5", voter="v"), headers=key)
+        assert over.status_code == 429 and "voter:v" in over.text
+        r = await client.delete(f"/v1/admin/clients/{created['key_id']}", headers=ADMIN)
+        assert r.status_code == 204
+        revoked = await asyncio.gather(*(client.post("/v1/votes", json=vote(f"x{i}"),
+                                                     headers=key) for i in range(5)))
+        assert all(r.status_code == 401 for r in revoked), [r.text for r in revoked]
+    assert sorted(await produced_ids(infra, prefix)) == [f"gk{i}" for i in range(5)]
+
+
 @pytest.mark.parametrize("ingest", [{"PODIUM_INGEST_MAX_BODY_BYTES": "65536"}], indirect=True)
 async def test_revoked_keys_signed_requests_and_bad_bodies_on_the_vote_route(
     ingest: ServiceProcess, infra: Infra, prefix: str
