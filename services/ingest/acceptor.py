@@ -42,6 +42,8 @@ from shared.settings import IngestSettings
 log = logging.getLogger(__name__)
 
 UNAUTHORIZED_HEADERS = {"WWW-Authenticate": "Bearer"}
+# Groups of at most this many votes are accepted with one Redis call (see _one_trip_possible).
+ONE_TRIP_MAX_VOTES = 256
 
 
 @dataclass
@@ -280,9 +282,13 @@ class VoteAcceptor:
                 remembered.add_done_callback(written)
 
     async def _one_trip_possible(self, group: list[_Pending]) -> bool:
-        """Whether the group can be accepted with one Redis call: every client key was found
+        """Whether the group can be accepted with one Redis call: it is small (a lookup inside
+        the script costs Redis more per vote than an MGET: worth it for single votes, where the
+        round trip is what counts, not for batches of thousands), every client key was found
         valid before (the call confirms its record unchanged) and every model is registered
         (so no request gets a 422 or registers a model before its key is confirmed)."""
+        if sum(len(p.submission.votes) for p in group) > ONE_TRIP_MAX_VOTES:
+            return False
         if any(p.submission.api_key is not None
                and self._client_keys.remembered(p.submission.api_key) is None for p in group):
             return False
