@@ -161,10 +161,13 @@ class ModelInfo(_Event):
         return cls(id=model_id, **values)
 
     def updated(self, fields: ModelFields) -> ModelInfo:
-        """This entry with the fields that were sent (an explicit null clears an optional one)."""
+        """This entry with the fields that were sent (an explicit null clears an optional one;
+        a null display name or preview flag goes back to its default: the id, not a preview)."""
         changes = fields.model_dump(exclude_unset=True)
         if changes.get("display_name", "") is None:
             changes["display_name"] = self.id
+        if changes.get("preview", False) is None:
+            changes["preview"] = False
         return ModelInfo.model_validate({**self.model_dump(), **changes})
 
 

@@ -132,3 +132,17 @@ def test_ingest_stamps_the_server_set_fields_over_whatever_the_client_sent() -> 
     assert (vote.received_at, vote.released, vote.excluded) == (now, False, None)
     again = decode_vote_record(encode_vote_record([vote]))[0]
     assert again == vote and again.received_at == now
+
+
+def test_a_null_in_a_model_update_clears_or_restores_the_default() -> None:
+    """PATCH /v1/admin/models/{id} with an explicit null (found by the OpenAPI fuzz test: a null
+    preview flag was a 500): optional fields are cleared, the others go back to their default."""
+    from shared.events import ModelFields, ModelInfo
+
+    info = ModelInfo.register("m1", ModelFields(display_name="M one", organization="Org",
+                                                preview=True))
+    cleared = info.updated(ModelFields.model_validate(
+        {"preview": None, "display_name": None, "organization": None}))
+    assert (cleared.preview, cleared.display_name, cleared.organization) == (False, "m1", None)
+    kept = info.updated(ModelFields.model_validate({"country": "FR"}))
+    assert (kept.preview, kept.display_name, kept.country) == (True, "M one", "FR")
