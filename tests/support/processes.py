@@ -51,7 +51,8 @@ class ServiceProcess:
                 async def healthy() -> bool:
                     assert self.proc is not None
                     if self.proc.poll() is not None:
-                        raise RuntimeError(f"{self.name} exited; see {self.log_path}")
+                        raise RuntimeError(f"{self.name} exited with code {self.proc.returncode}; "
+                                           f"see {self.log_path}")
                     return (await client.get(ready_path)).status_code == 200
 
                 await wait_until(healthy, 60, f"{self.name} {ready_path}")
