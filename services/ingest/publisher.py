@@ -131,15 +131,22 @@ class KafkaVotePublisher:
         producer = self._producer
         if producer is None:
             raise PublishUnavailable("Kafka is not reachable yet")
-        sends: list[asyncio.Future[Any]] = []
+        sends: list[tuple[asyncio.Future[Any], list[str]]] = []
         try:
             async with asyncio.timeout(self._settings.ingest_kafka_ack_timeout_s):
                 waits = await self._send_once(producer, votes, sends)
                 await asyncio.gather(*waits)
         except (TimeoutError, KafkaError) as exc:
-            for ack in sends:  # nobody waits for these any more: remember them on delivery
-                if not ack.done():
+            for ack, ids in sends:
+                if not ack.done():  # nobody waits for these any more: remember them on delivery
                     self._orphans.add(ack)
+                elif not ack.cancelled() and ack.exception() is None:
+                    # delivered before another chunk of the same request failed: the request is
+                    # answered 503 and retried, so these must be remembered here (and a retry
+                    # that comes first waits on this delivered send instead of sending again)
+                    for vote_id in ids:
+                        self._in_flight[vote_id] = ack
+                    self._remember_later(ids)
             if isinstance(exc, BROKEN_PRODUCER_STATE) and producer is self._producer:
                 self._replace_producer(producer, exc)
             raise PublishUnavailable(f"Kafka did not acknowledge: {exc!r}") from exc
@@ -174,7 +181,8 @@ class KafkaVotePublisher:
         self._connector = asyncio.create_task(self._connect_forever(), name="kafka-connect")
 
     async def _send_once(
-        self, producer: AIOKafkaProducer, votes: Sequence[Vote], sends: list[asyncio.Future[Any]]
+        self, producer: AIOKafkaProducer, votes: Sequence[Vote],
+        sends: list[tuple[asyncio.Future[Any], list[str]]],
     ) -> list[asyncio.Future[Any]]:
         waits: list[asyncio.Future[Any]] = []
         fresh: dict[str, list[Vote]] = {}
@@ -195,7 +203,7 @@ class KafkaVotePublisher:
                 for vote_id in ids:
                     self._in_flight[vote_id] = ack
                 ack.add_done_callback(functools.partial(self._settled, ids))
-                sends.append(ack)
+                sends.append((ack, ids))
                 waits.append(asyncio.shield(ack))
         return waits
 
@@ -209,6 +217,10 @@ class KafkaVotePublisher:
             for vote_id in vote_ids:
                 self._in_flight.pop(vote_id, None)
             return
+        self._remember_later(vote_ids)
+
+    def _remember_later(self, vote_ids: list[str]) -> None:
+        """Remember delivered ids nobody else will (they stay in flight until written)."""
         self._delivered.extend(vote_ids)
         if not self._background:  # one writer drains the deliveries in batches
             task = asyncio.ensure_future(self._remember_delivered())
