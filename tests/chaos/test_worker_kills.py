@@ -41,6 +41,7 @@ async def test_sigkilled_worker_counts_every_acknowledged_vote_once(
     rating = await ServiceProcess("rating", env, log_name=f"rating-{prefix}").start()
     acknowledged: list[dict[str, Any]] = []
     kills = 0
+    chaos: asyncio.Task[None] | None = None
     try:
         # kill at random points of the stream, each after the restarted worker counted again
         moments = sorted(rng.sample(range(5_000, VOTES - 10_000, BATCH), KILLS))
@@ -81,6 +82,9 @@ async def test_sigkilled_worker_counts_every_acknowledged_vote_once(
         await wait_for_counts(redis_client, base, expected_counts(acknowledged), 180)
         assert await counted(redis_client, base) == len(acknowledged) >= VOTES
     finally:
+        if chaos is not None and not chaos.done():  # else it would restart the worker later
+            chaos.cancel()
+            await asyncio.gather(chaos, return_exceptions=True)
         code = rating.stop()
         ingest.stop()
     assert code == 0, "the worker exits 0 on SIGTERM"
