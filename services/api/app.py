@@ -6,7 +6,8 @@ It only reads Redis (and the rank-change topic); it never computes ratings.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager, suppress
 from importlib.resources import files
 
@@ -24,6 +25,8 @@ from services.common.metrics import ApiMetrics, RequestContextMiddleware, metric
 from services.common.redis_client import connect as redis_connect
 from services.common.registry import ModelRegistry
 from shared.settings import ApiSettings
+
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: ApiSettings, redis_client: aioredis.Redis | None = None) -> FastAPI:
@@ -46,13 +49,13 @@ def create_app(settings: ApiSettings, redis_client: aioredis.Redis | None = None
         app.state.kafka_probe = KafkaProbe(settings.kafka_bootstrap)
         try:
             yield
-        finally:
+        finally:  # each step bounded: a hung close must not hold the shutdown past its grace
             changes.cancel()
             with suppress(asyncio.CancelledError):
-                await changes
-            await app.state.kafka_probe.close()
+                await _bounded("the board-changes listener", changes)
+            await _bounded("the Kafka probe", app.state.kafka_probe.close())
             if redis_client is None:
-                await client.aclose()
+                await _bounded("the Redis client", client.aclose())
 
     app = FastAPI(
         title="Podium api",
@@ -92,3 +95,15 @@ def create_app(settings: ApiSettings, redis_client: aioredis.Redis | None = None
         return HTMLResponse(page)
 
     return app
+
+
+SHUTDOWN_STEP_S = 5.0
+
+
+async def _bounded(what: str, step: Awaitable[object]) -> None:
+    """Await one shutdown step for at most ``SHUTDOWN_STEP_S``; log and move on after that."""
+    try:
+        async with asyncio.timeout(SHUTDOWN_STEP_S):
+            await step
+    except TimeoutError:
+        log.warning("shutdown: closing %s took over %.0f s; left behind", what, SHUTDOWN_STEP_S)

@@ -33,6 +33,7 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
 
 from services.api.rows import labelled
 from services.api.standings import StandingsReader
@@ -216,7 +217,7 @@ class BoardChanges:
                 if subscribed:
                     self._cache.heard()
         finally:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await _close(pubsub)
 
     def _changed(self, board: str) -> None:
         if board == ALL_BOARDS:
@@ -228,3 +229,17 @@ class BoardChanges:
             self._cache.invalidate_all()  # not understood: assume the worst
             return
         self._cache.invalidate(arena, view)
+
+
+async def _close(pubsub: PubSub, within_s: float = 2.0) -> None:
+    """Close a subscription without hanging: redis-py's ``PubSub.aclose`` can wait forever for
+    the socket to close (redis/redis-py#3941; once it held the api's shutdown past its 30 s
+    grace), so it gets ``within_s``, then the connection is dropped without waiting."""
+    try:
+        async with asyncio.timeout(within_s):
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
+    except TimeoutError:
+        log.warning("board changes: closing the subscription timed out; dropping it")
+        connection = pubsub.connection
+        if connection is not None:
+            await connection.disconnect(nowait=True)
