@@ -19,13 +19,16 @@
 | ``{p}:{arena}:history:{view}:{model}`` | list | the model's history points on the board, JSON |
 | ``{p}:{bench}:scores:{benchmark}`` | hash | model -> latest score event of a benchmark, JSON |
 | ``{p}:models``                   | hash   | model id -> registry entry (ModelInfo JSON)      |
-| ``{p}:{dedupe-N}:{vote_id}``     | string | ingest's idempotency marker (TTL = dedupe window)|
+| ``{p}:{dedupe-N}:ids:{bucket}``  | set    | vote ids ingest accepted in one dedupe window    |
+|                                  |        | (``bucket`` = unix time // window), 16 shards;   |
+|                                  |        | expires 2 windows after the bucket's start       |
 | ``{p}:clients``                  | hash   | key id -> ingest client (ClientRecord JSON: the  |
 |                                  |        | key's sha256, never the key)                     |
 | ``{p}:replay:{signature}``       | string | a signed request seen (TTL = 2 x window)         |
 | ``{p}:{limits}:{kind}:{id}``     | string | token buckets (``ip-bucket``, ``client-bucket``),|
-|                                  |        | ``voter-state`` (bucket + daily count), prompt-  |
-|                                  |        | hash counts; one hash tag: one Lua call          |
+|                                  |        | prompt-hash counts; one hash tag: one Lua call   |
+| ``{p}:{limits}:voters:{day}``    | hash   | (client, voter) -> its token bucket and count  |
+|                                  |        | the UTC day (``day`` = unix time // 86400)       |
 | ``{p}:{arena}:voters``           | hash   | voter -> sequential-test statistics (rating)     |
 | ``{p}:{arena}:flagged``          | hash   | voter -> evidence JSON (votes quarantined)       |
 | ``{p}:{arena}:quarantine:{voter}`` | list | the voter's quarantined votes, JSON, in order    |
@@ -162,11 +165,11 @@ class KeyLayout:
         """Counter bumped on every registry change (lets readers cache the registry)."""
         return f"{self.prefix}:models:version"
 
-    def dedupe(self, vote_id: str) -> str:
-        """A vote id's marker; ids are spread over ``DEDUPE_SHARDS`` hash tags so they would
-        still spread over a Redis Cluster (on one server, ingest reads and writes a group's
-        markers with one command each, across tags)."""
-        return f"{self.prefix}:{{dedupe-{dedupe_shard(vote_id)}}}:{vote_id}"
+    def dedupe_ids(self, shard: int, bucket: int) -> str:
+        """The set of vote ids accepted in one dedupe window (``bucket``) whose
+        ``dedupe_shard`` is ``shard``: ids spread over ``DEDUPE_SHARDS`` hash tags so they would
+        still spread over a Redis Cluster."""
+        return f"{self.prefix}:{{dedupe-{shard}}}:ids:{bucket}"
 
     def clients(self) -> str:
         return f"{self.prefix}:clients"
@@ -177,6 +180,10 @@ class KeyLayout:
     def limit(self, kind: str, ident: str) -> str:
         """A rate-limit key; all share the hash tag ``{limits}`` so one Lua call checks them."""
         return f"{self.prefix}:{{limits}}:{kind}:{ident}"
+
+    def voters(self, day: int) -> str:
+        """Ingest's per-voter state of a UTC day (token bucket and daily count), a hash."""
+        return self.limit("voters", str(day))
 
     def voter_stats(self, arena: str) -> str:
         return f"{self._arena(arena)}:voters"

@@ -66,7 +66,8 @@ class IngestSettings(PodiumSettings):
         default=5.0, gt=0, description="How long to wait for Kafka's acknowledgement (503 after)."
     )
     ingest_dedupe_window_s: int = Field(
-        default=24 * 3600, ge=0, description="How long a vote_id is remembered (0 = off)."
+        default=24 * 3600, ge=0,
+        description="How long a vote_id is remembered, at least (at most twice; 0 = off).",
     )
     ingest_auto_register_models: bool = Field(
         default=False,

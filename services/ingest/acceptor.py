@@ -312,7 +312,8 @@ class VoteAcceptor:
             requests.append(LimitRequest(submission.ip, p.client, list(distinct.values()), key))
         # server-set fields: a client cannot pre-release or pre-exclude a vote
         stamp_received((v for r in requests for v in r.votes), utc_now())
-        verdicts = await self._limiter.check_many(requests, lookup=self._memory.marker_key)
+        verdicts = await self._limiter.check_many(
+            requests, lookup=self._memory.lookup_plan if self._memory.enabled else None)
         judged: list[tuple[_Pending, Verdict]] = []
         for p, verdict in zip(group, verdicts, strict=True):
             if verdict.key_changed:

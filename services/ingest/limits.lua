@@ -1,27 +1,32 @@
 -- Rate limits of a group of ingest requests, each checked and charged atomically and in order
 -- (request i+1 sees what request i charged), in one call. Optionally, in the same call, each
--- request's client key is confirmed unchanged and its votes are looked up in the dedupe
--- markers, so that only new votes are charged (one round trip for the whole group).
+-- request's client key is confirmed unchanged and its votes are looked up in the dedupe sets,
+-- so that only new votes are charged (one round trip for the whole group).
 --
--- State is one string per key, written with SET PX (two commands a key: GET, SET):
---   a token bucket (ip, client):  "<tokens> <ts_ms>"
---   a voter:                      "<tokens> <ts_ms> <day> <votes that day>" (its token bucket
---                                 and its daily count in one key, kept until midnight UTC when
---                                 the daily cap is on)
+-- State:
+--   a token bucket (ip, client): a string "<tokens> <ts_ms>", written with SET PX
+--   the voters of a UTC day: a hash (client|voter) -> "<tokens> <ts_ms> <day> <votes that day>"
+--     (a voter's token bucket and daily count), expiring once the next day's bucket would be
+--     full anyway; a voter missing today is looked up in yesterday's hash (its bucket carries
+--     over midnight, its count does not)
 --
--- KEYS: the clients hash, then per request: its ip bucket, its client bucket (if it has votes),
---       its voters, its votes' dedupe markers (when dedupe is on), its prompt-hash counters.
+-- KEYS: the clients hash, today's voters hash, yesterday's voters hash, the dedupe sets (three
+--       per shard: see VoteIdMemory.lookup_plan), then per request: its ip bucket, its client
+--       bucket (if it has votes), its prompt-hash counters.
 -- ARGV: now_ms, n_requests, voter_rate_per_s, voter_burst, daily_cap (0 = off), day,
 --       seconds_to_midnight, dedupe (1 = look the votes up, 0 = every vote is new),
 --       ip_rate_per_s, ip_burst, client_rate_per_s, client_burst, prompt_cap, prompt_ttl_s,
+--       voters_ttl_s (today's hash: until midnight, plus a full bucket's refill), n_dedupe_sets,
 --       then per request:
 --       key_id ("" = nothing to confirm), stored record (the client key's record as last seen),
---       n_votes, n_voters, n_prompts, then per vote: voter index, prompt index (0 = none).
+--       n_votes, n_voters, n_prompts, its voters' fields, then per vote: voter index, prompt
+--       index (0 = none) and, when dedupe is on, its shard's slot and its vote_id.
 -- Returns, per request in order:
 --   {1, n_prompts, new, allowed_1 .. allowed_n_prompts} within every limit (and charged): new is
 --     a string with one character per vote, "1" new, "0" already remembered (not charged);
---   {0, retry_after_s, hit} nothing charged: hit is the 1-based index (within the request's
---     bucket and voter keys) of the first limit hit, negative when it is a voter's daily cap;
+--   {0, retry_after_s, hit} nothing charged: hit is the 1-based index of the first limit hit
+--     among the request's limits (ip, client if it has votes, its voters in order), negative
+--     when it is a voter's daily cap;
 --   {2, 0, 0} the client key's record changed (revoked, replaced): nothing charged or looked up.
 local now = tonumber(ARGV[1])
 local voter_rate, voter_burst = tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -30,10 +35,23 @@ local dedupe = ARGV[8] == '1'
 local ip_rate, ip_burst = tonumber(ARGV[9]), tonumber(ARGV[10])
 local client_rate, client_burst = tonumber(ARGV[11]), tonumber(ARGV[12])
 local prompt_cap, prompt_ttl = tonumber(ARGV[13]), tonumber(ARGV[14])
-local voter_ttl_ms = math.ceil(voter_burst / voter_rate * 1000) + 1000
-if daily_cap > 0 and to_midnight * 1000 > voter_ttl_ms then voter_ttl_ms = to_midnight * 1000 end
-local clients = KEYS[1]
+local voters_ttl = ARGV[15]
+local n_dedupe_sets = tonumber(ARGV[16])
+local clients, today, yesterday = KEYS[1], KEYS[2], KEYS[3]
+local CHUNK = 1000  -- fields per HMGET / HSET (unpack has a limit)
 local out = {}
+
+local function hmget(key, fields, into, at)
+  -- into[at[j]] = value of fields[j], for the fields present
+  for from = 1, #fields, CHUNK do
+    local to = math.min(from + CHUNK - 1, #fields)
+    local got = redis.call('HMGET', key, unpack(fields, from, to))
+    for j = from, to do
+      local value = got[j - from + 1]
+      if value then into[at[j]] = value end
+    end
+  end
+end
 
 local function bucket(key, rate, burst)
   local tokens, ts = burst, now
@@ -45,17 +63,26 @@ local function bucket(key, rate, burst)
   return math.min(burst, tokens + math.max(0, now - ts) * rate / 1000)
 end
 
+local function remembered(slot, id)
+  local base = 3 + 3 * (slot - 1)  -- its shard's sets: KEYS[base + 1 .. base + 3]
+  for j = 1, 3 do
+    if redis.call('SISMEMBER', KEYS[base + j], id) == 1 then return true end
+  end
+  return false
+end
+
 local function one(k, a)
   local kid, stored = ARGV[a], ARGV[a + 1]
   local nvotes, nv, np = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
-  local votes_arg = a + 5
-  local next_a = votes_arg + 2 * nvotes
+  local voters_arg = a + 5
+  local votes_arg = voters_arg + nv
+  local per_vote = dedupe and 4 or 2
+  local next_a = votes_arg + per_vote * nvotes
   local ip_key = k
   local client_key = nvotes > 0 and k + 1 or nil
-  local voter_key = k + 1 + (nvotes > 0 and 1 or 0)
-  local dedupe_key = voter_key + nv
-  local prompt_key = dedupe_key + (dedupe and nvotes or 0)
+  local prompt_key = k + 1 + (nvotes > 0 and 1 or 0)
   local next_k = prompt_key + np
+  local first_voter_index = client_key and 2 or 1  -- limits before the voters (for "hit")
   if kid ~= '' and redis.call('HGET', clients, kid) ~= stored then
     out[#out + 1] = 2
     out[#out + 1] = 0
@@ -68,12 +95,12 @@ local function one(k, a)
   for i = 1, nv do voter_cost[i] = 0 end
   for i = 1, np do prompt_count[i] = 0 end
   for i = 1, nvotes do
-    local is_new = not dedupe or not redis.call('GET', KEYS[dedupe_key + i - 1])
+    local at = votes_arg + per_vote * (i - 1)
+    local is_new = not dedupe or not remembered(tonumber(ARGV[at + 2]), ARGV[at + 3])
     if is_new then
       new[i] = '1'
       fresh = fresh + 1
-      local voter = tonumber(ARGV[votes_arg + 2 * (i - 1)])
-      local prompt = tonumber(ARGV[votes_arg + 2 * (i - 1) + 1])
+      local voter, prompt = tonumber(ARGV[at]), tonumber(ARGV[at + 1])
       if voter > 0 then voter_cost[voter] = voter_cost[voter] + 1 end
       if prompt > 0 then prompt_count[prompt] = prompt_count[prompt] + 1 end
     else
@@ -96,32 +123,47 @@ local function one(k, a)
       if hit == 0 then hit = 2 end
     end
   end
-  local voter_tokens, voter_count = {}, {}
+  -- the charged voters' states: today's, else yesterday's (its bucket), else none
+  local fields, charged = {}, {}
   for i = 1, nv do
-    local cost = voter_cost[i]
-    if cost > 0 then
-      local key = KEYS[voter_key + i - 1]
-      local tokens, ts, used = voter_burst, now, 0
-      local state = redis.call('GET', key)
-      if state then
-        local t, s, d, c = string.match(state, '^(%S+) (%S+) (%S+) (%S+)$')
-        tokens, ts = tonumber(t) or voter_burst, tonumber(s) or now
-        if tonumber(d) == day then used = tonumber(c) or 0 end
-      end
-      tokens = math.min(voter_burst, tokens + math.max(0, now - ts) * voter_rate / 1000)
-      local index = voter_key - ip_key + i
-      if cost > tokens then
-        local wait = math.ceil((cost - tokens) / voter_rate)
-        if wait > retry then retry = wait end
-        if hit == 0 then hit = index end
-      end
-      if daily_cap > 0 and used + cost > daily_cap then
-        if to_midnight > retry then retry = to_midnight end
-        if hit == 0 then hit = -index end
-      end
-      voter_tokens[i] = tokens - cost
-      voter_count[i] = used + cost
+    if voter_cost[i] > 0 then
+      fields[#fields + 1] = ARGV[voters_arg + i - 1]
+      charged[#charged + 1] = i
     end
+  end
+  local states = {}
+  hmget(today, fields, states, charged)
+  local missing, missing_at = {}, {}
+  for j = 1, #charged do
+    if not states[charged[j]] then
+      missing[#missing + 1] = fields[j]
+      missing_at[#missing_at + 1] = charged[j]
+    end
+  end
+  hmget(yesterday, missing, states, missing_at)
+  local voter_state = {}
+  for j = 1, #charged do
+    local i = charged[j]
+    local cost = voter_cost[i]
+    local tokens, ts, used = voter_burst, now, 0
+    local state = states[i]
+    if state then
+      local t, s, d, c = string.match(state, '^(%S+) (%S+) (%S+) (%S+)$')
+      tokens, ts = tonumber(t) or voter_burst, tonumber(s) or now
+      if tonumber(d) == day then used = tonumber(c) or 0 end
+    end
+    tokens = math.min(voter_burst, tokens + math.max(0, now - ts) * voter_rate / 1000)
+    local index = first_voter_index + i
+    if cost > tokens then
+      local wait = math.ceil((cost - tokens) / voter_rate)
+      if wait > retry then retry = wait end
+      if hit == 0 then hit = index end
+    end
+    if daily_cap > 0 and used + cost > daily_cap then
+      if to_midnight > retry then retry = to_midnight end
+      if hit == 0 then hit = -index end
+    end
+    voter_state[j] = tostring(tokens - cost) .. ' ' .. now .. ' ' .. day .. ' ' .. (used + cost)
   end
   if hit ~= 0 then
     out[#out + 1] = 0
@@ -135,11 +177,16 @@ local function one(k, a)
     redis.call('SET', KEYS[client_key], tostring(client_tokens - fresh) .. ' ' .. now,
                'PX', math.ceil(client_burst / client_rate * 1000) + 1000)
   end
-  for i = 1, nv do
-    if voter_cost[i] > 0 then
-      redis.call('SET', KEYS[voter_key + i - 1], tostring(voter_tokens[i]) .. ' ' .. now .. ' '
-                 .. day .. ' ' .. voter_count[i], 'PX', voter_ttl_ms)
+  if #charged > 0 then
+    for from = 1, #charged, CHUNK do
+      local pairs_ = {}
+      for j = from, math.min(from + CHUNK - 1, #charged) do
+        pairs_[#pairs_ + 1] = fields[j]
+        pairs_[#pairs_ + 1] = voter_state[j]
+      end
+      redis.call('HSET', today, unpack(pairs_))
     end
+    redis.call('EXPIRE', today, voters_ttl)
   end
   out[#out + 1] = 1
   out[#out + 1] = np
@@ -157,7 +204,7 @@ local function one(k, a)
   return next_k, next_a
 end
 
-local k, a = 2, 15
+local k, a = 4 + n_dedupe_sets, 17
 for _ = 1, tonumber(ARGV[2]) do
   k, a = one(k, a)
 end

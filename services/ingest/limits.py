@@ -5,8 +5,9 @@ requests, which can also confirm client keys and look votes up in the dedupe mar
 from __future__ import annotations
 
 import logging
+import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib.resources import files
 
@@ -18,6 +19,9 @@ from shared.keys import KeyLayout
 from shared.settings import IngestSettings
 
 log = logging.getLogger(__name__)
+
+# vote_ids -> the dedupe sets to look in and each id's slot (``VoteIdMemory.lookup_plan``)
+DedupeLookup = Callable[[Sequence[str]], tuple[list[str], list[int]]]
 
 LIMITS_SCRIPT = files("services.ingest").joinpath("limits.lua").read_text()
 DAY_S = 86_400
@@ -79,12 +83,12 @@ class RateLimiter:
         return (await self.check_many([LimitRequest(ip, client, votes)]))[0]
 
     async def check_many(
-        self, requests: Sequence[LimitRequest], lookup: Callable[[str], str] | None = None
+        self, requests: Sequence[LimitRequest], lookup: DedupeLookup | None = None
     ) -> list[Verdict]:
         """Charge each request to every limit it falls under, or refuse it whole (429): one
         atomic script call for the group, requests taken in order.
 
-        With ``lookup`` (vote_id -> its dedupe marker key), the same call looks every vote up
+        With ``lookup`` (``VoteIdMemory.lookup_plan``), the same call looks every vote up
         and charges only the new ones (``Verdict.votes``); without it every vote is new. Redis
         failures fail open (logged: Kafka and the worker's screen remain), unless a client key
         was to be confirmed."""
@@ -92,15 +96,24 @@ class RateLimiter:
             return []
         now = self._clock()
         s = self._s
-        keys: list[str] = [self._keys.clients()]
+        day = int(now // DAY_S)
+        refill_s = math.ceil(s.ingest_voter_burst / s.ingest_voter_votes_per_s)
+        sets: list[str] = []
+        slots: Iterator[int] = iter(())
+        if lookup is not None:
+            sets, slot_list = lookup([v.vote_id for r in requests for v in r.votes])
+            slots = iter(slot_list)
+        keys: list[str] = [self._keys.clients(), self._keys.voters(day),
+                           self._keys.voters(day - 1), *sets]
         argv: list[float | int | str | bytes] = [
             int(now * 1000), len(requests), s.ingest_voter_votes_per_s, s.ingest_voter_burst,
-            s.ingest_voter_daily_cap, int(now // DAY_S), DAY_S - int(now) % DAY_S,
+            s.ingest_voter_daily_cap, day, DAY_S - int(now) % DAY_S,
             1 if lookup is not None else 0, s.ingest_ip_requests_per_s, s.ingest_ip_burst,
             s.ingest_client_votes_per_s, s.ingest_client_burst, s.ingest_prompt_hash_cap,
-            PROMPT_TTL_S,
+            PROMPT_TTL_S, DAY_S - int(now) % DAY_S + refill_s + 1, len(sets),
         ]
-        plans = [self._plan(r, keys, argv, lookup) for r in requests]
+        plans = [self._plan(r, keys, argv, slots if lookup is not None else None)
+                 for r in requests]
         try:
             reply = await self._script(keys=keys, args=argv)
         except aioredis.RedisError as exc:
@@ -135,10 +148,11 @@ class RateLimiter:
 
     def _plan(
         self, request: LimitRequest, keys: list[str], argv: list[float | int | str | bytes],
-        lookup: Callable[[str], str] | None,
+        slots: Iterator[int] | None,
     ) -> tuple[list[str], list[tuple[str, str]]]:
         """Append one request's keys and arguments; returns the names of its limits (for the
-        429 message) and the order of its prompt counters."""
+        429 message) and the order of its prompt counters. ``slots``: the dedupe slot of each
+        vote of the group, in order (None: no lookup)."""
         votes = request.votes
         limit = self._keys.limit
         keys.append(limit("ip-bucket", request.ip))
@@ -149,7 +163,7 @@ class RateLimiter:
             names.append(f"client:{who}")
         voters: dict[str, int] = {}
         prompts: dict[tuple[str, str], int] = {}
-        per_vote: list[int] = []
+        per_vote: list[int | str] = []
         capped = bool(self._s.ingest_prompt_hash_cap)
         for v in votes:
             voter_at = 0
@@ -158,17 +172,17 @@ class RateLimiter:
             prompt_at = 0
             if capped and v.prompt_hash:
                 prompt_at = prompts.setdefault((v.arena, v.prompt_hash), len(prompts) + 1)
-            per_vote += (voter_at, prompt_at)
-        for voter in voters:  # first appearance order
-            keys.append(limit("voter-state", f"{who}|{voter}"))
-            names.append(f"voter:{voter}")
-        if lookup is not None:
-            keys += [lookup(v.vote_id) for v in votes]
+            if slots is None:
+                per_vote += (voter_at, prompt_at)
+            else:
+                per_vote += (voter_at, prompt_at, next(slots), v.vote_id)
+        fields = [f"{who}|{voter}" for voter in voters]  # first appearance order
+        names += [f"voter:{voter}" for voter in voters]
         order = list(prompts)
         for arena, digest in order:
             keys.append(limit("prompt", f"{arena}|{digest}"))
         kid, stored = request.key or ("", "")
-        argv += [kid, stored, len(votes), len(voters), len(order), *per_vote]
+        argv += [kid, stored, len(votes), len(voters), len(order), *fields, *per_vote]
         return names, order
 
 

@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import functools
 import logging
+import math
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
@@ -22,7 +24,7 @@ from redis.asyncio.client import Pipeline
 
 from shared.events import ScoreEvent, Vote, encode_vote_record
 from shared.kafka import ensure_topics
-from shared.keys import KeyLayout
+from shared.keys import KeyLayout, dedupe_shard
 from shared.settings import IngestSettings
 
 log = logging.getLogger(__name__)
@@ -271,22 +273,42 @@ class VotesInProgress:
 
 
 class VoteIdMemory:
-    """Remembers accepted vote ids for the dedupe window, so a client retry is not a new vote."""
+    """Remembers accepted vote ids for the dedupe window, so a client retry is not a new vote.
 
-    def __init__(self, client: aioredis.Redis, keys: KeyLayout, window_s: int) -> None:
+    Ids are members of sets, one per shard (``DEDUPE_SHARDS`` hash tags) and per window-long
+    bucket of time (``bucket = unix time // window``). A bucket's sets expire two windows after
+    the bucket began, so an id is remembered for at least one window and at most two. A lookup
+    checks the current bucket, the one before, and the one after (an ingest instance whose
+    clock is a little behind another's, near a bucket boundary). One SADD per shard a group
+    touches, instead of a key with a TTL per vote: a new key cost Redis ~5 us, a set member ~1
+    (docs/decisions.md)."""
+
+    def __init__(
+        self, client: aioredis.Redis, keys: KeyLayout, window_s: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._redis = client
         self._keys = keys
         self._window_s = window_s
-        self._remember = client.register_script(REMEMBER_SCRIPT)
+        self._clock = clock
 
     @property
-    def marker_key(self) -> Callable[[str], str] | None:
-        """vote_id -> its marker's key, for a lookup inside another script call; None when
-        dedupe is off (window 0)."""
-        return self._keys.dedupe if self._window_s else None
+    def enabled(self) -> bool:
+        return self._window_s > 0
+
+    def lookup_plan(self, vote_ids: Sequence[str]) -> tuple[list[str], list[int]]:
+        """For a lookup inside another script call: the sets to look in (three per shard the
+        ids fall in: current bucket, previous, next) and, per id, its shard's slot (1-based:
+        its sets are keys ``3 * (slot - 1) + 1 .. + 3`` of the list)."""
+        bucket = int(self._clock() // self._window_s)
+        slot_of: dict[int, int] = {}
+        slots = [slot_of.setdefault(dedupe_shard(v), len(slot_of) + 1) for v in vote_ids]
+        sets = self._keys.dedupe_ids
+        keys = [sets(shard, b) for shard in slot_of for b in (bucket, bucket - 1, bucket + 1)]
+        return keys, slots
 
     async def seen(self, vote_ids: Sequence[str]) -> set[str]:
-        """The ids remembered within the window: one MGET, one round trip."""
+        """The ids remembered within the window: one round trip."""
         if not self._window_s or not vote_ids:
             return set()
         try:
@@ -301,42 +323,61 @@ class VoteIdMemory:
         self, pipe: Pipeline, vote_ids: Sequence[str]
     ) -> Callable[[Iterator[Any]], set[str]]:
         """Add the lookup of ``vote_ids`` to a pipeline shared with other commands; returns what
-        reads the seen ids from its replies (consuming them).
-
-        The keys carry one of 16 hash tags (``{dedupe-N}``) so that a Redis Cluster could spread
-        them, but Podium runs against one Redis server, where a single MGET (and a single script
-        call in ``remember``) covers every shard: one command per group of requests instead of
-        one per shard."""
+        reads the seen ids from its replies (consuming them): one SMISMEMBER per shard and
+        bucket looked in."""
         if not self._window_s or not vote_ids:
             return lambda replies: set()
-        ids = list(vote_ids)
-        dedupe = self._keys.dedupe
-        pipe.mget([dedupe(v) for v in ids])
+        bucket = int(self._clock() // self._window_s)
+        by_shard = _by_shard(vote_ids)
+        sets = self._keys.dedupe_ids
+        for shard, ids in by_shard.items():
+            for b in (bucket, bucket - 1, bucket + 1):
+                pipe.smismember(sets(shard, b), ids)
 
         def found(replies: Iterator[Any]) -> set[str]:
-            hits = next(replies)
-            return {v for v, hit in zip(ids, hits, strict=True) if hit is not None}
+            hits: set[str] = set()
+            for ids in by_shard.values():
+                for _ in range(3):
+                    hits.update(v for v, hit in zip(ids, next(replies), strict=True) if hit)
+            return hits
 
         return found
 
     async def remember(self, vote_ids: Iterable[str]) -> None:
-        """Mark ids for the window: one script call (a batch of thousands of SET commands cost
-        ingest more CPU than everything else it does)."""
+        """Add ids to the current bucket's sets: one SADD (and EXPIRE) per shard, one round
+        trip."""
         if not self._window_s:
             return
-        dedupe = self._keys.dedupe
-        keys = [dedupe(v) for v in vote_ids]
-        if not keys:
+        by_shard = _by_shard(vote_ids)
+        if not by_shard:
             return
+        window = self._window_s
+        now = self._clock()
+        bucket = int(now // window)
+        # relative: Redis expires by its own clock
+        ttl = math.ceil((bucket + 2) * window + DEDUPE_EXPIRY_MARGIN_S - now)
+        sets = self._keys.dedupe_ids
         try:
-            await self._remember(keys=keys, args=[self._window_s])
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for shard, ids in by_shard.items():
+                    pipe.sadd(sets(shard, bucket), *ids)
+                    pipe.expire(sets(shard, bucket), ttl)
+                await pipe.execute()
         except aioredis.RedisError as exc:
             log.warning("could not remember vote ids: %s", exc)
 
 
-REMEMBER_SCRIPT = """
-for _, key in ipairs(KEYS) do
-  redis.call('SET', key, '1', 'EX', ARGV[1])
-end
-return #KEYS
-"""
+# kept a little past two windows: clocks of ingest instances differ a little
+DEDUPE_EXPIRY_MARGIN_S = 60
+
+
+def _by_shard(vote_ids: Iterable[str]) -> dict[int, list[str]]:
+    out: dict[int, list[str]] = {}
+    for v in vote_ids:
+        shard = dedupe_shard(v)
+        ids = out.get(shard)
+        if ids is None:
+            out[shard] = [v]
+        else:
+            ids.append(v)
+    return out

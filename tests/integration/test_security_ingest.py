@@ -136,8 +136,8 @@ async def test_rate_limits_answer_429_with_retry_after(
 async def test_voter_state_refills_and_resets_at_midnight(
     prefix: str, redis_client: aioredis.Redis
 ) -> None:
-    """A voter's token bucket and daily count share one key: the bucket refills with time, the
-    count resets at midnight UTC, and a refused request charges neither."""
+    """A voter's token bucket and daily count share one hash field: the bucket refills with
+    time, the count resets at midnight UTC, and a refused request charges neither."""
     from services.ingest.limits import DAY_S, LimitRequest, RateLimiter
     from shared.events import Vote
     from shared.keys import KeyLayout
@@ -163,6 +163,14 @@ async def test_voter_state_refills_and_resets_at_midnight(
     assert (await limiter.check_many([req(1, 20, voter="w")]))[0].allowed  # another voter
     now[0] += 30.0  # past midnight: a new day
     assert (await limiter.check_many([req(4, 30)]))[0].allowed
+    # the bucket carries over midnight (the count does not): drained just before midnight, a
+    # voter is still limited just after it
+    now[0] = DAY_S * 20_002 - 1.0
+    assert (await limiter.check_many([req(4, 40, voter="m")]))[0].allowed
+    now[0] += 2.0
+    verdict = (await limiter.check_many([req(3, 50, voter="m")]))[0]
+    assert not verdict.allowed and verdict.limit == "voter:m"
+    assert (await limiter.check_many([req(2, 50, voter="m")]))[0].allowed  # 2 tokens back
 
 
 def ingest_settings_for_limits(**limits: object) -> IngestSettings:
