@@ -40,6 +40,8 @@ local n_dedupe_sets = tonumber(ARGV[16])
 local clients, today, yesterday = KEYS[1], KEYS[2], KEYS[3]
 local CHUNK = 1000  -- fields per HMGET / HSET (unpack has a limit)
 local out = {}
+local any_yesterday = redis.call('EXISTS', yesterday) == 1  -- gone soon after midnight
+local today_written = false
 
 local function hmget(key, fields, into, at)
   -- into[at[j]] = value of fields[j], for the fields present
@@ -140,7 +142,7 @@ local function one(k, a)
       missing_at[#missing_at + 1] = charged[j]
     end
   end
-  hmget(yesterday, missing, states, missing_at)
+  if any_yesterday then hmget(yesterday, missing, states, missing_at) end
   local voter_state = {}
   for j = 1, #charged do
     local i = charged[j]
@@ -186,7 +188,7 @@ local function one(k, a)
       end
       redis.call('HSET', today, unpack(pairs_))
     end
-    redis.call('EXPIRE', today, voters_ttl)
+    today_written = true
   end
   out[#out + 1] = 1
   out[#out + 1] = np
@@ -208,4 +210,5 @@ local k, a = 4 + n_dedupe_sets, 17
 for _ = 1, tonumber(ARGV[2]) do
   k, a = one(k, a)
 end
+if today_written then redis.call('EXPIRE', today, voters_ttl) end
 return out
