@@ -10,13 +10,14 @@
 --     full anyway; a voter missing today is looked up in yesterday's hash (its bucket carries
 --     over midnight, its count does not)
 --
--- KEYS: the clients hash, today's voters hash, yesterday's voters hash, the dedupe sets (three
---       per shard: see VoteIdMemory.lookup_plan), then per request: its ip bucket, its client
---       bucket (if it has votes), its prompt-hash counters.
+-- KEYS: the clients hash, today's voters hash, yesterday's voters hash, the dedupe sets
+--       (sets_per_shard for each shard: see VoteIdMemory.lookup_plan), then per request: its ip
+--       bucket, its client bucket (if it has votes), its prompt-hash counters.
 -- ARGV: now_ms, n_requests, voter_rate_per_s, voter_burst, daily_cap (0 = off), day,
 --       seconds_to_midnight, dedupe (1 = look the votes up, 0 = every vote is new),
 --       ip_rate_per_s, ip_burst, client_rate_per_s, client_burst, prompt_cap, prompt_ttl_s,
 --       voters_ttl_s (today's hash: until midnight, plus a full bucket's refill), n_dedupe_sets,
+--       sets_per_shard,
 --       then per request:
 --       key_id ("" = nothing to confirm), stored record (the client key's record as last seen),
 --       n_votes, n_voters, n_prompts, its voters' fields, then per vote: voter index, prompt
@@ -36,7 +37,7 @@ local ip_rate, ip_burst = tonumber(ARGV[9]), tonumber(ARGV[10])
 local client_rate, client_burst = tonumber(ARGV[11]), tonumber(ARGV[12])
 local prompt_cap, prompt_ttl = tonumber(ARGV[13]), tonumber(ARGV[14])
 local voters_ttl = ARGV[15]
-local n_dedupe_sets = tonumber(ARGV[16])
+local n_dedupe_sets, per_shard = tonumber(ARGV[16]), tonumber(ARGV[17])
 local clients, today, yesterday = KEYS[1], KEYS[2], KEYS[3]
 local CHUNK = 1000  -- fields per HMGET / HSET (unpack has a limit)
 local out = {}
@@ -66,8 +67,8 @@ local function bucket(key, rate, burst)
 end
 
 local function remembered(slot, id)
-  local base = 3 + 3 * (slot - 1)  -- its shard's sets: KEYS[base + 1 .. base + 3]
-  for j = 1, 3 do
+  local base = 3 + per_shard * (slot - 1)  -- its shard's sets: KEYS[base + 1 ..]
+  for j = 1, per_shard do
     if redis.call('SISMEMBER', KEYS[base + j], id) == 1 then return true end
   end
   return false
@@ -206,7 +207,7 @@ local function one(k, a)
   return next_k, next_a
 end
 
-local k, a = 4 + n_dedupe_sets, 17
+local k, a = 4 + n_dedupe_sets, 18
 for _ = 1, tonumber(ARGV[2]) do
   k, a = one(k, a)
 end

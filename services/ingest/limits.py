@@ -20,8 +20,9 @@ from shared.settings import IngestSettings
 
 log = logging.getLogger(__name__)
 
-# vote_ids -> the dedupe sets to look in and each id's slot (``VoteIdMemory.lookup_plan``)
-DedupeLookup = Callable[[Sequence[str]], tuple[list[str], list[int]]]
+# vote_ids -> the dedupe sets to look in, each id's slot, sets per slot
+# (``VoteIdMemory.lookup_plan``)
+DedupeLookup = Callable[[Sequence[str]], tuple[list[str], list[int], int]]
 
 LIMITS_SCRIPT = files("services.ingest").joinpath("limits.lua").read_text()
 DAY_S = 86_400
@@ -100,8 +101,9 @@ class RateLimiter:
         refill_s = math.ceil(s.ingest_voter_burst / s.ingest_voter_votes_per_s)
         sets: list[str] = []
         slots: Iterator[int] = iter(())
+        per_shard = 0
         if lookup is not None:
-            sets, slot_list = lookup([v.vote_id for r in requests for v in r.votes])
+            sets, slot_list, per_shard = lookup([v.vote_id for r in requests for v in r.votes])
             slots = iter(slot_list)
         keys: list[str] = [self._keys.clients(), self._keys.voters(day),
                            self._keys.voters(day - 1), *sets]
@@ -110,7 +112,7 @@ class RateLimiter:
             s.ingest_voter_daily_cap, day, DAY_S - int(now) % DAY_S,
             1 if lookup is not None else 0, s.ingest_ip_requests_per_s, s.ingest_ip_burst,
             s.ingest_client_votes_per_s, s.ingest_client_burst, s.ingest_prompt_hash_cap,
-            PROMPT_TTL_S, DAY_S - int(now) % DAY_S + refill_s + 1, len(sets),
+            PROMPT_TTL_S, DAY_S - int(now) % DAY_S + refill_s + 1, len(sets), per_shard,
         ]
         plans = [self._plan(r, keys, argv, slots if lookup is not None else None)
                  for r in requests]

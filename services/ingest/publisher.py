@@ -278,8 +278,8 @@ class VoteIdMemory:
     Ids are members of sets, one per shard (``DEDUPE_SHARDS`` hash tags) and per window-long
     bucket of time (``bucket = unix time // window``). A bucket's sets expire two windows after
     the bucket began, so an id is remembered for at least one window and at most two. A lookup
-    checks the current bucket, the one before, and the one after (an ingest instance whose
-    clock is a little behind another's, near a bucket boundary). One SADD per shard a group
+    checks the current bucket, the one before, and, in the last minute of a bucket, the next
+    one (another ingest instance's clock may be a little ahead). One SADD per shard a group
     touches, instead of a key with a TTL per vote: a new key cost Redis ~5 us, a set member ~1
     (docs/decisions.md)."""
 
@@ -296,16 +296,24 @@ class VoteIdMemory:
     def enabled(self) -> bool:
         return self._window_s > 0
 
-    def lookup_plan(self, vote_ids: Sequence[str]) -> tuple[list[str], list[int]]:
-        """For a lookup inside another script call: the sets to look in (three per shard the
-        ids fall in: current bucket, previous, next) and, per id, its shard's slot (1-based:
-        its sets are keys ``3 * (slot - 1) + 1 .. + 3`` of the list)."""
-        bucket = int(self._clock() // self._window_s)
+    def _buckets(self) -> list[int]:
+        """The buckets a lookup looks in now: current, previous and, near its end, next."""
+        now, window = self._clock(), self._window_s
+        bucket = int(now // window)
+        if now >= (bucket + 1) * window - DEDUPE_CLOCK_SKEW_S:
+            return [bucket, bucket - 1, bucket + 1]
+        return [bucket, bucket - 1]
+
+    def lookup_plan(self, vote_ids: Sequence[str]) -> tuple[list[str], list[int], int]:
+        """For a lookup inside another script call: the sets to look in (``per_shard`` for
+        each shard the ids fall in: see ``_buckets``), per id its shard's slot (1-based: its
+        sets are keys ``per_shard * (slot - 1) + 1 ..`` of the list), and ``per_shard``."""
+        buckets = self._buckets()
         slot_of: dict[int, int] = {}
         slots = [slot_of.setdefault(dedupe_shard(v), len(slot_of) + 1) for v in vote_ids]
         sets = self._keys.dedupe_ids
-        keys = [sets(shard, b) for shard in slot_of for b in (bucket, bucket - 1, bucket + 1)]
-        return keys, slots
+        keys = [sets(shard, b) for shard in slot_of for b in buckets]
+        return keys, slots, len(buckets)
 
     async def seen(self, vote_ids: Sequence[str]) -> set[str]:
         """The ids remembered within the window: one round trip."""
@@ -327,17 +335,17 @@ class VoteIdMemory:
         bucket looked in."""
         if not self._window_s or not vote_ids:
             return lambda replies: set()
-        bucket = int(self._clock() // self._window_s)
+        buckets = self._buckets()
         by_shard = _by_shard(vote_ids)
         sets = self._keys.dedupe_ids
         for shard, ids in by_shard.items():
-            for b in (bucket, bucket - 1, bucket + 1):
+            for b in buckets:
                 pipe.smismember(sets(shard, b), ids)
 
         def found(replies: Iterator[Any]) -> set[str]:
             hits: set[str] = set()
             for ids in by_shard.values():
-                for _ in range(3):
+                for _ in buckets:
                     hits.update(v for v, hit in zip(ids, next(replies), strict=True) if hit)
             return hits
 
@@ -367,8 +375,10 @@ class VoteIdMemory:
             log.warning("could not remember vote ids: %s", exc)
 
 
-# kept a little past two windows: clocks of ingest instances differ a little
-DEDUPE_EXPIRY_MARGIN_S = 60
+# how far apart the clocks of ingest instances may be: sets are kept this much past two
+# windows, and the next bucket is looked in this long before it begins
+DEDUPE_CLOCK_SKEW_S = 60
+DEDUPE_EXPIRY_MARGIN_S = DEDUPE_CLOCK_SKEW_S
 
 
 def _by_shard(vote_ids: Iterable[str]) -> dict[int, list[str]]:

@@ -51,6 +51,14 @@ async def test_an_instance_whose_clock_is_behind_still_finds_the_ids(
     behind = VoteIdMemory(redis_client, KeyLayout(prefix), WINDOW, clock=lambda: START - 0.5)
     await ahead.remember(["x", "y"])
     assert await behind.seen(["x", "y", "z"]) == {"x", "y"}
+    # and so does the rate-limit script's lookup (the one-trip path)
+    settings = IngestSettings(redis_url="redis://unused", ingest_require_auth=False)
+    limiter = RateLimiter(redis_client, KeyLayout(prefix), settings, clock=lambda: START - 0.5)
+    votes = [Vote.model_validate({"vote_id": i, "arena": "text", "model_a": "a", "model_b": "b",
+                                  "winner": "model_a"}) for i in ("x", "y", "z")]
+    verdict = (await limiter.check_many([LimitRequest("1.2.3.4", "c", votes)],
+                                        lookup=behind.lookup_plan))[0]
+    assert verdict.allowed and [v.vote_id for v in verdict.votes] == ["z"]
 
 
 async def test_the_rate_limit_script_looks_up_the_same_sets(
