@@ -280,8 +280,8 @@ class VoteIdMemory:
     the bucket began, so an id is remembered for at least one window and at most two. A lookup
     checks the current bucket, the one before, and, in the last minute of a bucket, the next
     one (another ingest instance's clock may be a little ahead). One SADD per shard a group
-    touches, instead of a key with a TTL per vote: a new key cost Redis ~5 us, a set member ~1
-    (docs/decisions.md)."""
+    touches (in one script call), instead of a key with a TTL per vote: a new key cost Redis
+    ~5 us, a set member ~1 (docs/decisions.md)."""
 
     def __init__(
         self, client: aioredis.Redis, keys: KeyLayout, window_s: int,
@@ -291,6 +291,7 @@ class VoteIdMemory:
         self._keys = keys
         self._window_s = window_s
         self._clock = clock
+        self._remember = client.register_script(REMEMBER_SCRIPT)
 
     @property
     def enabled(self) -> bool:
@@ -352,8 +353,8 @@ class VoteIdMemory:
         return found
 
     async def remember(self, vote_ids: Iterable[str]) -> None:
-        """Add ids to the current bucket's sets: one SADD (and EXPIRE) per shard, one round
-        trip."""
+        """Add ids to the current bucket's sets: one script call (per shard an SADD and an
+        EXPIRE; a pipeline of those cost a group of single votes more of ingest's CPU)."""
         if not self._window_s:
             return
         by_shard = _by_shard(vote_ids)
@@ -365,14 +366,29 @@ class VoteIdMemory:
         # relative: Redis expires by its own clock
         ttl = math.ceil((bucket + 2) * window + DEDUPE_EXPIRY_MARGIN_S - now)
         sets = self._keys.dedupe_ids
+        keys = [sets(shard, bucket) for shard in by_shard]
+        args: list[str | int] = [ttl, *(len(ids) for ids in by_shard.values())]
+        for ids in by_shard.values():
+            args += ids
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for shard, ids in by_shard.items():
-                    pipe.sadd(sets(shard, bucket), *ids)
-                    pipe.expire(sets(shard, bucket), ttl)
-                await pipe.execute()
+            await self._remember(keys=keys, args=args)
         except aioredis.RedisError as exc:
             log.warning("could not remember vote ids: %s", exc)
+
+
+REMEMBER_SCRIPT = """
+-- KEYS: one dedupe set per shard; ARGV: ttl_s, the number of ids of each set, then the ids
+local at = 2 + #KEYS
+for i, key in ipairs(KEYS) do
+  local last = at + tonumber(ARGV[1 + i]) - 1
+  for from = at, last, 1000 do  -- unpack has a limit
+    redis.call('SADD', key, unpack(ARGV, from, math.min(from + 999, last)))
+  end
+  redis.call('EXPIRE', key, ARGV[1])
+  at = last + 1
+end
+return at - 2 - #KEYS
+"""
 
 
 # how far apart the clocks of ingest instances may be: sets are kept this much past two

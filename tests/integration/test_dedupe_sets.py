@@ -87,3 +87,13 @@ async def test_the_rate_limit_script_looks_up_the_same_sets(
         lookup=memory.lookup_plan)
     assert not verdicts[0].allowed and verdicts[0].limit == "voter:u"
     assert verdicts[1].allowed and verdicts[1].votes == ()
+
+
+async def test_a_large_group_is_remembered_whole(
+    prefix: str, redis_client: aioredis.Redis
+) -> None:
+    """20,000 ids: over 1,000 in each shard's set, more than one SADD of the script each."""
+    memory = VoteIdMemory(redis_client, KeyLayout(prefix), WINDOW, clock=lambda: START + 5.0)
+    many = ids(20_000, "big")
+    await memory.remember(many)
+    assert await memory.seen([*many, "other"]) == set(many)
