@@ -26,7 +26,7 @@
 | ``{p}:{limits}:{kind}:{id}``     | string | token buckets (``ip-bucket``, ``client-bucket``),|
 |                                  |        | ``voter-state`` (bucket + daily count), prompt-  |
 |                                  |        | hash counts; one hash tag: one Lua call          |
-| ``{p}:{arena}:voters``           | hash   | voter -> sequential-test statistics (rating)     |
+| ``{p}:{arena}:voters``           | hash   | voter -> screen statistics, packed (screen.py)   |
 | ``{p}:{arena}:flagged``          | hash   | voter -> evidence JSON (votes quarantined)       |
 | ``{p}:{arena}:quarantine:{voter}`` | list | the voter's quarantined votes, JSON, in order    |
 | ``{p}:{arena}:screen-fence``     | hash   | ``topic/partition`` -> last screened offset      |
