@@ -158,11 +158,12 @@ Side = tuple[str, float, float, float, str]
 
 def sides(model_a: str, model_b: str, p_a: float, options: ScreenOptions) -> tuple[Side, Side]:
     eps, floor = options.epsilon, options.p_floor
-    out: list[Side] = []
-    for model, p, outcome in ((model_a, p_a, "model_a"), (model_b, 1.0 - p_a, "model_b")):
-        p = min(max(p, floor), 1.0 - floor)
-        out.append((model, p, math.log((1 - eps) / p), math.log(eps / (1 - p)), outcome))
-    return out[0], out[1]
+    ceiling = 1.0 - floor
+    p = min(max(p_a, floor), ceiling)
+    q = min(max(1.0 - p_a, floor), ceiling)
+    log = math.log
+    return ((model_a, p, log((1 - eps) / p), log(eps / (1 - p)), "model_a"),
+            (model_b, q, log((1 - eps) / q), log(eps / (1 - q)), "model_b"))
 
 
 class VoterScreen:
@@ -179,8 +180,9 @@ class VoterScreen:
     ) -> list[tuple[RawRecord, Vote]]:
         """The batch with the votes of flagged voters marked ``excluded="quarantined"``."""
         by_arena: dict[str, list[int]] = defaultdict(list)
-        for index, (_, vote) in enumerate(votes):
-            if screened(vote):
+        for index, (_, vote) in enumerate(votes):  # screened(vote), inline: every vote
+            if (vote.voter is not None and vote.anonymous and vote.excluded is None
+                    and not vote.released):
                 by_arena[vote.arena].append(index)
         out = list(votes)
         for arena, indexes in by_arena.items():
@@ -251,7 +253,7 @@ class VoterScreen:
         emptied: list[str] = []  # only those with statistics in Redis: HDEL of the rest is a no-op
         for voter in sorted(changed):
             voter_stats = stats[voter]
-            if voter_stats:
+            if voter_stats._names:  # any statistic above 0
                 stored[voter] = voter_stats.dump()
             elif voter in stored_before:
                 emptied.append(voter)
