@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 from pydantic import ValidationError
 
 from services.rating.engine import STYLE_FEATURES, BattleColumns, EloState
+from services.rating.engine.counts import Triple
 from services.rating.packed_counts import encode_increments
 from shared.events import Outcome, StyleFeatures, Vote, decode_vote_record
 from shared.keys import count_field, parse_count_field
@@ -81,6 +82,19 @@ class ArenaSlice:
     last_offset: int
     increments: dict[str, Counter[str]] = field(default_factory=dict)  # view -> field -> n
     battles: list[Battle] = field(default_factory=list)  # counted battles, in offset order
+    _triples: dict[str, dict[Triple, int]] | None = field(
+        default=None, init=False, repr=False, compare=False)
+
+    def triples(self) -> dict[str, dict[Triple, int]]:
+        """``increments`` with each count field parsed: view -> (model_a, model_b, outcome) ->
+        n. Parsed once, for the apply's arguments and the cached counts (a slice is complete
+        once folded: its increments do not change afterwards)."""
+        if self._triples is None:
+            self._triples = {
+                view: {parse_count_field(fld): n for fld, n in counter.items()}
+                for view, counter in self.increments.items()
+            }
+        return self._triples
 
     @property
     def fence_field(self) -> str:
@@ -194,8 +208,8 @@ def lua_args(
     rating after this slice. The trailing section holds the slice's style battles: (view index,
     ``BattleColumns`` chunk) pairs, then their number as the last argument."""
     views = sorted(sl.increments)
-    models, increments = encode_increments([
-        {parse_count_field(fld): n for fld, n in sl.increments[view].items()} for view in views])
+    triples = sl.triples()
+    models, increments = encode_increments([triples[view] for view in views])
     argv: list[str | int | bytes] = [version, sl.fence_field, sl.first_offset, sl.last_offset,
                                      required_fence, len(views), *views, len(models), *models,
                                      increments]
