@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from services.rating.batch import RawRecord
+from services.rating.batch import RawRecord, record_runs
 from shared.events import Vote
 from shared.keys import KeyLayout, text
 
@@ -221,7 +221,7 @@ class VoterScreen:
         options = self._options
         threshold = options.threshold
         pairs: dict[tuple[str, str], tuple[Side, Side]] = {}  # the fit does not move meanwhile
-        for rec, start, end in _records_in_offset_order(votes):
+        for rec, start, end in record_runs(votes):
             fence_field = f"{rec.topic}/{rec.partition}"
             replay = rec.offset <= fences.get(fence_field, -1)
             if not replay:
@@ -294,19 +294,3 @@ class VoterScreen:
             "position": {"topic": rec.topic, "partition": rec.partition, "offset": rec.offset},
         }
         return orjson.dumps(doc)
-
-
-def _records_in_offset_order(
-    votes: Sequence[tuple[RawRecord, Vote]],
-) -> list[tuple[RawRecord, int, int]]:
-    """The runs of votes of one record, as (record, start, end) in (topic, partition, offset)
-    order: the votes of a batch record are adjacent, so sorting records orders the votes as
-    sorting each vote by (topic, partition, offset, position) would."""
-    runs: list[tuple[RawRecord, int, int]] = []
-    start = 0
-    for i in range(1, len(votes) + 1):
-        if i == len(votes) or votes[i][0] is not votes[start][0]:
-            runs.append((votes[start][0], start, i))
-            start = i
-    runs.sort(key=lambda run: (run[0].topic, run[0].partition, run[0].offset, run[1]))
-    return runs
