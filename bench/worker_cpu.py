@@ -25,6 +25,7 @@ import orjson
 import redis.asyncio as aioredis
 from harness import ROOT
 
+from services.common.redis_client import connect as redis_connect
 from services.common.runtime import tune_gc_for_batches
 from services.demo.arena import SyntheticArena
 from services.rating.batch import RawRecord
@@ -57,7 +58,7 @@ def batches(votes: int, per_record: int, per_batch: int, seed: int) -> list[list
 
 
 async def run(redis_url: str, args: argparse.Namespace) -> None:
-    client = aioredis.Redis.from_url(redis_url)
+    client = redis_connect(redis_url)  # as the worker: commands packed by hiredis
     keys = KeyLayout(unique_prefix())
     options = FitOptions()
     processor = RatingProcessor(

@@ -27,9 +27,9 @@
 | ``{p}:replay:{signature}``       | string | a signed request seen (TTL = 2 x window)         |
 | ``{p}:{limits}:{kind}:{id}``     | string | token buckets (``ip-bucket``, ``client-bucket``),|
 |                                  |        | prompt-hash counts; one hash tag: one Lua call   |
-| ``{p}:{limits}:voters:{day}``    | hash   | (client, voter) -> its token bucket and count  |
-|                                  |        | the UTC day (``day`` = unix time // 86400)       |
-| ``{p}:{arena}:voters``           | hash   | voter -> sequential-test statistics (rating)     |
+| ``{p}:{limits}:voters:{day}``    | hash   | (client, voter) -> its token bucket and its      |
+|                                  |        | count of the UTC day (day = unix time // 86400)  |
+| ``{p}:{arena}:voters``           | hash   | voter -> screen statistics, packed (screen.py)   |
 | ``{p}:{arena}:flagged``          | hash   | voter -> evidence JSON (votes quarantined)       |
 | ``{p}:{arena}:quarantine:{voter}`` | list | the voter's quarantined votes, JSON, in order    |
 | ``{p}:{arena}:screen-fence``     | hash   | ``topic/partition`` -> last screened offset      |

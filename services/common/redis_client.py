@@ -32,6 +32,11 @@ class _HiredisPacking:
             args = (*first.encode().split(), *args[1:])
         elif b" " in first:
             args = (*first.split(), *args[1:])
+        try:  # the common case first: no per-argument Python work (thousands in a batch)
+            return [hiredis.pack_command(args)]
+        except TypeError:
+            pass
+        # hiredis refuses bytearrays (and memoryviews before 2.2): as bytes, then try again
         args = tuple(bytes(a) if isinstance(a, bytearray | memoryview) else a for a in args)
         try:
             return [hiredis.pack_command(args)]

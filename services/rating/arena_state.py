@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from services.rating.batch import ArenaSlice, RawRecord, fold, style_battles
 from services.rating.engine import BattleColumns, PairCounts
 from shared.events import Vote
-from shared.keys import parse_count_field
 
 
 @dataclass
@@ -24,10 +23,8 @@ class ArenaState:
     def absorb(
         self, sl: ArenaSlice, elo_after: Mapping[str, Mapping[str, float]], version: int
     ) -> None:
-        for view, increments in sl.increments.items():
-            counts = self.counts[view]
-            for fld, n in increments.items():
-                counts.add(*parse_count_field(fld), n=n)
+        for view, triples in sl.triples().items():
+            self.counts[view].add_many(triples)
             self.elo[view].update(elo_after.get(view, {}))
         for view, columns in style_battles(sl).items():
             if view in self.battles:

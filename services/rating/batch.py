@@ -8,11 +8,13 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import attrgetter
 from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
 from services.rating.engine import STYLE_FEATURES, BattleColumns, EloState
+from services.rating.engine.counts import Triple
 from services.rating.packed_counts import encode_increments
 from shared.events import Outcome, StyleFeatures, Vote, decode_vote_record
 from shared.keys import count_field, parse_count_field
@@ -81,6 +83,19 @@ class ArenaSlice:
     last_offset: int
     increments: dict[str, Counter[str]] = field(default_factory=dict)  # view -> field -> n
     battles: list[Battle] = field(default_factory=list)  # counted battles, in offset order
+    _triples: dict[str, dict[Triple, int]] | None = field(
+        default=None, init=False, repr=False, compare=False)
+
+    def triples(self) -> dict[str, dict[Triple, int]]:
+        """``increments`` with each count field parsed: view -> (model_a, model_b, outcome) ->
+        n. Parsed once, for the apply's arguments and the cached counts (a slice is complete
+        once folded: its increments do not change afterwards)."""
+        if self._triples is None:
+            self._triples = {
+                view: {parse_count_field(fld): n for fld, n in counter.items()}
+                for view, counter in self.increments.items()
+            }
+        return self._triples
 
     @property
     def fence_field(self) -> str:
@@ -120,43 +135,55 @@ def fold(
     sl: ArenaSlice | None = None
     last_key: tuple[str, str, int] | None = None
     skip_to = -1
-    # stable sort: votes of one batch record (same offset) keep their order in the record
-    for rec, vote in sorted(votes, key=_record_order):
-        offset = rec.offset
-        key = (vote.arena, rec.topic, rec.partition)
-        if key != last_key:
-            last_key = key
-            skip_to = -1 if after is None else after.get(key, -1)
-            sl = slices.get(key)
-        if offset <= skip_to:
-            continue
-        if sl is None:
-            sl = slices[key] = ArenaSlice(vote.arena, rec.topic, rec.partition, offset, offset)
-        elif offset > sl.last_offset:  # votes come in offset order
-            sl.last_offset = offset
-        if not vote.anonymous or vote.excluded is not None:
-            continue  # kept in Kafka (and the quarantine), not counted
-        a, b, winner = vote.model_a, vote.model_b, vote.winner
-        f = count_field(a, b, winner)
-        views = _views(vote)
-        increments = sl.increments
-        for view in views:
-            counter = increments.get(view)
-            if counter is None:
-                counter = increments[view] = Counter()
-            counter[f] += 1
-        style = vote.style
-        if style is None:
-            sl.battles.append(Battle(a, b, winner, views))
-        else:
-            sl.battles.append(Battle(a, b, winner, views, style_row(style.model_a),
-                                     style_row(style.model_b)))
+    for rec, start, end in record_runs(votes):  # votes by (topic, partition, offset, position)
+        offset, topic, partition = rec.offset, rec.topic, rec.partition
+        for i in range(start, end):
+            vote = votes[i][1]
+            key = (vote.arena, topic, partition)
+            if key != last_key:
+                last_key = key
+                skip_to = -1 if after is None else after.get(key, -1)
+                sl = slices.get(key)
+            if offset <= skip_to:
+                continue
+            if sl is None:
+                sl = slices[key] = ArenaSlice(vote.arena, topic, partition, offset, offset)
+            elif offset > sl.last_offset:  # votes come in offset order
+                sl.last_offset = offset
+            if not vote.anonymous or vote.excluded is not None:
+                continue  # kept in Kafka (and the quarantine), not counted
+            a, b, winner = vote.model_a, vote.model_b, vote.winner
+            f = count_field(a, b, winner)
+            views = _views(vote)
+            increments = sl.increments
+            for view in views:
+                counter = increments.get(view)
+                if counter is None:
+                    counter = increments[view] = Counter()
+                counter[f] = counter.get(f, 0) + 1  # not += 1: Counter.__missing__ is Python
+            style = vote.style
+            if style is None:
+                sl.battles.append(Battle(a, b, winner, views))
+            else:
+                sl.battles.append(Battle(a, b, winner, views, style_row(style.model_a),
+                                         style_row(style.model_b)))
     return list(slices.values())
 
 
-def _record_order(rv: tuple[RawRecord, Vote]) -> tuple[str, int, int]:
-    rec = rv[0]
-    return rec.topic, rec.partition, rec.offset
+def record_runs(
+    votes: Sequence[tuple[RawRecord, Vote]],
+) -> list[tuple[RawRecord, int, int]]:
+    """The runs of votes of one record, as (record, start, end) in (topic, partition, offset)
+    order: the votes of a batch record are adjacent, so sorting the runs orders the votes as a
+    stable sort of each vote by (topic, partition, offset) would, at one key per record."""
+    runs: list[tuple[RawRecord, int, int]] = []
+    start = 0
+    for i in range(1, len(votes) + 1):
+        if i == len(votes) or votes[i][0] is not votes[start][0]:
+            runs.append((votes[start][0], start, i))
+            start = i
+    runs.sort(key=lambda run: (run[0].topic, run[0].partition, run[0].offset, run[1]))
+    return runs
 
 
 def _views(vote: Vote) -> tuple[str, ...]:
@@ -194,8 +221,8 @@ def lua_args(
     rating after this slice. The trailing section holds the slice's style battles: (view index,
     ``BattleColumns`` chunk) pairs, then their number as the last argument."""
     views = sorted(sl.increments)
-    models, increments = encode_increments([
-        {parse_count_field(fld): n for fld, n in sl.increments[view].items()} for view in views])
+    triples = sl.triples()
+    models, increments = encode_increments([triples[view] for view in views])
     argv: list[str | int | bytes] = [version, sl.fence_field, sl.first_offset, sl.last_offset,
                                      required_fence, len(views), *views, len(models), *models,
                                      increments]
@@ -233,12 +260,13 @@ def _battles_by_view(sl: ArenaSlice) -> dict[str, list[Battle]]:
     return by_view
 
 
-def _models_of(battles: Iterable[Battle]) -> set[str]:
-    models: set[str] = set()
-    for b in battles:
-        models.add(b.model_a)
-        models.add(b.model_b)
+def _models_of(battles: Sequence[Battle]) -> set[str]:
+    models = set(map(_MODEL_A, battles))
+    models.update(map(_MODEL_B, battles))
     return models
+
+
+_MODEL_A, _MODEL_B = attrgetter("model_a"), attrgetter("model_b")
 
 
 _SCORE_A: dict[str, float] = {"model_a": 1.0, "model_b": 0.0, "tie": 0.5, "tie_bothbad": 0.5}

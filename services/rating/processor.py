@@ -98,6 +98,9 @@ class RatingProcessor:
         self._screen = screen
         self._arenas: dict[str, ArenaState] = {}
         self._fits: dict[str, BoardFit] = {}
+        # per arena, its overall fit as plain Python (model -> index, theta, preliminary): the
+        # screen asks for a win probability hundreds of times a batch
+        self._win_inputs: dict[str, tuple[BoardFit, dict[str, int], list[float], list[bool]]] = {}
         self._rows: dict[str, list[dict[str, Any]]] = {}
         # style-controlled boards: options, last fits (warm starts), boards due for a refit
         self._style = style or StyleOptions(board=FitOptions(
@@ -280,13 +283,16 @@ class RatingProcessor:
         fit = self._fits.get(board_name(arena, "overall"))
         if fit is None:
             return None
-        try:
-            a, b = fit.models.index(model_a), fit.models.index(model_b)
-        except ValueError:
+        inputs = self._win_inputs.get(arena)
+        if inputs is None or inputs[0] is not fit:  # refitted since: the same values, as lists
+            inputs = self._win_inputs[arena] = (
+                fit, {model: i for i, model in enumerate(fit.models)},  # ids are unique
+                fit.theta.tolist(), fit.preliminary.tolist())
+        _, index, theta, preliminary = inputs
+        a, b = index.get(model_a), index.get(model_b)
+        if a is None or b is None or preliminary[a] or preliminary[b]:
             return None
-        if fit.preliminary[a] or fit.preliminary[b]:
-            return None
-        return 1.0 / (1.0 + math.exp(float(fit.theta[b] - fit.theta[a])))
+        return 1.0 / (1.0 + math.exp(theta[b] - theta[a]))  # float64 as numpy's, bit for bit
 
     async def _state(self, arena: str, views: Iterable[str]) -> ArenaState:
         """The cached counts and Elo of an arena's views, loaded from Redis when missing."""

@@ -13,6 +13,7 @@ from services.rating.batch import (
     fold,
     lua_args,
     online_elo,
+    record_runs,
     touched_views,
 )
 from services.rating.engine import BattleColumns, EloState
@@ -145,3 +146,30 @@ def test_online_elo_follows_offset_order_per_view() -> None:
     math_only = EloState()
     math_only.apply("a", "b", "model_a")
     assert elo["math"] == pytest.approx(math_only.ratings)
+
+
+def test_fold_orders_records_like_a_stable_sort_of_the_votes() -> None:
+    """fold and the screen walk runs of one record's votes sorted by (topic, partition, offset):
+    the order a stable sort of each vote by its record's position gives, whatever the order the
+    records came in (and however a record's votes are spread)."""
+    rng = np.random.default_rng(2)
+    records = [RawRecord(str(rng.choice(["t1", "t2"])), int(rng.integers(2)),
+                         int(rng.integers(5)), b"") for _ in range(6)]
+    winners = ["model_a", "model_b", "tie", "tie_bothbad"]
+    for _ in range(50):
+        votes = []
+        for n in range(int(rng.integers(1, 12))):
+            rec = records[int(rng.integers(len(records)))]
+            body = {"vote_id": f"v{n}", "arena": str(rng.choice(["text", "vision"])),
+                    "model_a": "a", "model_b": str(rng.choice(["b", "c"])),
+                    "winner": winners[int(rng.integers(4))], "anonymous": bool(rng.random() > .2)}
+            decoded, _ = decode([RawRecord("x", 0, 0, orjson.dumps([body] * int(rng.integers(
+                1, 4))))])
+            votes += [(rec, vote) for _, vote in decoded]  # a run of rec's votes
+        in_order = sorted(votes, key=lambda rv: (rv[0].topic, rv[0].partition, rv[0].offset))
+        assert record_runs(votes) and [
+            v for rec, start, end in record_runs(votes) for v in votes[start:end]] == in_order
+        folded = [(s.arena, s.topic, s.partition, s.first_offset, s.last_offset,
+                   s.increments, s.battles) for s in fold(votes)]
+        assert folded == [(s.arena, s.topic, s.partition, s.first_offset, s.last_offset,
+                           s.increments, s.battles) for s in fold(in_order)]

@@ -28,7 +28,7 @@ def packed_bytes(*args: object) -> bytes:
 
 
 ARG = st.one_of(st.text(), st.binary(), st.integers(-(2**63), 2**63 - 1),
-                st.floats(allow_nan=False), st.binary().map(memoryview))
+                st.floats(allow_nan=False), st.binary().map(memoryview), st.binary().map(bytearray))
 
 
 @given(st.sampled_from(["SET", "EVALSHA", b"MGET", "SCRIPT LOAD", b"CONFIG SET"]),

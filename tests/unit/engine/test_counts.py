@@ -106,3 +106,34 @@ def test_empty_counts() -> None:
     assert counts.total == 0
     assert counts.triples() == {}
     assert counts.battles().shape == (0, 0)
+
+
+def test_add_many_matches_add_one_by_one() -> None:
+    rng = np.random.default_rng(4)
+    names = [f"m{i}" for i in range(9)]
+    outcomes = ["model_a", "model_b", "tie", "tie_bothbad"]
+    one_by_one, at_once = PairCounts(names[:3]), PairCounts(names[:3])
+    for _ in range(30):  # batches bring new models now and then
+        increments: dict[tuple[str, str, str], int] = {}
+        for _ in range(int(rng.integers(0, 20))):
+            a, b = rng.choice(names[: int(rng.integers(3, 10))], 2, replace=False)
+            increments[(str(a), str(b), outcomes[int(rng.integers(4))])] = int(rng.integers(1, 5))
+        for (a, b, outcome), n in increments.items():
+            one_by_one.add(a, b, outcome, n)
+        at_once.add_many(increments)
+        assert at_once == one_by_one
+        assert at_once.models == one_by_one.models
+
+
+@pytest.mark.parametrize(
+    ("triple", "n", "message"),
+    [(("a", "b", "draw"), 1, "unknown outcome"), (("a", "a", "tie"), 1, "itself"),
+     (("a", "b", "model_a"), -1, "non-negative")],
+)
+def test_add_many_refuses_what_add_refuses_and_adds_nothing(
+    triple: tuple[str, str, str], n: int, message: str
+) -> None:
+    counts = PairCounts.from_triples({("b", "a", "tie"): 1})
+    with pytest.raises(ValueError, match=message):
+        counts.add_many({("a", "b", "tie"): 2, triple: n})
+    assert counts.triples() == {("b", "a", "tie"): 1}
