@@ -63,7 +63,7 @@ async def infra() -> AsyncIterator[Infra]:
 async def stack(running: Infra, names: tuple[str, ...] = ("ingest", "rating", "api"),
                 **extra_env: str) -> AsyncIterator[Stack]:
     prefix = unique_prefix()
-    env = service_env(running, prefix, PODIUM_LOG_LEVEL="WARNING", **extra_env)
+    env = service_env(running, prefix, **{"PODIUM_LOG_LEVEL": "WARNING", **extra_env})
     services: dict[str, ServiceProcess] = {}
     try:
         for name in names:

@@ -16,6 +16,7 @@ from aiokafka.errors import KafkaError
 from services.common.logcontext import batch_context
 from services.common.metrics import RatingMetrics
 from services.common.redis_client import connect as redis_connect
+from services.rating import kafka_consumer
 from services.rating.batch import RawRecord
 from services.rating.engine import FitOptions, StyleOptions
 from services.rating.ops import OpsEndpoint
@@ -34,7 +35,7 @@ def build_worker(settings: RatingSettings, metrics: RatingMetrics | None = None)
     """A faust app consuming the votes topic in batches; nothing is connected until it runs.
     With ``rating_metrics_port`` set, it also serves /healthz, /readyz and /metrics."""
     metrics = metrics or RatingMetrics()
-    app = faust.App(
+    app = kafka_consumer.App(
         settings.rating_app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
         store="memory://",
