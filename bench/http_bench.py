@@ -15,12 +15,13 @@ import asyncio
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import httpx
 import orjson
 import redis.asyncio as aioredis
-from harness import ROOT, Stack, infra, stack
+from harness import ROOT, Stack, cpu_seconds, infra, infra_pids, stack
 from wrk import WrkResult, run_wrk
 
 from services.demo.arena import SyntheticArena
@@ -94,13 +95,20 @@ async def main() -> None:
 async def post_bench(st: Stack, seconds: int, connections: int) -> None:
     script = ROOT / "bench/post_vote.lua"
     ingest_url = st.services["ingest"].url + "/v1/votes"
+    pids = {"ingest": st.services["ingest"].proc.pid, **infra_pids()}
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    started = time.perf_counter()
     podium_post = run_wrk(ingest_url, seconds, connections, script=script)
+    requests = podium_post.requests_per_s * (time.perf_counter() - started)
+    per_request = {name: (cpu_seconds(pid) - before[name]) / requests * 1e6
+                   for name, pid in pids.items()}
     proc, url = await reference("accept")
     try:
         ref_post = run_wrk(url + "/v1/votes", seconds, connections, script=script)
     finally:
         proc.terminate()
     show("single-vote POST", podium_post, ref_post, 0.5)
+    print("  CPU per request (us): " + ", ".join(f"{n} {us:.0f}" for n, us in per_request.items()))
 
 
 async def read_bench(running: Infra, st: Stack, seconds: int, connections: int) -> None:
