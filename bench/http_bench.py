@@ -6,6 +6,10 @@ the same run on the same server stack:
   returning the same bytes.
 
     .venv/bin/python bench/http_bench.py [--seconds 10] [--connections 64] [--only post|read]
+        [--warmup-seconds 3]
+
+Each server (podium's and the reference) first gets ``--warmup-seconds`` of the same load,
+untimed.
 """
 
 from __future__ import annotations
@@ -81,20 +85,30 @@ async def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--only", choices=("post", "read"), help="Run one benchmark only.")
+    parser.add_argument("--warmup-seconds", type=int, default=3,
+                        help="untimed load on each server (podium and reference) first")
     args = parser.parse_args()
     # one load generator on one address: the per-IP limit (policy, 500 req/s by default) is
     # lifted so the figure is the server's, not the limiter's
     async with infra() as running, stack(running, names=("ingest", "api"),
                                          PODIUM_INGEST_IP_REQUESTS_PER_S="1000000") as st:
         if args.only != "read":
-            await post_bench(st, args.seconds, args.connections)
+            await post_bench(st, args.seconds, args.connections, args.warmup_seconds)
         if args.only != "post":
-            await read_bench(running, st, args.seconds, args.connections)
+            await read_bench(running, st, args.seconds, args.connections, args.warmup_seconds)
 
 
-async def post_bench(st: Stack, seconds: int, connections: int) -> None:
+def warm_up(url: str, seconds: int, connections: int, script: Path | None = None) -> None:
+    """Untimed load first: the broker's JIT and the servers' caches reach their steady state
+    (the same for podium and its reference)."""
+    if seconds > 0:
+        run_wrk(url, seconds, connections, script=script)
+
+
+async def post_bench(st: Stack, seconds: int, connections: int, warmup_s: int) -> None:
     script = ROOT / "bench/post_vote.lua"
     ingest_url = st.services["ingest"].url + "/v1/votes"
+    warm_up(ingest_url, warmup_s, connections, script)
     pids = {"ingest": st.services["ingest"].proc.pid, **infra_pids()}
     before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     started = time.perf_counter()
@@ -104,6 +118,7 @@ async def post_bench(st: Stack, seconds: int, connections: int) -> None:
                    for name, pid in pids.items()}
     proc, url = await reference("accept")
     try:
+        warm_up(url + "/v1/votes", warmup_s, connections, script)
         ref_post = run_wrk(url + "/v1/votes", seconds, connections, script=script)
     finally:
         proc.terminate()
@@ -111,17 +126,21 @@ async def post_bench(st: Stack, seconds: int, connections: int) -> None:
     print("  CPU per request (us): " + ", ".join(f"{n} {us:.0f}" for n, us in per_request.items()))
 
 
-async def read_bench(running: Infra, st: Stack, seconds: int, connections: int) -> None:
+async def read_bench(
+    running: Infra, st: Stack, seconds: int, connections: int, warmup_s: int
+) -> None:
     await seed_board(running.redis_url, st.prefix, models=300, votes=200_000)
     board_url = st.services["api"].url + "/v1/leaderboards/text/overall"
     async with httpx.AsyncClient() as c:
         body = (await c.get(board_url)).content
     assert orjson.loads(body)["models"] == 300
+    warm_up(board_url, warmup_s, connections)
     podium_read = run_wrk(board_url, seconds, connections)
     with tempfile.NamedTemporaryFile(suffix=".json") as f:
         Path(f.name).write_bytes(body)
         proc, url = await reference("bytes", f.name)
         try:
+            warm_up(url + "/", warmup_s, connections)
             ref_read = run_wrk(url + "/", seconds, connections)
         finally:
             proc.terminate()
