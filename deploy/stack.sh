@@ -92,7 +92,9 @@ status() {
 
 run() {
   local demo=""
-  trap 'trap "" INT TERM; echo; log "stopping everything make run started"; [[ -n "$demo" ]] && kill -TERM "$demo" 2>/dev/null; wait; down; exit 0' INT TERM
+  # waits for the demo only: the services are this shell's children too, and a bare "wait"
+  # hung on them when only this shell got the signal (SIGTERM from a supervisor, not Ctrl-C)
+  trap 'trap "" INT TERM; echo; log "stopping everything make run started"; if [[ -n "$demo" ]]; then kill -TERM "$demo" 2>/dev/null; wait "$demo" 2>/dev/null; fi; down; exit 0' INT TERM
   up
   echo
   echo "  Live leaderboard: http://127.0.0.1:$PODIUM_API_PORT/"
