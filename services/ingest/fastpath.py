@@ -44,8 +44,10 @@ class VoteFastPath:
         self._timed: Any = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        acceptor: VoteAcceptor | None = None
         if (scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != PATH
-                or scope["query_string"] or not hasattr(self.app.state, "acceptor")):
+                or scope["query_string"]
+                or (acceptor := getattr(self.app.state, "acceptor", None)) is None):
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
@@ -83,20 +85,20 @@ class VoteFastPath:
             await self.app(scope, replay_body(body, receive), send)
             return
         request_id = request_id or f"{self._id_prefix}{next(self._ids):x}"
-        acceptor: VoteAcceptor = self.app.state.acceptor
         answer = await acceptor.submit(Submission([vote], self._ip(scope, forwarded),
                                                   api_key=api_key, request_id=request_id))
-        metrics: IngestMetrics = self.app.state.metrics
+        metrics = acceptor.metrics
         if answer.reason:
             metrics.votes_rejected.labels(answer.reason).inc()
         payload = orjson.dumps(answer.body)
         headers = [(b"content-type", b"application/json"),
                    (b"content-length", str(len(payload)).encode()),
                    (b"x-request-id", request_id.encode("latin-1"))]
-        headers += [(k.lower().encode(), v.encode()) for k, v in answer.headers.items()]
+        if answer.headers:
+            headers += [(k.lower().encode(), v.encode()) for k, v in answer.headers.items()]
         await send({"type": "http.response.start", "status": answer.status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
-        if metrics is not self._metrics:  # a new app state: its own metric children
+        if metrics is not self._metrics:  # a new acceptor: its own metric children
             self._metrics, self._counted = metrics, {}
             self._timed = metrics.latency.labels("POST", PATH)
         counted = self._counted.get(answer.status)

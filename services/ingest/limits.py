@@ -29,7 +29,9 @@ DAY_S = 86_400
 PROMPT_TTL_S = 30 * DAY_S
 
 
-@dataclass(frozen=True)
+# slots, not frozen: one of each is built per request on the hot path, and a frozen dataclass's
+# __init__ costs ~0.5 us more (measured)
+@dataclass(slots=True)
 class LimitRequest:
     """What one request is charged for: its address, its client, its votes (distinct ids).
 
@@ -42,7 +44,7 @@ class LimitRequest:
     key: tuple[str, bytes | str] | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Verdict:
     allowed: bool
     retry_after_s: int = 0
@@ -125,7 +127,7 @@ class RateLimiter:
             return [Verdict(True, votes=tuple(r.votes)) for r in requests]
         verdicts: list[Verdict] = []
         at = 0
-        for request, (names, order) in zip(requests, plans, strict=True):
+        for request, (voters, order) in zip(requests, plans, strict=True):
             status, second, third = reply[at], reply[at + 1], reply[at + 2]
             at += 3
             if status == 2:
@@ -133,7 +135,7 @@ class RateLimiter:
                 continue
             if status == 0:
                 hit = int(third)
-                name = names[abs(hit) - 1]
+                name = _limit_names(request, voters)[abs(hit) - 1]
                 if hit < 0:  # the voter's daily cap, not its rate
                     name = name.replace("voter:", "voter-daily-cap:", 1)
                 verdicts.append(Verdict(False, int(second), name))
@@ -145,24 +147,24 @@ class RateLimiter:
             votes = request.votes
             if b"0" in new:
                 votes = [v for v, flag in zip(votes, new, strict=True) if flag == 49]  # "1"
-            verdicts.append(Verdict(True, votes=tuple(_downsample(votes, allowed))))
+            if allowed:
+                votes = _downsample(votes, allowed)
+            verdicts.append(Verdict(True, votes=tuple(votes)))
         return verdicts
 
     def _plan(
         self, request: LimitRequest, keys: list[str], argv: list[float | int | str | bytes],
         slots: Iterator[int] | None,
     ) -> tuple[list[str], list[tuple[str, str]]]:
-        """Append one request's keys and arguments; returns the names of its limits (for the
-        429 message) and the order of its prompt counters. ``slots``: the dedupe slot of each
-        vote of the group, in order (None: no lookup)."""
+        """Append one request's keys and arguments; returns its voters (in the order of their
+        limits: see ``_limit_names``) and the order of its prompt counters. ``slots``: the
+        dedupe slot of each vote of the group, in order (None: no lookup)."""
         votes = request.votes
         limit = self._keys.limit
         keys.append(limit("ip-bucket", request.ip))
-        names = [f"ip:{request.ip}"]
         who = request.client or "-"
         if votes:
             keys.append(limit("client-bucket", who))
-            names.append(f"client:{who}")
         voters: dict[str, int] = {}
         prompts: dict[tuple[str, str], int] = {}
         per_vote: list[int | str] = []
@@ -179,13 +181,20 @@ class RateLimiter:
             else:
                 per_vote += (voter_at, prompt_at, next(slots), v.vote_id)
         fields = [f"{who}|{voter}" for voter in voters]  # first appearance order
-        names += [f"voter:{voter}" for voter in voters]
         order = list(prompts)
         for arena, digest in order:
             keys.append(limit("prompt", f"{arena}|{digest}"))
         kid, stored = request.key or ("", "")
         argv += [kid, stored, len(votes), len(voters), len(order), *fields, *per_vote]
-        return names, order
+        return list(voters), order
+
+
+def _limit_names(request: LimitRequest, voters: list[str]) -> list[str]:
+    """The names of a request's limits, in the script's order (its 429 says which was hit)."""
+    names = [f"ip:{request.ip}"]
+    if request.votes:
+        names.append(f"client:{request.client or '-'}")
+    return names + [f"voter:{voter}" for voter in voters]
 
 
 def _downsample(votes: Sequence[Vote], allowed: dict[tuple[str, str], int]) -> list[Vote]:
