@@ -212,16 +212,23 @@ class VoteAcceptor:
                 await asyncio.sleep(0)
 
     def _schedule_flush(self) -> None:
-        if not self._flush_scheduled:
+        """Start a runner for the queue unless one is about to start or all slots run."""
+        if not self._flush_scheduled and len(self._groups) < self._max_groups:
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+            task = asyncio.ensure_future(self._runner())
+            self._groups.add(task)
+            task.add_done_callback(self._groups.discard)
 
-    def _flush(self) -> None:
-        """Start groups from the queue while fewer than ``max_groups_in_flight`` run. Requests
-        that arrive meanwhile wait for a group to finish and then go together: the busier
-        ingest is, the larger its groups and the less each request costs."""
+    async def _runner(self) -> None:
+        """One of at most ``max_groups_in_flight``: accepts the queue a group at a time until
+        it is empty. It takes its first group when it starts, i.e. the requests submitted
+        during the turn of the event loop that scheduled it, and each next group as soon as
+        the last one is answered: the requests that arrived meanwhile (the busier ingest is,
+        the larger its groups and the less each request costs). Continuing in the same task
+        saves the event loop turns that a done callback and a new task would each wait for,
+        on every request's way."""
         self._flush_scheduled = False
-        while self._queue and len(self._groups) < self._max_groups:
+        while self._queue:
             group: list[_Pending] = []
             size = 0
             queue = self._queue
@@ -229,14 +236,9 @@ class VoteAcceptor:
                              <= self._max_group_votes):
                 size += len(queue[0].submission.votes)
                 group.append(queue.popleft())
-            task = asyncio.ensure_future(self._run(group))
-            self._groups.add(task)
-            task.add_done_callback(self._group_done)
-
-    def _group_done(self, task: asyncio.Task[None]) -> None:
-        self._groups.discard(task)
-        if self._queue:
-            self._schedule_flush()
+            if queue:  # more than one group waits: another runner, if a slot is free
+                self._schedule_flush()
+            await self._run(group)
 
     async def _run(self, group: list[_Pending]) -> None:
         try:

@@ -134,10 +134,21 @@ class KafkaVotePublisher:
         if producer is None:
             raise PublishUnavailable("Kafka is not reachable yet")
         sends: list[tuple[asyncio.Future[Any], list[str]]] = []
+        timeout = self._settings.ingest_kafka_ack_timeout_s
         try:
-            async with asyncio.timeout(self._settings.ingest_kafka_ack_timeout_s):
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            async with asyncio.timeout(timeout):
                 waits = await self._send_once(producer, votes, sends)
-                await asyncio.gather(*waits)
+            # asyncio.wait, not gather of shields: it does not cancel the acks on a timeout
+            # either (others may wait on them), and wakes this task one event loop turn sooner
+            # (a shield and a gather each add a done callback's turn on every group's way)
+            if waits:
+                _, late = await asyncio.wait(waits, timeout=max(deadline - loop.time(), 0))
+                if late:
+                    raise TimeoutError
+                for ack in waits:
+                    ack.result()  # raises what the send raised
         except (TimeoutError, KafkaError) as exc:
             for ack, ids in sends:
                 if not ack.done():  # nobody waits for these any more: remember them on delivery
@@ -191,7 +202,7 @@ class KafkaVotePublisher:
         for vote in votes:
             earlier = self._in_flight.get(vote.vote_id)
             if earlier is not None and not (earlier.done() and earlier.exception() is not None):
-                waits.append(asyncio.shield(earlier))  # pending or delivered: never send twice
+                waits.append(earlier)  # pending or delivered: never send twice
             else:
                 fresh.setdefault(vote.arena, []).append(vote)
         size = self._settings.ingest_votes_per_record
@@ -206,7 +217,7 @@ class KafkaVotePublisher:
                     self._in_flight[vote_id] = ack
                 ack.add_done_callback(functools.partial(self._settled, ids))
                 sends.append((ack, ids))
-                waits.append(asyncio.shield(ack))
+                waits.append(ack)
         return waits
 
     def _settled(self, vote_ids: list[str], ack: asyncio.Future[Any]) -> None:
