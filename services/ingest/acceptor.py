@@ -17,7 +17,7 @@ import asyncio
 import hmac
 import logging
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +56,11 @@ class Submission:
     client: str | None = None
     api_key: str | None = None
     request_id: str | None = None  # for the log lines about this request
+    # writes the answer to the client, if it can now without waiting (False: it cannot, the
+    # caller writes it once ``submit`` returns). The group calls it for a 202 right after
+    # Kafka's ack, which saves the turn of the event loop that waking the request's own task
+    # for it takes: every vote's latency.
+    respond: Callable[[Answer], Awaitable[bool]] | None = None
 
 
 @dataclass(slots=True)  # not frozen: one per request, and frozen's __init__ costs ~0.5 us more
@@ -442,7 +447,14 @@ class VoteAcceptor:
                 with request_context(p.submission.request_id, ids):
                     log.debug("accepted %d votes (%d duplicates)", len(votes),
                               len(duplicates))
-            self._answer(p, Answer(202, {"accepted": ids, "duplicates": duplicates}))
+            answer = Answer(202, {"accepted": ids, "duplicates": duplicates})
+            respond = p.submission.respond
+            if respond is not None and not p.answer.done():
+                try:
+                    await respond(answer)
+                except Exception:  # the request's own task answers (and fails) as before
+                    log.exception("writing an answer failed")
+            self._answer(p, answer)
         self._metrics.votes_accepted.inc(accepted)
         self._metrics.votes_duplicate.inc(repeated)
         return remembered

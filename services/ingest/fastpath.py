@@ -20,12 +20,15 @@ from starlette.types import Receive, Scope, Send
 
 from services.common.http import BodyLimitMiddleware, read_body, replay_body
 from services.common.metrics import IngestMetrics
-from services.ingest.acceptor import Submission, VoteAcceptor
+from services.ingest.acceptor import Answer, Submission, VoteAcceptor
 from services.ingest.limits import ip_of
 from shared.events import Vote
 from shared.settings import IngestSettings
 
 PATH = "/v1/votes"
+# a transport with more than this unsent is not written to by a group (see _Responder): far
+# below the high-water mark (64 KiB) at which uvicorn's send would wait
+QUIET_WRITE_BUFFER_BYTES = 16 * 1024
 # headers that send a request to the documented route: signatures are checked there
 SLOW_HEADERS = frozenset({b"x-podium-signature", b"x-podium-key-id"})
 
@@ -85,19 +88,14 @@ class VoteFastPath:
             await self.app(scope, replay_body(body, receive), send)
             return
         request_id = request_id or f"{self._id_prefix}{next(self._ids):x}"
+        responder = _Responder(send, request_id)
         answer = await acceptor.submit(Submission([vote], self._ip(scope, forwarded),
-                                                  api_key=api_key, request_id=request_id))
+                                                  api_key=api_key, request_id=request_id,
+                                                  respond=responder.if_ready))
         metrics = acceptor.metrics
         if answer.reason:
             metrics.votes_rejected.labels(answer.reason).inc()
-        payload = orjson.dumps(answer.body)
-        headers = [(b"content-type", b"application/json"),
-                   (b"content-length", str(len(payload)).encode()),
-                   (b"x-request-id", request_id.encode("latin-1"))]
-        if answer.headers:
-            headers += [(k.lower().encode(), v.encode()) for k, v in answer.headers.items()]
-        await send({"type": "http.response.start", "status": answer.status, "headers": headers})
-        await send({"type": "http.response.body", "body": payload})
+        await responder(answer)  # unless the group has
         if metrics is not self._metrics:  # a new acceptor: its own metric children
             self._metrics, self._counted = metrics, {}
             self._timed = metrics.latency.labels("POST", PATH)
@@ -112,3 +110,43 @@ class VoteFastPath:
         client = scope.get("client")
         return ip_of(str(client[0]) if client else None, forwarded,
                      self._settings.ingest_trust_forwarded_for)
+
+
+class _Responder:
+    """Writes one request's answer, once: by its group right after Kafka's ack when the server
+    can write it without waiting (``if_ready``), else by the request's own task."""
+
+    __slots__ = ("_request_id", "_send", "_sent")
+
+    def __init__(self, send: Send, request_id: str) -> None:
+        self._send = send
+        self._request_id = request_id
+        self._sent = False
+
+    async def if_ready(self, answer: Answer) -> bool:
+        """Write the answer now if uvicorn will not wait to write it: its ``send`` waits only
+        while the connection's transport is paused (a client that reads its answers slower
+        than they come), and one such client must not hold up the answers of its group. On
+        another server (no such state to see), the request's own task writes."""
+        cycle = getattr(self._send, "__self__", None)
+        flow = getattr(cycle, "flow", None)
+        transport = getattr(cycle, "transport", None)
+        if (flow is None or transport is None or getattr(flow, "write_paused", True)
+                or transport.get_write_buffer_size() > QUIET_WRITE_BUFFER_BYTES):
+            return False
+        await self(answer)
+        return True
+
+    async def __call__(self, answer: Answer) -> None:
+        if self._sent:
+            return
+        self._sent = True
+        payload = orjson.dumps(answer.body)
+        headers = [(b"content-type", b"application/json"),
+                   (b"content-length", str(len(payload)).encode()),
+                   (b"x-request-id", self._request_id.encode("latin-1"))]
+        if answer.headers:
+            headers += [(k.lower().encode(), v.encode()) for k, v in answer.headers.items()]
+        await self._send({"type": "http.response.start", "status": answer.status,
+                          "headers": headers})
+        await self._send({"type": "http.response.body", "body": payload})
