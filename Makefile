@@ -58,6 +58,7 @@ bench: install $(ARENA_VENV)/.installed
 	$(PY) bench/http_bench.py
 	$(PY) bench/latency_bench.py
 	$(PY) bench/worker_cpu.py
+	$(PY) bench/ingest_cpu.py
 	$(PY) bench/memory_bench.py
 
 clean:
