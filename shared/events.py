@@ -16,8 +16,11 @@ from pydantic import (
     Field,
     StringConstraints,
     TypeAdapter,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 Outcome = Literal["model_a", "model_b", "tie", "tie_bothbad"]
 OUTCOMES: tuple[Outcome, ...] = ("model_a", "model_b", "tie", "tie_bothbad")
@@ -31,21 +34,38 @@ ModelId = Annotated[
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 # Score events feed the boards of this pseudo-arena: ``bench/{benchmark}``.
 BENCH_ARENA = "bench"
+# The view every counted vote of an arena counts toward (``{arena}/overall``).
+OVERALL = "overall"
+# Validation context of records read back from Kafka (``decode_vote_record``): what was written
+# before today's rules is read leniently instead of refused (see ``Vote._categories``).
+RECORDED = "recorded"
 License = Literal["open", "proprietary"]
 OpaqueId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[!-~]+$")]
 
 
+def is_reserved_view(name: str) -> bool:
+    """Whether a name is one the boards use for views other than categories: ``overall``, a
+    language view (``lang:{language}``) or a style-controlled twin (``{view}+style``). A
+    category of that name would count a vote twice on one board."""
+    return name == OVERALL or "+" in name or ":" in name
+
+
 class _Event(BaseModel):
+    """Numbers and flags a client sends are checked strictly (``strict=True`` on those fields:
+    ``"1.5"``, ``true`` or ``"yes"`` is not a number or a flag); timestamps and everything else
+    as JSON gives them. Records read back from Kafka are decoded leniently
+    (``decode_vote_record``)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
 
 
 class StyleFeatures(_Event):
     """Style of one side's answer: length and markdown elements (LMArena's style features)."""
 
-    tokens: int = Field(ge=0, le=10_000_000)
-    headers: int = Field(default=0, ge=0, le=1_000_000)
-    lists: int = Field(default=0, ge=0, le=1_000_000)
-    bold: int = Field(default=0, ge=0, le=1_000_000)
+    tokens: int = Field(ge=0, le=10_000_000, strict=True)
+    headers: int = Field(default=0, ge=0, le=1_000_000, strict=True)
+    lists: int = Field(default=0, ge=0, le=1_000_000, strict=True)
+    bold: int = Field(default=0, ge=0, le=1_000_000, strict=True)
 
 
 class VoteStyle(_Event):
@@ -61,10 +81,15 @@ class Vote(_Event):
     model_a: ModelId
     model_b: ModelId
     winner: Outcome
-    categories: list[Slug] = Field(default_factory=list, max_length=32)
+    categories: list[Slug] = Field(
+        default_factory=list, max_length=32,
+        description='Categories the battle counts toward besides `overall`, e.g. "coding". A '
+        "repeated category counts once; view names of the boards (`overall`, `lang:…`, "
+        "`…+style`) are reserved.")
     language: Slug | None = Field(default=None, description='Prompt language, e.g. "en", "zh".')
-    turns: int = Field(default=1, ge=1, le=1000)
-    anonymous: bool = Field(default=True, description="Only anonymous battles count.")
+    turns: int = Field(default=1, ge=1, le=1000, strict=True)
+    anonymous: bool = Field(default=True, strict=True,
+                            description="Only anonymous battles count.")
     voter: OpaqueId | None = None
     style: VoteStyle | None = None
     prompt_hash: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{16,128}$")] | None = Field(
@@ -84,19 +109,46 @@ class Vote(_Event):
         default=None, description="Server time, stamped by ingest (client values are replaced)."
     )
 
+    @field_validator("categories", mode="before")
+    @classmethod
+    def _categories(cls, value: object, info: ValidationInfo) -> object:
+        """Each category once, in order of first appearance; a reserved view name refused (a
+        vote would count twice on that board), or left out when reading a record written before
+        it was refused (``RECORDED`` context): the vote still counts once on each board."""
+        if not isinstance(value, list) or not value:
+            return value
+        context = info.context
+        recorded = isinstance(context, dict) and bool(context.get(RECORDED))
+        seen: set[str] = set()
+        kept: list[object] = []
+        for category in value:
+            if isinstance(category, str):
+                if category in seen:
+                    continue
+                if is_reserved_view(category):
+                    if recorded:
+                        continue
+                    raise PydanticCustomError(
+                        "reserved_category",
+                        "'{category}' is a reserved view name, not a category (board views "
+                        "are overall, a category, lang:<language> and <view>+style); every "
+                        "vote counts on overall already",
+                        {"category": category})
+                seen.add(category)
+            kept.append(category)
+        return kept
+
     @model_validator(mode="after")
     def _distinct_models(self) -> Vote:
         if self.arena == BENCH_ARENA:
             raise ValueError(f"arena {BENCH_ARENA!r} is reserved for benchmark boards")
         if self.model_a == self.model_b:
             raise ValueError("model_a and model_b must be different models")
-        if len(set(self.categories)) != len(self.categories):
-            raise ValueError("categories must not repeat")
         return self
 
     def views(self) -> list[str]:
         """The views of this vote's arena that it counts toward."""
-        views = ["overall", *self.categories]
+        views = [OVERALL, *self.categories]
         if self.language:
             views.append(f"lang:{self.language}")
         return views
@@ -107,7 +159,7 @@ class ScoreEvent(_Event):
 
     model: ModelId
     benchmark: Slug
-    score: float = Field(allow_inf_nan=False)
+    score: float = Field(allow_inf_nan=False, strict=True)
     source: Annotated[str, StringConstraints(min_length=1, max_length=256)]
     timestamp: datetime | None = Field(
         default=None, description="When the result was produced; ingest stamps it when absent."
@@ -219,9 +271,16 @@ def encode_vote_record(votes: Sequence[Vote]) -> bytes:
     return _VOTE_LIST.dump_json(list(votes))
 
 
-def decode_vote_record(raw: bytes) -> list[Vote]:
+# Records already in the topic are read as they were accepted when written: lax types (ingest
+# checks them strictly on the wire) and reserved categories left out rather than refused.
+_RECORDED_CONTEXT = {RECORDED: True}
+
+
+def decode_vote_record(raw: bytes | str) -> list[Vote]:
     """A ``podium.votes`` record: one vote (a JSON object) or a batch (a JSON array of votes).
     Raises pydantic's ValidationError when any vote in it is invalid."""
+    if isinstance(raw, str):
+        raw = raw.encode()
     if raw.lstrip()[:1] == b"[":
-        return _VOTE_LIST.validate_json(raw)
-    return [Vote.model_validate_json(raw)]
+        return _VOTE_LIST.validate_json(raw, strict=False, context=_RECORDED_CONTEXT)
+    return [Vote.model_validate_json(raw, strict=False, context=_RECORDED_CONTEXT)]

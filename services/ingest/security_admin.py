@@ -19,7 +19,7 @@ from services.ingest.auth import (
     new_api_key,
 )
 from services.ingest.publisher import PublishUnavailable, VotePublisher
-from shared.events import Vote
+from shared.events import decode_vote_record
 from shared.keys import KeyLayout, text
 from shared.settings import IngestSettings
 
@@ -110,8 +110,8 @@ def security_admin_router(settings: IngestSettings) -> APIRouter:
             raw = await client.lrange(keys.quarantine(arena, voter), 0, 499)
             if not raw:
                 break
-            votes = [Vote.model_validate_json(r).model_copy(update={"released": True})
-                     for r in raw]
+            votes = [v.model_copy(update={"released": True})
+                     for r in raw for v in decode_vote_record(r)]
             try:
                 await publisher.publish(votes)
             except PublishUnavailable as exc:

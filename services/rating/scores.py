@@ -91,7 +91,7 @@ class ScoreProcessor:
         by_partition: dict[tuple[str, int], list[tuple[RawRecord, ScoreEvent]]] = defaultdict(list)
         for rec in records:
             try:
-                event = ScoreEvent.model_validate_json(rec.value or b"")
+                event = ScoreEvent.model_validate_json(rec.value or b"", strict=False)
             except ValidationError as exc:
                 log.warning("skipping invalid score event at %s/%d@%d: %s",
                             rec.topic, rec.partition, rec.offset, exc.errors()[0]["msg"])

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 from pydantic import ValidationError
 
@@ -40,7 +41,9 @@ def test_minimal_vote_gets_defaults() -> None:
         ({"arena": "Text"}, "arena"),
         ({"turns": 0}, "turns"),
         ({"turns": "many"}, "turns"),
-        ({"categories": ["coding", "coding"]}, None),
+        ({"categories": ["overall"]}, "categories"),
+        ({"categories": ["coding", "lang:en"]}, "categories"),
+        ({"categories": ["overall+style"]}, "categories"),
         ({"vote_id": ""}, "vote_id"),
         ({"unexpected": 1}, "unexpected"),
         ({"style": {"model_a": {"tokens": -1}, "model_b": {"tokens": 3}}}, "style"),
@@ -74,6 +77,55 @@ def test_required_fields(missing: str) -> None:
 def test_views_of_a_vote(categories: list[str], language: str | None, views: list[str]) -> None:
     vote = Vote.model_validate({**GOOD, "categories": categories, "language": language})
     assert vote.views() == views
+
+
+def test_a_repeated_category_counts_once_in_order_of_first_appearance() -> None:
+    vote = Vote.model_validate({**GOOD, "categories": ["math", "coding", "math", "coding"]})
+    assert vote.categories == ["math", "coding"]
+    assert vote.views() == ["overall", "math", "coding"]
+
+
+@pytest.mark.parametrize("reserved", ["overall", "overall+style", "coding+style", "lang:zh"])
+def test_a_reserved_view_name_is_refused_naming_it(reserved: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        Vote.model_validate_json(orjson.dumps({**GOOD, "categories": ["coding", reserved]}))
+    [error] = info.value.errors()
+    assert error["type"] == "reserved_category" and error["loc"] == ("categories",)
+    assert f"'{reserved}' is a reserved view name" in error["msg"]
+
+
+def test_a_recorded_vote_with_reserved_or_repeated_categories_counts_once_per_board() -> None:
+    """Records already in Kafka, written before the rules: read, not dead-lettered."""
+    raw = orjson.dumps([{**GOOD, "categories": ["overall", "coding", "coding"]}])
+    [vote] = decode_vote_record(raw)
+    assert vote.views() == ["overall", "coding"]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"turns": True}, {"turns": "2"}, {"turns": 2.0}, {"anonymous": "yes"}, {"anonymous": 1},
+     {"style": {"model_a": {"tokens": "10"}, "model_b": {"tokens": 3}}},
+     {"style": {"model_a": {"tokens": 10, "bold": False}, "model_b": {"tokens": 3}}}],
+)
+def test_numbers_and_flags_have_their_json_type_on_the_wire(change: dict[str, Any]) -> None:
+    raw = orjson.dumps({**GOOD, **change})
+    with pytest.raises(ValidationError):
+        Vote.model_validate_json(raw)
+    assert len(decode_vote_record(raw)) == 1  # a record already in the topic still decodes
+
+
+def test_score_events_take_a_number_and_an_iso_timestamp() -> None:
+    good = {"model": "m", "benchmark": "mmlu", "score": 1, "source": "x",
+            "timestamp": "2026-01-02T03:04:05Z"}
+    assert ScoreEvent.model_validate_json(orjson.dumps(good)).score == 1.0
+    for bad in ("1.5", True):
+        with pytest.raises(ValidationError):
+            ScoreEvent.model_validate_json(orjson.dumps({**good, "score": bad}))
+
+
+def test_vote_timestamps_parse_from_iso_strings() -> None:
+    raw = orjson.dumps({**GOOD, "received_at": "2026-01-02T03:04:05+00:00"})
+    assert Vote.model_validate_json(raw).received_at is not None
 
 
 def test_vote_round_trips_through_json() -> None:
