@@ -233,7 +233,10 @@ class PodiumClient:
         digest = hashlib.sha256(key.get_secret_value().encode()).hexdigest()
         stamp = max(int(time.time()), self._last_stamp + 1)
         self._last_stamp = stamp
-        payload = f"{stamp}\n{method.upper()}\n{httpx.URL(url).path}\n".encode() + body
+        target = httpx.URL(url)  # the path and query string as sent (the server signs both)
+        query = target.query.decode("latin-1")
+        path = f"{target.path}?{query}" if query else target.path
+        payload = f"{stamp}\n{method.upper()}\n{path}\n".encode() + body
         return {KEY_ID_HEADER: digest[:16], TIMESTAMP_HEADER: str(stamp),
                 SIGNATURE_HEADER: hmac.new(bytes.fromhex(digest), payload, "sha256").hexdigest()}
 

@@ -9,7 +9,8 @@ from typing import Annotated, Any
 
 import orjson
 import redis.asyncio as aioredis
-from fastapi import Body, FastAPI, Request, Response, status
+from fastapi import Body, FastAPI, HTTPException, Request, Response, status
+from fastapi.params import Depends as DependsParam
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from services.common.health import redis_ready
@@ -45,8 +46,30 @@ from shared.settings import IngestSettings
 
 log = logging.getLogger(__name__)
 
+JSON = "application/json"
 NDJSON = "application/x-ndjson"
 _votes = TypeAdapter(list[Vote])
+
+
+def media_type(content_type: str) -> str:
+    """The media type of a Content-Type header, without its parameters, lower case."""
+    return content_type.partition(";")[0].strip().lower()
+
+
+def accepting(*types: str) -> DependsParam:
+    """A dependency answering 415 to a body of any other media type (a missing Content-Type
+    included): a body a client labels otherwise is not one it meant as votes."""
+    allowed = frozenset(types)
+    names = " or ".join(types)
+
+    def require(request: Request) -> None:
+        given = media_type(request.headers.get("content-type", ""))
+        if given not in allowed:
+            raise HTTPException(
+                status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+                f"Content-Type must be {names}, not {given or 'missing'}")
+
+    return DependsParam(require)
 
 
 class Accepted(BaseModel):
@@ -67,7 +90,7 @@ def parse_batch(body: bytes, content_type: str, max_batch: int) -> list[Vote]:
     A well-formed body is validated in one call straight from its bytes (an NDJSON body is
     joined into an array when every line is one object); anything else, or any error, takes
     the item-by-item path, which says exactly what is wrong and where."""
-    if content_type.startswith(NDJSON):
+    if media_type(content_type) == NDJSON:
         lines = [line for line in body.splitlines() if line.strip()]
         # each line one object: a line holding two objects would need another holding none
         if lines and all(line.lstrip()[:1] == b"{" and line.rstrip()[-1:] == b"}"
@@ -95,7 +118,7 @@ def _parsed(array: bytes, expected: int | None, max_batch: int) -> list[Vote] | 
 
 def _parse_items(body: bytes, content_type: str, max_batch: int) -> list[Vote]:
     items: list[Any]
-    if content_type.startswith(NDJSON):
+    if media_type(content_type) == NDJSON:
         items = []
         for lineno, line in enumerate(body.splitlines(), start=1):
             if not line.strip():
@@ -195,13 +218,16 @@ def create_app(
     responses: dict[int | str, dict[str, Any]] = {
         202: {"model": Accepted, "description": "Kafka acknowledged the votes."},
         413: {"description": "Body larger than the configured limit."},
+        415: {"description": f"Content-Type is not {JSON} (or, for a batch, {NDJSON})."},
         422: {"description": "Invalid vote(s): field-level messages in `detail`."},
         503: {"description": "Kafka did not acknowledge; retry with the same vote_id."},
         **security.WRITE_RESPONSES,
     }
 
+    json_only = [accepting(JSON), *writer]  # 415 before the key is looked up
+
     @app.post("/v1/votes", status_code=202, responses=responses, summary="Submit one vote",
-              dependencies=writer)
+              dependencies=json_only)
     async def post_vote(
         request: Request,
         vote: Annotated[Vote, Body(examples=[EXAMPLE_VOTE])],
@@ -213,7 +239,7 @@ def create_app(
         status_code=202,
         responses=responses,
         summary="Submit a batch of votes (JSON array or NDJSON)",
-        dependencies=writer,
+        dependencies=[accepting(JSON, NDJSON), *writer],
         description=f"A JSON array of votes, or one vote per line with `Content-Type: {NDJSON}`. "
         "All or nothing: if any vote is invalid, none is accepted and `detail` lists the errors "
         "by index.",
@@ -264,19 +290,21 @@ def create_app(
     score_responses: dict[int | str, dict[str, Any]] = {
         202: {"description": "Kafka acknowledged the score events: `{\"accepted\": n}`."},
         413: responses[413],
+        415: {"description": f"Content-Type is not {JSON}."},
         422: {"description": "Invalid score event(s) or unknown model(s)."},
         503: {"description": "Kafka did not acknowledge; retry."},
         **security.WRITE_RESPONSES,
     }
 
-    @app.post("/v1/scores", status_code=202, responses=score_responses, dependencies=writer,
+    @app.post("/v1/scores", status_code=202, responses=score_responses, dependencies=json_only,
               summary="Submit one benchmark score (feeds the bench/{benchmark} board)")
     async def post_score(
         request: Request, score: Annotated[ScoreEvent, Body(examples=[EXAMPLE_SCORE])]
     ) -> OrjsonResponse:
         return await accept_scores(request, [score])
 
-    @app.post("/v1/scores/batch", status_code=202, responses=score_responses, dependencies=writer,
+    @app.post("/v1/scores/batch", status_code=202, responses=score_responses,
+              dependencies=json_only,
               summary="Submit a batch of benchmark scores (JSON array, all or nothing)")
     async def post_scores(
         request: Request,

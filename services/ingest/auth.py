@@ -3,8 +3,9 @@ optionally HMAC-signed requests with a time window and replay rejection; the adm
 
 A client presents its key as ``X-API-Key`` or ``Authorization: Bearer``. A signed request adds
 ``X-Podium-Timestamp`` (unix seconds) and ``X-Podium-Signature``: the hex HMAC-SHA256, keyed by
-the sha256 digest of the API key, of ``"{timestamp}\\n{METHOD}\\n{path}\\n"`` followed by the
-body. A signed request may name its key by ``X-Podium-Key-Id`` instead of sending the key.
+the sha256 digest of the API key, of ``"{timestamp}\\n{METHOD}\\n{target}\\n"`` followed by
+the body, where ``target`` is the path and, when the request has one, ``?`` and the query string
+as sent. A signed request may name its key by ``X-Podium-Key-Id`` instead of sending the key.
 """
 
 from __future__ import annotations
@@ -50,14 +51,21 @@ def new_api_key() -> str:
     return "pdm_" + secrets.token_urlsafe(32)
 
 
-def signing_payload(timestamp: str, method: str, path: str, body: bytes) -> bytes:
-    return f"{timestamp}\n{method.upper()}\n{path}\n".encode() + body
+def signing_payload(timestamp: str, method: str, path: str, body: bytes, query: str = ""
+                    ) -> bytes:
+    """What is signed: timestamp, method, the path with its query string (``path?query``, just
+    the path when there is none: a query altered in transit fails the signature), the body."""
+    target = f"{path}?{query}" if query else path
+    return f"{timestamp}\n{method.upper()}\n{target}\n".encode() + body
 
 
-def sign(api_key: str, timestamp: str, method: str, path: str, body: bytes) -> str:
-    """The signature a client sends (used by tests, the demo and client libraries)."""
+def sign(api_key: str, timestamp: str, method: str, path: str, body: bytes, query: str = ""
+         ) -> str:
+    """The signature a client sends (used by tests and client libraries): ``query`` is the
+    request's query string as sent, without the ``?``."""
     secret = bytes.fromhex(key_digest(api_key))
-    return hmac.new(secret, signing_payload(timestamp, method, path, body), "sha256").hexdigest()
+    payload = signing_payload(timestamp, method, path, body, query)
+    return hmac.new(secret, payload, "sha256").hexdigest()
 
 
 class ClientRecord(BaseModel):
@@ -178,7 +186,8 @@ async def _check_signature(
     if abs(now - int(stamp)) > window:
         raise _unauthorized(f"{TIMESTAMP_HEADER} is outside the {window}s window")
     body = await request.body()
-    payload = signing_payload(stamp, request.method, request.url.path, body)
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    payload = signing_payload(stamp, request.method, request.url.path, body, query)
     expected = hmac.new(bytes.fromhex(record.digest), payload, "sha256").hexdigest()
     if not hmac.compare_digest(expected, signature.strip().lower()):
         raise _unauthorized("bad request signature")

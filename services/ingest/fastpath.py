@@ -66,8 +66,8 @@ class VoteFastPath:
                 api_key = value.decode("latin-1")
             elif name == b"authorization" and value[:7].lower() == b"bearer ":
                 api_key = api_key or value[7:].decode("latin-1").strip()
-            elif name == b"content-type":
-                json_body = value.startswith(b"application/json")
+            elif name == b"content-type":  # application/json, parameters or not
+                json_body = value[:16].lower() == b"application/json" and value[16:17] in b" ;"
             elif name == b"content-length":
                 if not value.isdigit() or int(value) > self._settings.ingest_max_body_bytes:
                     json_body = False

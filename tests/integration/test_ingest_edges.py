@@ -1,0 +1,124 @@
+"""The edges of what ingest accepts, against ingest as a process (its fast path in front) on the
+real broker and Redis: media types, JSON types, what a signature covers, repeated vote ids and
+requests that could never pass a limit."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from services.ingest.auth import sign
+from shared.events import decode_vote_record
+from tests.support.infra import ADMIN_TOKEN, Infra, service_env
+from tests.support.kafka import read_topic
+from tests.support.processes import ServiceProcess
+
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+JSON = {"content-type": "application/json"}
+
+
+def vote(i: int | str, **extra: Any) -> dict[str, Any]:
+    return {"vote_id": f"e{i}", "arena": "text", "model_a": "a", "model_b": "b",
+            "winner": "model_a", **extra}
+
+
+@pytest.fixture
+async def ingest(infra: Infra, prefix: str, request: pytest.FixtureRequest
+                 ) -> AsyncIterator[ServiceProcess]:
+    extra: dict[str, str] = getattr(request, "param", {})
+    env = service_env(infra, prefix, **extra)
+    service = await ServiceProcess("ingest", env, log_name=f"ingest-edges-{prefix}").start()
+    try:
+        yield service
+    finally:
+        assert service.stop() == 0, "ingest shut down cleanly on SIGTERM"
+
+
+async def produced(infra: Infra, prefix: str) -> list[Any]:
+    return [v for record in await read_topic(infra.kafka_bootstrap, prefix + ".podium.votes")
+            for v in decode_vote_record(record)]
+
+
+async def test_a_body_that_is_not_json_is_415_naming_what_is_accepted(
+    ingest: ServiceProcess, infra: Infra, prefix: str
+) -> None:
+    body = orjson.dumps(vote(1))
+    batch = orjson.dumps([vote(2)])
+    async with httpx.AsyncClient(base_url=ingest.url, timeout=30) as client:
+        for content_type in ("text/plain", "application/x-www-form-urlencoded", None,
+                             "application/jsonp"):
+            headers = {} if content_type is None else {"content-type": content_type}
+            r = await client.post("/v1/votes", content=body, headers=headers)
+            assert r.status_code == 415, (content_type, r.status_code, r.text)
+            assert "application/json" in r.json()["detail"]
+            r = await client.post("/v1/votes/batch", content=batch, headers=headers)
+            assert r.status_code == 415, (content_type, r.status_code, r.text)
+            assert "application/json or application/x-ndjson" in r.json()["detail"]
+        r = await client.post("/v1/votes/batch", content=body, headers={
+            "content-type": "application/x-ndjson"})
+        assert r.status_code == 202, r.text
+        r = await client.post("/v1/votes", content=orjson.dumps(vote(3)), headers={
+            "content-type": "Application/JSON; charset=utf-8"})
+        assert r.status_code == 202, r.text
+        metrics = (await client.get("/metrics")).text
+    assert 'podium_ingest_votes_rejected_total{reason="unsupported_media_type"} 8.0' in metrics
+    assert sorted(v.vote_id for v in await produced(infra, prefix)) == ["e1", "e3"]
+
+
+@pytest.mark.parametrize("change", [
+    {"turns": True}, {"turns": "2"}, {"anonymous": "yes"}, {"anonymous": 0},
+    {"style": {"model_a": {"tokens": "10"}, "model_b": {"tokens": 3}}},
+])
+async def test_numbers_and_flags_must_have_their_json_type(
+    ingest: ServiceProcess, infra: Infra, prefix: str, change: dict[str, Any]
+) -> None:
+    field = next(iter(change))
+    async with httpx.AsyncClient(base_url=ingest.url, timeout=30) as client:
+        r = await client.post("/v1/votes", json=vote(1, **change))  # the fast path's
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"][:2] == ["body", field], (
+            r.text)
+        r = await client.post("/v1/votes/batch", json=[vote(2), vote(3, **change)])
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"][:3] == ["body", 1, field]
+        r = await client.post("/v1/scores", json={"model": "a", "benchmark": "x",
+                                                  "score": "1.5", "source": "s"})
+        assert r.status_code == 422 and "score" in r.text
+        r = await client.post("/v1/votes", json=vote(4, turns=2, anonymous=False,
+                                                     received_at="2026-01-02T03:04:05Z"))
+        assert r.status_code == 202, r.text
+    assert [v.vote_id for v in await produced(infra, prefix)] == ["e4"]
+
+
+async def test_the_signature_covers_the_query_string(
+    ingest: ServiceProcess, infra: Infra, prefix: str
+) -> None:
+    async with httpx.AsyncClient(base_url=ingest.url, timeout=30) as client:
+        created = (await client.post("/v1/admin/clients", json={
+            "client": "signer", "require_signature": True}, headers=ADMIN)).json()
+
+        def signed(body: bytes, query: str) -> dict[str, str]:
+            stamp = str(int(time.time()))
+            return {**JSON, "X-Podium-Key-Id": created["key_id"], "X-Podium-Timestamp": stamp,
+                    "X-Podium-Signature": sign(created["api_key"], stamp, "POST", "/v1/votes",
+                                               body, query)}
+
+        body = orjson.dumps(vote(1))
+        r = await client.post("/v1/votes?source=web", content=body,
+                              headers=signed(body, "source=web"))
+        assert r.status_code == 202, r.text
+        body = orjson.dumps(vote(2))
+        r = await client.post("/v1/votes?source=evil", content=body,
+                              headers=signed(body, "source=web"))
+        assert r.status_code == 401 and "bad request signature" in r.text
+        r = await client.post("/v1/votes", content=body, headers=signed(body, "source=web"))
+        assert r.status_code == 401 and "bad request signature" in r.text
+        r = await client.post("/v1/votes?source=web", content=body, headers=signed(body, ""))
+        assert r.status_code == 401 and "bad request signature" in r.text
+        body = orjson.dumps(vote(3))
+        r = await client.post("/v1/votes", content=body, headers=signed(body, ""))
+        assert r.status_code == 202, r.text
+    assert sorted(v.vote_id for v in await produced(infra, prefix)) == ["e1", "e3"]
