@@ -76,6 +76,43 @@ def _refused(status: int, reason: str, detail: Any, headers: dict[str, str] | No
     return Answer(status, {"detail": detail}, headers or {}, reason)
 
 
+def first_copies(votes: Sequence[Vote]) -> Sequence[Vote]:
+    """The votes of a request with each vote_id once: its first copy (the rule everywhere: the
+    first copy of an id counts, in a request as across requests; later ones are duplicates)."""
+    if len(votes) < 2:
+        return votes
+    seen: set[str] = set()
+    firsts = []
+    for v in votes:
+        if v.vote_id not in seen:
+            seen.add(v.vote_id)
+            firsts.append(v)
+    return votes if len(firsts) == len(votes) else firsts
+
+
+def accepted_and_duplicates(sent: Sequence[Vote], published: Sequence[Vote]
+                            ) -> tuple[list[str], list[str]]:
+    """A 202's two lists: ``accepted``, each vote_id of the request once, in order; and
+    ``duplicates``, one entry per copy that was not published: seen before (a retry) or repeated
+    in the request after its first copy."""
+    ids = [v.vote_id for v in sent]
+    if len(published) == len(ids):  # every copy new, so no id repeated
+        return ids, []
+    new = {v.vote_id for v in published}
+    accepted: list[str] = []
+    duplicates: list[str] = []
+    listed: set[str] = set()
+    for vote_id in ids:
+        if vote_id in listed:
+            duplicates.append(vote_id)
+            continue
+        listed.add(vote_id)
+        accepted.append(vote_id)
+        if vote_id not in new:
+            duplicates.append(vote_id)
+    return accepted, duplicates
+
+
 def unknown_models_detail(missing: Sequence[str]) -> list[dict[str, Any]]:
     """The 422 ``detail`` naming unregistered models."""
     return [{"loc": ["body"], "type": "unknown_model", "models": list(missing),
@@ -329,8 +366,8 @@ class VoteAcceptor:
                 known = self._client_keys.remembered(submission.api_key)
                 assert known is not None  # _one_trip_possible
                 key, p.client = (known[0], known[1]), known[2].client
-            distinct = {v.vote_id: v for v in submission.votes}
-            requests.append(LimitRequest(submission.ip, p.client, list(distinct.values()), key))
+            requests.append(LimitRequest(submission.ip, p.client,
+                                         first_copies(submission.votes), key))
         # server-set fields: a client cannot pre-release or pre-exclude a vote
         stamp_received((v for r in requests for v in r.votes), utc_now())
         verdicts = await self._limiter.check_many(
@@ -389,13 +426,8 @@ class VoteAcceptor:
         self, group: list[_Pending], seen: set[str]
     ) -> asyncio.Future[None] | None:
         """Answer the group; returns the write of its dedupe markers, still under way."""
-        fresh_of: list[list[Vote]] = []
-        for p in group:
-            fresh: dict[str, Vote] = {}
-            for v in p.submission.votes:
-                if v.vote_id not in seen and v.vote_id not in fresh:
-                    fresh[v.vote_id] = v
-            fresh_of.append(list(fresh.values()))
+        fresh_of = [[v for v in first_copies(p.submission.votes) if v.vote_id not in seen]
+                    for p in group]
         # server-set fields: a client cannot pre-release or pre-exclude a vote
         stamp_received((v for votes in fresh_of for v in votes), utc_now())
         verdicts = await self._limiter.check_many(
@@ -435,14 +467,10 @@ class VoteAcceptor:
         accepted = repeated = 0
         observe_size = self._metrics.batch_size.observe
         for p, votes in allowed:
-            ids = [v.vote_id for v in p.submission.votes]
-            duplicates: list[str] = []
-            if len(votes) != len(ids):
-                published = {v.vote_id for v in votes}
-                duplicates = [i for i in ids if i not in published]
+            ids, duplicates = accepted_and_duplicates(p.submission.votes, votes)
             accepted += len(votes)
             repeated += len(duplicates)
-            observe_size(len(ids))
+            observe_size(len(p.submission.votes))
             if log.isEnabledFor(logging.DEBUG):
                 with request_context(p.submission.request_id, ids):
                     log.debug("accepted %d votes (%d duplicates)", len(votes),

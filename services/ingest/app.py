@@ -73,9 +73,11 @@ def accepting(*types: str) -> DependsParam:
 
 
 class Accepted(BaseModel):
-    accepted: list[str] = Field(description="vote_ids now durably in Kafka (new or retried).")
+    accepted: list[str] = Field(
+        description="vote_ids now durably in Kafka (new or retried), each once, in order.")
     duplicates: list[str] = Field(
-        description="vote_ids seen before within the dedupe window: accepted, not counted twice."
+        description="One entry per copy not counted again: a vote_id seen before within the "
+        "dedupe window, or repeated in this request after its first copy (the first counts)."
     )
 
 

@@ -4,6 +4,7 @@ requests that could never pass a limit."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -122,3 +123,39 @@ async def test_the_signature_covers_the_query_string(
         r = await client.post("/v1/votes", content=body, headers=signed(body, ""))
         assert r.status_code == 202, r.text
     assert sorted(v.vote_id for v in await produced(infra, prefix)) == ["e1", "e3"]
+
+
+async def test_the_first_copy_of_a_vote_id_counts_in_a_batch_as_across_requests(
+    ingest: ServiceProcess, infra: Infra, prefix: str
+) -> None:
+    async with httpx.AsyncClient(base_url=ingest.url, timeout=30) as client:
+        # registers the models: the next requests are accepted in one Redis call
+        assert (await client.post("/v1/votes", json=vote("warm"))).status_code == 202
+        small = [vote("x"), vote("x", winner="model_b"), vote("y"), vote("x", winner="tie")]
+        r = await client.post("/v1/votes/batch", json=small)
+        assert r.status_code == 202 and r.json() == {"accepted": ["ex", "ey"],
+                                                     "duplicates": ["ex", "ex"]}, r.text
+        r = await client.post("/v1/votes/batch", json=small[:2])  # a retry
+        assert r.json() == {"accepted": ["ex"], "duplicates": ["ex", "ex"]}, r.text
+        # a batch too large for the one-call path, as NDJSON, repeats spread over it
+        large = [vote(f"l{i % 250}", winner="model_a" if i < 250 else "model_b")
+                 for i in range(300)]
+        r = await client.post("/v1/votes/batch", content=b"\n".join(map(orjson.dumps, large)),
+                              headers={"content-type": "application/x-ndjson"})
+        assert r.status_code == 202, r.text
+        assert r.json() == {"accepted": [f"el{i}" for i in range(250)],
+                            "duplicates": [f"el{i}" for i in range(50)]}
+        # two requests at once with the same id: one counts it, the other is told it did not
+        racing = [[vote("r", winner="model_a")], [vote("z"), vote("r", winner="model_b")]]
+        answers = await asyncio.gather(*(client.post("/v1/votes/batch", json=b)
+                                         for b in racing))
+        assert all(a.status_code == 202 for a in answers), [a.text for a in answers]
+        winners = [b[-1]["winner"] for b, a in zip(racing, answers, strict=True)
+                   if "er" not in a.json()["duplicates"]]
+        assert len(winners) == 1, [a.json() for a in answers]
+    counted = [v.vote_id for v in await produced(infra, prefix)]
+    votes = {v.vote_id: v for v in await produced(infra, prefix)}
+    assert sorted(counted) == sorted(["ewarm", "ex", "ey", "er", "ez",
+                                      *(f"el{i}" for i in range(250))]), "each id once"
+    assert votes["ex"].winner == "model_a" and votes["er"].winner == winners[0]
+    assert all(votes[f"el{i}"].winner == "model_a" for i in range(250))
