@@ -444,6 +444,10 @@ class VoteAcceptor:
         for p, verdict in judged:
             if verdict.allowed:
                 allowed.append((p, list(verdict.votes)))
+            elif verdict.never:
+                self._answer(p, _refused(422, "over_limit", [{
+                    "loc": ["body"], "type": "over_limit", "limit": verdict.limit,
+                    "msg": verdict.never}]))
             else:
                 self._answer(p, _refused(
                     429, "rate_limited",

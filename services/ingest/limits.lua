@@ -28,7 +28,10 @@
 --   {0, retry_after_s, hit} nothing charged: hit is the 1-based index of the first limit hit
 --     among the request's limits (ip, client if it has votes, its voters in order), negative
 --     when it is a voter's daily cap;
---   {2, 0, 0} the client key's record changed (revoked, replaced): nothing charged or looked up.
+--   {2, 0, 0} the client key's record changed (revoked, replaced): nothing charged or looked up;
+--   {3, hit, cost} the request could never pass: its new votes for one limit (hit, as above)
+--     are more than that limit's whole burst, or than a voter's daily cap (cost: how many);
+--     nothing charged.
 local now = tonumber(ARGV[1])
 local voter_rate, voter_burst = tonumber(ARGV[3]), tonumber(ARGV[4])
 local daily_cap, day, to_midnight = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
@@ -109,6 +112,23 @@ local function one(k, a)
     else
       new[i] = '0'
     end
+  end
+  -- more new votes for one limit than its whole burst (or a voter's daily cap): no wait helps
+  local never, never_cost = 0, 0
+  if client_key and fresh > client_burst then never, never_cost = 2, fresh end
+  for i = 1, nv do
+    if never ~= 0 then break end
+    if voter_cost[i] > voter_burst then
+      never, never_cost = first_voter_index + i, voter_cost[i]
+    elseif daily_cap > 0 and voter_cost[i] > daily_cap then
+      never, never_cost = -(first_voter_index + i), voter_cost[i]
+    end
+  end
+  if never ~= 0 then
+    out[#out + 1] = 3
+    out[#out + 1] = never
+    out[#out + 1] = never_cost
+    return next_k, next_a
   end
   -- check every limit before charging any
   local retry, hit = 0, 0

@@ -51,6 +51,9 @@ class Verdict:
     limit: str = ""  # which limit was hit, e.g. "voter:u-1"
     votes: tuple[Vote, ...] = ()  # the new votes to publish (duplicate prompts marked excluded)
     key_changed: bool = False  # the client key's record is not what the caller saw
+    # why the request could never pass, whatever the wait (more new votes for one limit than
+    # its whole burst, or than a voter's daily cap): answered 422, not 429
+    never: str = ""
 
 
 def ip_of(peer: str | None, forwarded_for: str, trust_forwarded_for: bool) -> str:
@@ -133,6 +136,12 @@ class RateLimiter:
             if status == 2:
                 verdicts.append(Verdict(False, key_changed=True))
                 continue
+            if status == 3:
+                name, most = self._bound(request, voters, int(second))
+                verdicts.append(Verdict(False, limit=name, never=(
+                    f"{int(third)} new votes for {name} in one request, more than {most}: "
+                    "it could never pass; split it into requests within the limit")))
+                continue
             if status == 0:
                 hit = int(third)
                 name = _limit_names(request, voters)[abs(hit) - 1]
@@ -151,6 +160,18 @@ class RateLimiter:
                 votes = _downsample(votes, allowed)
             verdicts.append(Verdict(True, votes=tuple(votes)))
         return verdicts
+
+    def _bound(self, request: LimitRequest, voters: list[str], hit: int) -> tuple[str, str]:
+        """The limit a request can never pass (``hit`` as the script answers it) and what it
+        allows in one request."""
+        name = _limit_names(request, voters)[abs(hit) - 1]
+        s = self._s
+        if hit < 0:
+            return (name.replace("voter:", "voter-daily-cap:", 1),
+                    f"the voter's daily cap of {s.ingest_voter_daily_cap}")
+        if name.startswith("voter:"):
+            return name, f"the voter burst of {s.ingest_voter_burst}"
+        return name, f"the client burst of {s.ingest_client_burst}"
 
     def _plan(
         self, request: LimitRequest, keys: list[str], argv: list[float | int | str | bytes],

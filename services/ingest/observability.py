@@ -35,6 +35,8 @@ def votes_in(body: bytes, path: str) -> int:
 def rejection_reason(status: int, body: bytes) -> str:
     if status == 422 and b'"unknown_model"' in body:
         return "unknown_model"
+    if status == 422 and b'"over_limit"' in body:
+        return "over_limit"
     return REASONS.get(status, "other")
 
 

@@ -66,6 +66,10 @@ async def limit(
         getattr(request.state, "client", None),
         votes,
     )
+    if verdict.never:
+        return OrjsonResponse({"detail": [{"loc": ["body"], "type": "over_limit",
+                                           "limit": verdict.limit, "msg": verdict.never}]},
+                              status_code=422)
     if not verdict.allowed:
         return OrjsonResponse(
             {"detail": f"rate limit exceeded ({verdict.limit}); retry after "

@@ -159,3 +159,42 @@ async def test_the_first_copy_of_a_vote_id_counts_in_a_batch_as_across_requests(
                                       *(f"el{i}" for i in range(250))]), "each id once"
     assert votes["ex"].winner == "model_a" and votes["er"].winner == winners[0]
     assert all(votes[f"el{i}"].winner == "model_a" for i in range(250))
+
+
+@pytest.mark.parametrize("ingest", [{
+    "PODIUM_INGEST_VOTER_BURST": "5", "PODIUM_INGEST_VOTER_VOTES_PER_S": "0.01",
+    "PODIUM_INGEST_VOTER_DAILY_CAP": "8", "PODIUM_INGEST_CLIENT_BURST": "20",
+    "PODIUM_INGEST_CLIENT_VOTES_PER_S": "0.01"}], indirect=True)
+async def test_a_request_over_a_whole_burst_is_422_not_a_429_to_retry_forever(
+    ingest: ServiceProcess, infra: Infra, prefix: str
+) -> None:
+    async with httpx.AsyncClient(base_url=ingest.url, timeout=30) as client:
+        r = await client.post("/v1/votes/batch", json=[vote(i, voter="u1") for i in range(6)])
+        assert r.status_code == 422 and "retry-after" not in r.headers, r.text
+        [error] = r.json()["detail"]
+        assert error["type"] == "over_limit" and error["limit"] == "voter:u1"
+        assert "6 new votes for voter:u1" in error["msg"] and "voter burst of 5" in error["msg"]
+        accepted = [vote(i, voter="u1") for i in range(5)]
+        assert (await client.post("/v1/votes/batch", json=accepted)).status_code == 202
+        # only new votes are weighed: the retried five cost nothing, the sixth must wait
+        r = await client.post("/v1/votes/batch", json=[*accepted, vote(5, voter="u1")])
+        assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1, r.text
+        r = await client.post("/v1/votes/batch", json=[vote(f"c{i}") for i in range(21)])
+        assert r.status_code == 422 and "client burst of 20" in r.text, r.text
+        assert r.json()["detail"][0]["limit"] == "client:-"
+    assert sorted(v.vote_id for v in await produced(infra, prefix)) == [
+        f"e{i}" for i in range(5)]
+
+
+@pytest.mark.parametrize("ingest", [{"PODIUM_INGEST_VOTER_DAILY_CAP": "3"}], indirect=True)
+async def test_a_request_over_a_voters_daily_cap_is_422(
+    ingest: ServiceProcess, infra: Infra, prefix: str
+) -> None:
+    async with httpx.AsyncClient(base_url=ingest.url, timeout=30) as client:
+        r = await client.post("/v1/votes/batch", json=[vote(i, voter="w") for i in range(4)])
+        assert r.status_code == 422 and "retry-after" not in r.headers, r.text
+        assert r.json()["detail"][0]["limit"] == "voter-daily-cap:w"
+        assert "daily cap of 3" in r.text
+        metrics = (await client.get("/metrics")).text
+    assert 'podium_ingest_votes_rejected_total{reason="over_limit"} 4.0' in metrics
+    assert await produced(infra, prefix) == []
