@@ -91,7 +91,7 @@ def test_a_reserved_view_name_is_refused_naming_it(reserved: str) -> None:
         Vote.model_validate_json(orjson.dumps({**GOOD, "categories": ["coding", reserved]}))
     [error] = info.value.errors()
     assert error["type"] == "reserved_category" and error["loc"] == ("categories",)
-    assert f"'{reserved}' is a reserved view name" in error["msg"]
+    assert f"'{reserved}' is reserved" in error["msg"]
 
 
 def test_a_recorded_vote_with_reserved_or_repeated_categories_counts_once_per_board() -> None:
