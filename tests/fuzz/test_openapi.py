@@ -66,6 +66,9 @@ def test_ingest_never_fails(stack: dict[str, ServiceProcess]) -> None:
         return {"authorization": f"Bearer {key}"}
 
     assert fuzz(schema, headers) >= 8
+    paths = schema.raw_schema["paths"]
+    for write in ("/v1/votes", "/v1/votes/batch", "/v1/scores", "/v1/scores/batch"):
+        assert "415" in paths[write]["post"]["responses"], f"{write} documents its 415"
 
 
 def test_api_never_fails(stack: dict[str, ServiceProcess]) -> None:

@@ -106,3 +106,20 @@ async def test_writes_carry_the_client_key_or_a_fresh_signature_per_attempt() ->
             assert "x-api-key" not in h and h["x-podium-key-id"] == key_id(key_digest("pdm_k"))
             assert h["x-podium-signature"] == sign("pdm_k", h["x-podium-timestamp"], "POST",
                                                    "/v1/votes/batch", body)
+
+
+async def test_a_signature_covers_the_query_string_as_the_server_computes_it() -> None:
+    from services.ingest.auth import sign
+
+    settings = ClientSettings(ingest_url="http://ingest", client_api_key="pdm_k",
+                              client_sign_requests=True)
+    body = b"[]"
+    async with PodiumClient(settings, transport=httpx.MockTransport(
+            lambda _: httpx.Response(202))) as client:
+        with_query = client._auth_headers("POST", "http://ingest/v1/votes/batch?a=1&b=x%20y",
+                                          body)
+        plain = client._auth_headers("POST", "http://ingest/v1/votes/batch", body)
+    assert with_query["X-Podium-Signature"] == sign(
+        "pdm_k", with_query["X-Podium-Timestamp"], "POST", "/v1/votes/batch", body, "a=1&b=x%20y")
+    assert plain["X-Podium-Signature"] == sign("pdm_k", plain["X-Podium-Timestamp"], "POST",
+                                               "/v1/votes/batch", body)
