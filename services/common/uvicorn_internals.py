@@ -16,6 +16,11 @@ request may take to arrive. ``EdgeProtocol`` adds three limits:
 - a request's head and body arrive within ``request_timeout_s`` of its first byte (of the
   connection, for the first request): else 408.
 
+A WebSocket upgrade is also held to the limits of the handshake parser it is handed to
+(websockets 17.4, ``websockets.http11``: a line of at most ``MAX_LINE_LENGTH`` bytes, at most
+``MAX_NUM_HEADERS`` headers): past them that parser never answers and the client hangs until
+it gives up, so such an upgrade is refused here, 414 or 431.
+
 Each refusal is written straight to the socket with ``Connection: close``, the connection is
 closed (after a short lingering read, so the client gets the answer), and it is logged at INFO.
 A request the app already works on (its body late) is seen by the app as a client disconnect.
@@ -31,10 +36,12 @@ from typing import Any
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from websockets.http11 import MAX_LINE_LENGTH, MAX_NUM_HEADERS
 
 log = logging.getLogger(__name__)
 
 UVICORN_CHECKED = "0.54.0"
+WEBSOCKETS_CHECKED = "17.4"
 # how long a refused connection is read (and dropped) before it is closed
 LINGER_S = 2.0
 
@@ -62,7 +69,7 @@ class EdgeProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._in_head = True  # before the current request's headers are complete
         self._head_bytes = 0
-        self._refusal: HTTPStatus | None = None
+        self._refusal: tuple[HTTPStatus, str] | None = None
         self._deadline: asyncio.TimerHandle | None = None
 
     # --- connection ---
@@ -100,9 +107,8 @@ class EdgeProtocol(HttpToolsProtocol):
             else:
                 self._unsupported_upgrade_warning()
         except httptools.HttpParserError:
-            if self._refusal is not None:
-                self._refuse(self._refusal, f"request target over {self.limits.max_url_bytes} "
-                             "bytes")
+            if self._refusal is not None:  # raised by a callback below
+                self._refuse(*self._refusal)
                 return
             msg = "Invalid HTTP request received."
             self.logger.warning(msg)
@@ -117,10 +123,15 @@ class EdgeProtocol(HttpToolsProtocol):
     def on_url(self, url: bytes) -> None:
         super().on_url(url)
         if len(self.url) > self.limits.max_url_bytes:
-            self._refusal = HTTPStatus.REQUEST_URI_TOO_LONG
+            self._refusal = (HTTPStatus.REQUEST_URI_TOO_LONG,
+                             f"request target over {self.limits.max_url_bytes} bytes")
             raise _Refused
 
     def on_headers_complete(self) -> None:
+        if self.parser.should_upgrade():
+            self._refusal = self._handshake_refusal()
+            if self._refusal is not None:
+                raise _Refused
         self._in_head = False
         super().on_headers_complete()
 
@@ -131,6 +142,21 @@ class EdgeProtocol(HttpToolsProtocol):
         super().on_message_complete()
 
     # --- the limits ---
+    def _handshake_refusal(self) -> tuple[HTTPStatus, str] | None:
+        """Why the WebSocket handshake parser would choke on this upgrade (see above), or None:
+        the request line and each header line as uvicorn hands them over."""
+        method = self.parser.get_method()
+        most = MAX_LINE_LENGTH - len(method) - len(b"  HTTP/1.1\r\n")
+        if len(self.url) > most:
+            return HTTPStatus.REQUEST_URI_TOO_LONG, f"request target over {most} bytes"
+        if len(self.headers) > MAX_NUM_HEADERS:
+            return (HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    f"more than {MAX_NUM_HEADERS} headers in a WebSocket upgrade")
+        if any(len(name) + len(value) + 4 > MAX_LINE_LENGTH for name, value in self.headers):
+            return (HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    f"a header line over {MAX_LINE_LENGTH} bytes in a WebSocket upgrade")
+        return None
+
     def _arm(self) -> None:
         self._deadline = self.loop.call_later(self.limits.request_timeout_s, self._too_slow)
 
@@ -152,7 +178,7 @@ class EdgeProtocol(HttpToolsProtocol):
 
     def _refuse(self, status: HTTPStatus, reason: str) -> None:
         """Answer ``status`` with ``reason``, close the connection, and log it."""
-        self._refusal = status
+        self._refusal = status, reason
         self._disarm()
         cycle = self.cycle
         if cycle is not None and not self._in_head:  # the app has the request: it may not write

@@ -128,13 +128,19 @@ async def test_oversized_heads_and_urls_are_refused_at_once_and_do_not_slow_othe
             long_path = b"/healthz?" + b"q" * 60_000
             r = await exchange(port, b"GET " + long_path + b" HTTP/1.1\r\nHost: x\r\n\r\n")
             assert status_of(r) == 414 and b"request target over 8192 bytes" in r
-            upgrade = (b"GET /v1/ws/rank-changes?" + b"q" * 60_000 + b" HTTP/1.1\r\nHost: x\r\n"
-                       b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                       b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                       b"Sec-WebSocket-Version: 13\r\n\r\n")
-            started = time.perf_counter()
-            r = await exchange(port, upgrade, within_s=5)
-            assert status_of(r) == 414 and time.perf_counter() - started < 1
+            for query_bytes in (60_000, 8_160):  # over the limit; over the handshake's line
+                upgrade = (b"GET /v1/ws/rank-changes?" + b"q" * query_bytes
+                           + b" HTTP/1.1\r\nHost: x\r\n"
+                           b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                           b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                           b"Sec-WebSocket-Version: 13\r\n")
+                started = time.perf_counter()
+                r = await exchange(port, upgrade + b"\r\n", within_s=5)
+                assert status_of(r) == 414 and time.perf_counter() - started < 1, query_bytes
+            started = time.perf_counter()  # a header line the handshake parser cannot take
+            r = await exchange(port, upgrade.replace(b"q" * 8_160, b"q")
+                               + b"x-filler: " + b"a" * 9_000 + b"\r\n\r\n", within_s=5)
+            assert status_of(r) == 431 and time.perf_counter() - started < 1
             assert (await client.get("/healthz")).status_code == 200
 
 

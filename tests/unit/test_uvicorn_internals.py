@@ -13,10 +13,14 @@ from importlib.metadata import version
 import httptools
 import uvicorn
 from uvicorn.protocols.http import httptools_impl
+from uvicorn.protocols.websockets import auto
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import ServerState
+from websockets import http11
 
 from services.common.uvicorn_internals import (
     UVICORN_CHECKED,
+    WEBSOCKETS_CHECKED,
     EdgeLimits,
     EdgeProtocol,
     edge_protocol,
@@ -30,6 +34,10 @@ async def noop_app(scope: object, receive: object, send: object) -> None:
 def test_the_checked_uvicorn_is_the_installed_one() -> None:
     assert version("uvicorn") == UVICORN_CHECKED, (
         "uvicorn changed: re-check services/common/uvicorn_internals.py against it")
+    # the WebSocket handshake is parsed by websockets' sans-I/O protocol, with its limits
+    assert version("websockets") == WEBSOCKETS_CHECKED
+    assert auto.AutoWebSocketsProtocol is WebSocketsSansIOProtocol
+    assert http11.MAX_LINE_LENGTH == 8192 and http11.MAX_NUM_HEADERS == 128
 
 
 def test_the_overridden_and_called_methods_keep_their_signatures() -> None:
@@ -47,6 +55,7 @@ def test_the_overridden_and_called_methods_keep_their_signatures() -> None:
         "handle_websocket_upgrade": ["self"],
         "_unsupported_upgrade_warning": ["self"],
         "send_400_response": ["self", "msg"],
+        "_get_upgrade": ["self"],
     }
     for name, params in expected.items():
         assert list(inspect.signature(getattr(base, name)).parameters) == params, name
