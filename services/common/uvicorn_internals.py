@@ -32,7 +32,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any
+from typing import Any, ClassVar
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -61,7 +61,10 @@ class _Refused(Exception):
 
 class EdgeProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with the edge limits. Use ``edge_protocol(limits)``: uvicorn
-    builds the protocol itself, so the limits are a class attribute of a subclass."""
+    builds the protocol itself, so the limits are class attributes of a subclass.
+
+    Kept cheap per request (a vote POST is tens of microseconds): no timer per request, but the
+    time its first byte came (``_began``), checked by one sweep per event loop (``_Sweeper``)."""
 
     limits = EdgeLimits(64 * 1024, 8 * 1024, 30.0)
 
@@ -69,39 +72,41 @@ class EdgeProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._in_head = True  # before the current request's headers are complete
         self._head_bytes = 0
+        self._began: float | None = None  # when the pending request's first byte came
         self._refusal: tuple[HTTPStatus, str] | None = None
-        self._deadline: asyncio.TimerHandle | None = None
+        self._linger: asyncio.TimerHandle | None = None
 
     # --- connection ---
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._arm()  # a connection that never completes its first request is closed too
+        self._began = self.loop.time()  # a connection that never completes a request is closed
+        _Sweeper.watch(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
+        self._began = None
+        _Sweeper.forget(self)
+        if self._linger is not None:
+            self._linger.cancel()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         """uvicorn's ``data_received``, feeding the parser no more of a request's head than the
         limit allows (llhttp would buffer a huge header whole, in quadratic time)."""
-        if self._refusal is not None or self.transport.is_closing():
+        if self._refusal is not None:  # answered and closing: what still comes is dropped
             return
         self._unset_keepalive_if_required()
+        if self._began is None:
+            self._began = self.loop.time()
         try:
             if self._in_head:
-                allowed = self.limits.max_header_bytes - self._head_bytes
-                self._head_bytes += min(len(data), allowed + 1)
-                if allowed > 0:
-                    self.parser.feed_data(data[:allowed])
-                if self._in_head and len(data) > allowed:
-                    self._refuse(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
-                                 f"request headers over {self.limits.max_header_bytes} bytes")
+                if self._head_bytes + len(data) > self.limits.max_header_bytes:
+                    self._feed_head_to_the_limit(data)
                     return
-                data = data[allowed:]
-            if data:
-                self.parser.feed_data(data)
+                self._head_bytes += len(data)
+            self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._disarm()  # the WebSocket protocol takes the connection over
+            self._began = None  # the WebSocket protocol takes the connection over
+            _Sweeper.forget(self)
             if self._should_upgrade():
                 self.handle_websocket_upgrade()
             else:
@@ -114,34 +119,48 @@ class EdgeProtocol(HttpToolsProtocol):
             self.logger.warning(msg)
             self.send_400_response(msg)
 
+    def _feed_head_to_the_limit(self, data: bytes) -> None:
+        """Feed what the head limit allows of ``data``; refuse if the head is not complete by
+        then (431, or 414 when the request target alone is over its limit), else feed on."""
+        allowed = self.limits.max_header_bytes - self._head_bytes
+        self._head_bytes = self.limits.max_header_bytes
+        if allowed > 0:
+            self.parser.feed_data(data[:allowed])
+        if not self._in_head:
+            if len(data) > allowed:
+                self.parser.feed_data(data[allowed:])
+        elif len(self.url) > self.limits.max_url_bytes:
+            self._refuse(HTTPStatus.REQUEST_URI_TOO_LONG,
+                         f"request target over {self.limits.max_url_bytes} bytes")
+        else:
+            self._refuse(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
+                         f"request headers over {self.limits.max_header_bytes} bytes")
+
     # --- parser callbacks ---
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        if self._deadline is None:
-            self._arm()
-
-    def on_url(self, url: bytes) -> None:
-        super().on_url(url)
-        if len(self.url) > self.limits.max_url_bytes:
-            self._refusal = (HTTPStatus.REQUEST_URI_TOO_LONG,
-                             f"request target over {self.limits.max_url_bytes} bytes")
-            raise _Refused
-
     def on_headers_complete(self) -> None:
+        if len(self.url) > self.limits.max_url_bytes:
+            raise self._refused(HTTPStatus.REQUEST_URI_TOO_LONG,
+                                f"request target over {self.limits.max_url_bytes} bytes")
         if self.parser.should_upgrade():
             self._refusal = self._handshake_refusal()
             if self._refusal is not None:
                 raise _Refused
         self._in_head = False
-        super().on_headers_complete()
+        HttpToolsProtocol.on_headers_complete(self)
 
     def on_message_complete(self) -> None:
-        self._disarm()
+        self._began = None
         self._in_head = True
         self._head_bytes = 0
-        super().on_message_complete()
+        HttpToolsProtocol.on_message_complete(self)
 
     # --- the limits ---
+    def _refused(self, status: HTTPStatus, reason: str) -> _Refused:
+        """Remember why the request is refused; the exception stops the parser (the refusal is
+        answered where the parser's error is caught)."""
+        self._refusal = status, reason
+        return _Refused()
+
     def _handshake_refusal(self) -> tuple[HTTPStatus, str] | None:
         """Why the WebSocket handshake parser would choke on this upgrade (see above), or None:
         the request line and each header line as uvicorn hands them over."""
@@ -157,21 +176,19 @@ class EdgeProtocol(HttpToolsProtocol):
                     f"a header line over {MAX_LINE_LENGTH} bytes in a WebSocket upgrade")
         return None
 
-    def _arm(self) -> None:
-        self._deadline = self.loop.call_later(self.limits.request_timeout_s, self._too_slow)
+    def overdue(self, now: float) -> bool:
+        """Whether the pending request (or the connection's first) is past its deadline."""
+        return (self._began is not None and self._refusal is None
+                and now - self._began > self.limits.request_timeout_s)
 
-    def _disarm(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
-
-    def _too_slow(self) -> None:
-        self._deadline = None
+    def too_slow(self) -> None:
+        """The deadline passed: 408, or just close if the app answered before the body came."""
+        self._began = None
         if self.transport.is_closing():
             return
         cycle = self.cycle
         if cycle is not None and not self._in_head and cycle.response_started:
-            self.transport.close()  # the app answered before the body came: just close
+            self.transport.close()
             return
         self._refuse(HTTPStatus.REQUEST_TIMEOUT,
                      f"request not complete within {self.limits.request_timeout_s:g} s")
@@ -179,7 +196,7 @@ class EdgeProtocol(HttpToolsProtocol):
     def _refuse(self, status: HTTPStatus, reason: str) -> None:
         """Answer ``status`` with ``reason``, close the connection, and log it."""
         self._refusal = status, reason
-        self._disarm()
+        self._began = None
         cycle = self.cycle
         if cycle is not None and not self._in_head:  # the app has the request: it may not write
             cycle.disconnected = True
@@ -202,7 +219,42 @@ class EdgeProtocol(HttpToolsProtocol):
             self.transport.close()
             return
         self.transport.write_eof()
-        self._deadline = self.loop.call_later(LINGER_S, self.transport.close)
+        self._linger = self.loop.call_later(LINGER_S, self.transport.close)
+
+
+class _Sweeper:
+    """Once a second (or a quarter of the timeout, if shorter) per event loop, refuses the
+    requests past their deadline. Runs while the loop has connections to watch (from
+    ``connection_made`` to ``connection_lost`` or a WebSocket upgrade)."""
+
+    _watched: ClassVar[dict[asyncio.AbstractEventLoop, set[EdgeProtocol]]] = {}
+
+    @classmethod
+    def watch(cls, protocol: EdgeProtocol) -> None:
+        loop = protocol.loop
+        watched = cls._watched.get(loop)
+        if watched is None:
+            watched = cls._watched[loop] = set()
+            interval = min(1.0, protocol.limits.request_timeout_s / 4)
+            loop.call_later(interval, cls._sweep, loop, interval)
+        watched.add(protocol)
+
+    @classmethod
+    def forget(cls, protocol: EdgeProtocol) -> None:
+        watched = cls._watched.get(protocol.loop)
+        if watched is not None:
+            watched.discard(protocol)
+
+    @classmethod
+    def _sweep(cls, loop: asyncio.AbstractEventLoop, interval: float) -> None:
+        watched = cls._watched[loop]
+        now = loop.time()
+        for protocol in [p for p in watched if p.overdue(now)]:
+            protocol.too_slow()
+        if watched:
+            loop.call_later(interval, cls._sweep, loop, interval)
+        else:
+            del cls._watched[loop]
 
 
 def edge_protocol(limits: EdgeLimits) -> type[EdgeProtocol]:
