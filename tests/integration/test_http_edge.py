@@ -230,6 +230,9 @@ async def test_a_client_gone_mid_body_is_counted_without_a_traceback(
             + b"content-length: 1000\r\n\r\n" + orjson.dumps(vote(2))[:40],
             b"POST /v1/votes/batch HTTP/1.1\r\n" + json_head
             + b"transfer-encoding: chunked\r\n\r\n10\r\n[{\"vote_id\":\"v3\"\r\n",
+            # a body FastAPI reads and validates itself (the scores route)
+            b"POST /v1/scores HTTP/1.1\r\n" + json_head
+            + b"content-length: 1000\r\n\r\n{\"model\": \"a\"",
         ]
         for data in partial:
             await exchange(ingest.port, data, close_after=True)
@@ -238,14 +241,15 @@ async def test_a_client_gone_mid_body_is_counted_without_a_traceback(
             samples = await scrape(ingest.url)
             gone = {k: v for k, v in samples.items()
                     if k.startswith("podium_ingest_http_requests_total") and 'status="499"' in k}
-            return samples if sum(gone.values()) == 3 else None
+            return samples if sum(gone.values()) == 4 else None
 
-        samples = await wait_until(counted, 10, "three requests counted with status 499")
+        samples = await wait_until(counted, 10, "four requests counted with status 499")
         by_route = ('podium_ingest_http_requests_total{method="POST",route="%s",status="499"}')
         assert samples[by_route % "/v1/votes/batch"] == 1
         assert samples[by_route % "/v1/votes"] == 1
+        assert samples[by_route % "/v1/scores"] == 1
         assert samples['podium_ingest_votes_rejected_total{reason="client_disconnected"}'] == 3
         assert samples.get("podium_ingest_votes_accepted_total", 0) == 0
         log = ingest.log_path.read_text()
         assert "Traceback" not in log and "ClientDisconnect" not in log, log[-2000:]
-        assert log.count("went away before the body") == 3
+        assert log.count("went away before the body") == 4
