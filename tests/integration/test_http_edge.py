@@ -83,6 +83,23 @@ async def test_a_rotating_x_forwarded_for_does_not_dodge_the_per_ip_limit(
             assert r.status_code == 404 and "location" not in r.headers, r.headers
 
 
+async def test_behind_a_trusted_proxy_each_forwarded_address_has_its_own_limit(
+    infra: Infra, prefix: str
+) -> None:
+    async with service("ingest", infra, prefix, PODIUM_INGEST_IP_BURST="5",
+                       PODIUM_INGEST_IP_REQUESTS_PER_S="0.01",
+                       PODIUM_INGEST_TRUST_FORWARDED_FOR="true") as ingest:
+        async with httpx.AsyncClient(base_url=ingest.url, timeout=30) as client:
+            codes = [(await client.post("/v1/votes", json=vote(i),
+                                        headers={"X-Forwarded-For": f"10.0.{i}.1"})).status_code
+                     for i in range(12)]
+            assert codes == [202] * 12
+            for i in range(12, 18):
+                r = await client.post("/v1/votes", json=vote(i),
+                                      headers={"X-Forwarded-For": "203.0.113.7, 10.0.0.1"})
+            assert r.status_code == 429 and "ip:203.0.113.7" in r.text, r.text
+
+
 async def test_api_redirects_never_name_the_host_a_client_sent(
     infra: Infra, prefix: str
 ) -> None:
