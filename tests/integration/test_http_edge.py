@@ -229,6 +229,10 @@ async def test_one_address_cannot_hold_every_stream_slot(infra: Infra, prefix: s
                     return again.status_code == 200
 
             await wait_until(served, 10, "a stream from 127.0.0.1 after one closed")
+        samples = await scrape(api.url)
+        counted = 'podium_api_http_requests_total{method="%s",route="%s",status="429"}'
+        assert samples[counted % ("GET", path)] >= 1  # (and any probe before the release)
+        assert samples[counted % ("WS", "/v1/ws/rank-changes")] == 1
 
 
 # --- finding 7: a client that goes away mid-body ---
