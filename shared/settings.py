@@ -44,7 +44,29 @@ class PodiumSettings(BaseSettings):
         return KeyLayout(self.key_prefix)
 
 
-class IngestSettings(PodiumSettings):
+class HttpSettings(PodiumSettings):
+    """Limits of the HTTP edge, common to the HTTP services (ingest, api): enforced by the
+    server before a request reaches the app (services/common/uvicorn_internals.py)."""
+
+    http_max_header_bytes: int = Field(
+        default=64 * 1024, ge=1024, le=16 * 1024 * 1024,
+        description="Largest request head (request line and headers), bytes: above it the "
+        "connection is answered 431 and closed.",
+    )
+    http_max_url_bytes: int = Field(
+        default=8 * 1024, ge=256, le=1024 * 1024,
+        description="Longest request target (path and query), bytes: above it the connection "
+        "is answered 414 and closed (WebSocket upgrades too).",
+    )
+    http_request_timeout_s: float = Field(
+        default=30.0, gt=0, le=3600,
+        description="A request's head and body must arrive within this many seconds of its "
+        "first byte (of the connection, for its first request); else 408 and the connection "
+        "is closed.",
+    )
+
+
+class IngestSettings(HttpSettings):
     """Settings of services/ingest (env ``PODIUM_INGEST_*`` plus the common ones)."""
 
     ingest_host: str = "127.0.0.1"
@@ -186,7 +208,7 @@ class RatingSettings(PodiumSettings):
     )
 
 
-class ApiSettings(PodiumSettings):
+class ApiSettings(HttpSettings):
     """Settings of services/api (env ``PODIUM_API_*`` plus the common ones)."""
 
     api_host: str = "127.0.0.1"
@@ -207,6 +229,15 @@ class ApiSettings(PodiumSettings):
     )
     api_stream_max_clients: int = Field(
         default=500, ge=1, description="Most concurrent rank-change streams (503 above)."
+    )
+    api_stream_max_per_address: int = Field(
+        default=20, ge=1, description="Most concurrent rank-change streams (SSE and WebSocket) "
+        "from one client address (429 above).",
+    )
+    api_trust_forwarded_for: bool = Field(
+        default=False,
+        description="Take the client address (per-address stream cap) from X-Forwarded-For "
+        "(only behind a trusted proxy).",
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from services.api.app import create_app
 from services.api.fastpath import BoardFastPath
-from services.common.runtime import configure_logging, serve
+from services.common.runtime import configure_logging, edge_limits, serve
 from shared.settings import ApiSettings
 
 
@@ -12,7 +12,8 @@ def main() -> None:
     settings = ApiSettings()
     configure_logging(settings.log_level, "api", settings.log_format)
     app = BoardFastPath(create_app(settings))  # the hot read skips FastAPI's routing
-    serve(app, settings.api_host, settings.api_port, settings.log_level)
+    serve(app, settings.api_host, settings.api_port, settings.log_level,
+          edge_limits(settings))
 
 
 if __name__ == "__main__":

@@ -44,7 +44,8 @@ def create_app(settings: ApiSettings, redis_client: aioredis.Redis | None = None
         changes = asyncio.create_task(BoardChanges(
             client, settings.keys.board_changes(), app.state.rendered_boards).run())
         app.state.feed = RankChangeFeed(settings.kafka_bootstrap, settings.topics.rank_changes)
-        app.state.stream_slots = streams.StreamSlots(settings.api_stream_max_clients)
+        app.state.stream_slots = streams.StreamSlots(settings.api_stream_max_clients,
+                                                     settings.api_stream_max_per_address)
         metrics.stream_clients.set_function(lambda: app.state.stream_slots.open)
         app.state.kafka_probe = KafkaProbe(settings.kafka_bootstrap)
         try:
@@ -65,6 +66,9 @@ def create_app(settings: ApiSettings, redis_client: aioredis.Redis | None = None
         "SSE and WebSocket.",
         lifespan=lifespan,
         default_response_class=OrjsonResponse,
+        # no redirect to the path with(out) its trailing slash: Starlette builds that URL from
+        # the Host header, which any client sets (docs/decisions.md: a 404 instead)
+        redirect_slashes=False,
     )
     install_error_handlers(app)
     app.state.metrics = metrics

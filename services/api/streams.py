@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Header, HTTPException, Query, Request, WebSocket
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.datastructures import Address, Headers
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
@@ -23,6 +25,7 @@ from services.api.rank_feed import (
     pump,
 )
 from services.api.schemas import BOARD_PATTERN
+from services.common.http import OrjsonResponse, ip_of
 from shared.events import RankChange
 
 log = logging.getLogger(__name__)
@@ -49,22 +52,46 @@ class StreamFilters(BaseModel):
 
 
 class StreamSlots:
-    """Counts open streams against the configured maximum."""
+    """Counts open streams against the configured maximum, in all (503 above) and per client
+    address (429 above: one address cannot hold every slot)."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, per_address: int) -> None:
         self.limit = limit
+        self.per_address = per_address
         self.open = 0
+        self._by_address: Counter[str] = Counter()
+
+    def refusal(self, address: str) -> HTTPException | None:
+        """Why a new stream from ``address`` cannot open now, or None."""
+        if self.open >= self.limit:
+            return HTTPException(503, f"too many open streams (limit {self.limit}); retry later",
+                                 headers={"Retry-After": "5"})
+        if self._by_address[address] >= self.per_address:
+            return HTTPException(
+                429, f"too many open streams from {address} (limit {self.per_address} per "
+                "address); close one or retry later", headers={"Retry-After": "5"})
+        return None
 
     @contextlib.contextmanager
-    def take(self) -> Any:
-        if self.open >= self.limit:
-            raise HTTPException(503, f"too many open streams (limit {self.limit}); retry later",
-                                headers={"Retry-After": "5"})
+    def take(self, address: str) -> Iterator[None]:
+        refused = self.refusal(address)
+        if refused is not None:
+            raise refused
         self.open += 1
+        self._by_address[address] += 1
         try:
             yield
         finally:
             self.open -= 1
+            self._by_address[address] -= 1
+            if not self._by_address[address]:
+                del self._by_address[address]
+
+
+def stream_address(client: Address | None, headers: Headers, trust_forwarded_for: bool) -> str:
+    """The address a stream is counted under (``PODIUM_API_TRUST_FORWARDED_FOR``)."""
+    return ip_of(client.host if client is not None else None,
+                 headers.get("x-forwarded-for", ""), trust_forwarded_for)
 
 
 async def until_first_done(*work: Awaitable[None]) -> None:
@@ -147,6 +174,7 @@ def _change_json(change: RankChange) -> bytes:
             "\"model\":\"glm-4.6\",\"old_rank\":9,\"new_rank\":8,...}\n\n")}},
               "description": "The event stream."},
         400: {"description": "Malformed Last-Event-ID."},
+        429: {"description": "Too many open streams from the client's address."},
         503: {"description": "Kafka unreachable or too many streams."},
     },
 )
@@ -160,7 +188,8 @@ async def sse_rank_changes(
     heartbeat_s: float = state.settings.api_heartbeat_s
     resources = contextlib.AsyncExitStack()
     try:  # open the feed before answering: "Kafka down" and "too many streams" get real codes
-        resources.enter_context(state.stream_slots.take())
+        resources.enter_context(state.stream_slots.take(stream_address(
+            request.client, request.headers, state.settings.api_trust_forwarded_for)))
         sub = await resources.enter_async_context(state.feed.subscribe(after))
     except FeedUnavailable as exc:
         await resources.aclose()
@@ -200,13 +229,20 @@ async def ws_rank_changes(websocket: WebSocket) -> None:
         await websocket.close(code=1008, reason=str(exc)[:120])
         return
     slots: StreamSlots = state.stream_slots
-    if slots.open >= slots.limit:
+    address = stream_address(websocket.client, websocket.headers,
+                             state.settings.api_trust_forwarded_for)
+    refused = slots.refusal(address)
+    if refused is not None and refused.status_code == 429:  # a plain HTTP 429, not a handshake
+        await websocket.send_denial_response(OrjsonResponse(
+            {"detail": refused.detail}, status_code=429, headers=refused.headers))
+        return
+    if refused is not None:
         await websocket.accept()
         await websocket.close(code=1013, reason="too many open streams; retry later")
         return
     feed: RankChangeFeed = state.feed
     async with contextlib.AsyncExitStack() as resources:
-        resources.enter_context(slots.take())
+        resources.enter_context(slots.take(address))
         try:
             sub = await resources.enter_async_context(feed.subscribe(after))
         except FeedUnavailable:

@@ -1,15 +1,26 @@
-"""ASGI pieces shared by the HTTP services: a request-body limit and validation-error bodies."""
+"""ASGI pieces shared by the HTTP services: a request-body limit, validation-error bodies, the
+client address, and clients that go away mid-body."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger(__name__)
+
+# The status a request is counted under when its client went away before its body arrived
+# (nginx's "client closed request"): nobody reads the answer, the metrics see it.
+CLIENT_CLOSED_REQUEST = 499
 
 
 class BodyLimitMiddleware:
@@ -33,7 +44,11 @@ class BodyLimitMiddleware:
                 else:
                     await self.app(scope, receive, send)
                 return
-        body, complete = await read_body(receive, self.max_bytes)
+        try:
+            body, complete = await read_body(receive, self.max_bytes)
+        except ClientDisconnect:
+            await client_gone(scope, send)
+            return
         if not complete:
             await self.reject(send)
             return
@@ -58,13 +73,13 @@ class BodyLimitMiddleware:
 
 async def read_body(receive: Receive, max_bytes: int) -> tuple[bytes, bool]:
     """A request's body, and whether it is complete within ``max_bytes`` (else what was read:
-    over the limit, or the client went away)."""
+    over the limit). Raises ``ClientDisconnect`` when the client goes away before its end."""
     chunks: list[bytes] = []
     size = 0
     while True:
         message = await receive()
         if message["type"] != "http.request":
-            return b"".join(chunks), False
+            raise ClientDisconnect
         chunk = message.get("body", b"")
         chunks.append(chunk)
         size += len(chunk)
@@ -88,6 +103,32 @@ def replay_body(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
+async def client_gone(scope: Scope, send: Send) -> None:
+    """A request whose client went away before its body arrived: logged at INFO, without a
+    traceback, and answered ``CLIENT_CLOSED_REQUEST`` (which nobody reads; the middleware that
+    counts requests sees it)."""
+    client = scope.get("client")
+    log.info("client %s went away before the body of %s %s arrived",
+             client[0] if client else "?", scope.get("method", "?"), scope.get("path", "?"))
+    body = b'{"detail":"the client closed the connection before the body arrived"}'
+    await send({"type": "http.response.start", "status": CLIENT_CLOSED_REQUEST,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def ip_of(peer: str | None, forwarded_for: str, trust_forwarded_for: bool) -> str:
+    """The address a request is charged to: the first X-Forwarded-For hop when trusted (the
+    service behind a proxy), else the peer address. Only this setting decides: the server does
+    not rewrite the peer address from the header (``serve`` turns uvicorn's proxy headers off).
+    """
+    if trust_forwarded_for:
+        first = forwarded_for.split(",")[0].strip()
+        if first:
+            return first[:64]
+    return peer or "unknown"
+
+
 def error_items(exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[dict[str, Any]]:
     """Pydantic errors as small JSON-ready items: where, what, and which rule."""
     return [
@@ -106,7 +147,8 @@ class OrjsonResponse(Response):
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """422 bodies in one shape everywhere: ``{"detail": [{"loc", "msg", "type"}, ...]}``."""
+    """422 bodies in one shape everywhere: ``{"detail": [{"loc", "msg", "type"}, ...]}``; a
+    client gone before its body arrived: logged at INFO, answered (and counted) 499."""
 
     async def on_invalid(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
@@ -116,4 +158,21 @@ def install_error_handlers(app: FastAPI) -> None:
         ]
         return OrjsonResponse({"detail": items}, status_code=422)
 
+    async def on_client_gone(request: Request, exc: Exception) -> Response:
+        client = request.client
+        log.info("client %s went away before the body of %s %s arrived",
+                 client.host if client else "?", request.method, request.url.path)
+        return OrjsonResponse({"detail": "the client closed the connection before the body "
+                               "arrived"}, status_code=CLIENT_CLOSED_REQUEST)
+
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        # FastAPI turns a disconnect while it reads a body it validates into a 400 "error
+        # parsing the body": it is a client gone like any other
+        if isinstance(exc.__cause__, ClientDisconnect):
+            return await on_client_gone(request, exc.__cause__)
+        assert isinstance(exc, StarletteHTTPException)
+        return await http_exception_handler(request, exc)
+
     app.add_exception_handler(RequestValidationError, on_invalid)
+    app.add_exception_handler(ClientDisconnect, on_client_gone)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)

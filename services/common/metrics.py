@@ -68,7 +68,8 @@ class IngestMetrics(HttpMetrics):
         )
         self.votes_rejected = Counter(
             "podium_ingest_votes_rejected", "Votes refused, by reason (invalid, unknown_model, "
-            "too_large, kafka_unavailable, unauthorized, rate_limited, other).", ["reason"],
+            "too_large, kafka_unavailable, unauthorized, rate_limited, client_disconnected, "
+            "other).", ["reason"],
             registry=self.registry,
         )
         self.batch_size = Histogram(
@@ -156,11 +157,13 @@ class RequestContextMiddleware:
         request_id = request_id or uuid.uuid4().hex
         token = request_id_var.set(request_id)
         started = time.perf_counter()
-        status = 500
+        status = 500 if scope["type"] == "http" else 101
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
-            if message["type"] == "http.response.start":
+            if message["type"] == "websocket.http.response.start":  # a refused upgrade
+                status = message["status"]
+            elif message["type"] == "http.response.start":
                 status = message["status"]
                 headers = list(message.get("headers", []))
                 headers.append((REQUEST_ID_HEADER.encode(), request_id.encode("latin-1")))
@@ -173,7 +176,7 @@ class RequestContextMiddleware:
         finally:
             request_id_var.reset(token)
             if scope["type"] == "websocket":
-                self._observe(scope, 101, started)
+                self._observe(scope, status, started)
 
     def _observe(self, scope: Scope, status: int, started: float) -> None:
         method = scope.get("method", "WS")

@@ -15,6 +15,8 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from services.common.logcontext import current_context
+from services.common.uvicorn_internals import EdgeLimits, edge_protocol
+from shared.settings import HttpSettings
 
 # The server stack of every service, and of the bare references the HTTP benchmarks compare
 # them with (bench/reference_apps.py uses these too): explicit, so "auto" cannot pick another.
@@ -79,9 +81,19 @@ def configure_logging(level: str, service: str, log_format: str = "text") -> Non
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
 
 
-def serve(app: ASGIApp, host: str, port: int, log_level: str) -> None:
+def edge_limits(settings: HttpSettings) -> EdgeLimits:
+    """The HTTP edge limits a service's settings give (``PODIUM_HTTP_*``)."""
+    return EdgeLimits(settings.http_max_header_bytes, settings.http_max_url_bytes,
+                      settings.http_request_timeout_s)
+
+
+def serve(app: ASGIApp, host: str, port: int, log_level: str, limits: EdgeLimits) -> None:
     """Serve until SIGINT/SIGTERM; uvicorn then stops accepting, finishes requests, runs lifespan
-    shutdown (which closes Kafka and Redis clients)."""
+    shutdown (which closes Kafka and Redis clients).
+
+    The server enforces the edge ``limits`` (head and URL size, time for a request to arrive)
+    and never rewrites the client address from X-Forwarded-For: whether that header is trusted
+    is the service's own setting (``PODIUM_{INGEST,API}_TRUST_FORWARDED_FOR``), nothing else."""
     config = uvicorn.Config(
         app,
         host=host,
@@ -90,7 +102,8 @@ def serve(app: ASGIApp, host: str, port: int, log_level: str) -> None:
         lifespan="on",
         timeout_graceful_shutdown=10,
         log_config=None,  # keep the root handler (and its format) configure_logging set up
-        **SERVER_STACK,
+        **{**SERVER_STACK, "http": edge_protocol(limits)},
+        proxy_headers=False,
     )
     # uvicorn drains, then re-raises the signal it caught to the handler found before it ran:
     # make that one a clean exit, so a graceful stop exits 0 rather than "killed by SIGTERM".

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from services.common.runtime import configure_logging, serve, tune_gc_for_batches
+from services.common.runtime import (
+    configure_logging,
+    edge_limits,
+    serve,
+    tune_gc_for_batches,
+)
 from services.ingest.app import create_app
 from services.ingest.fastpath import VoteFastPath
 from shared.settings import IngestSettings
@@ -15,7 +20,8 @@ def main() -> None:
     # a batch of 2,000 votes is ~10,000 live containers: at the default threshold the collector
     # walked them again and again (parse + encode 7.0 -> 4.5 us a vote in process)
     tune_gc_for_batches()
-    serve(app, settings.ingest_host, settings.ingest_port, settings.log_level)
+    serve(app, settings.ingest_host, settings.ingest_port, settings.log_level,
+          edge_limits(settings))
 
 
 if __name__ == "__main__":

@@ -189,6 +189,9 @@ def create_app(
         "acknowledged the vote (acks=all); on 503 retry with the same vote_id.",
         lifespan=lifespan,
         default_response_class=OrjsonResponse,
+        # no redirect to the path with(out) its trailing slash: Starlette builds that URL from
+        # the Host header, which any client sets (docs/decisions.md: a 404 instead)
+        redirect_slashes=False,
     )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.ingest_max_body_bytes)
     app.state.metrics = metrics

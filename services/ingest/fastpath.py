@@ -16,12 +16,19 @@ from typing import Any
 import orjson
 from fastapi import FastAPI
 from pydantic import ValidationError
+from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
-from services.common.http import BodyLimitMiddleware, read_body, replay_body
+from services.common.http import (
+    CLIENT_CLOSED_REQUEST,
+    BodyLimitMiddleware,
+    client_gone,
+    ip_of,
+    read_body,
+    replay_body,
+)
 from services.common.metrics import IngestMetrics
 from services.ingest.acceptor import Answer, Submission, VoteAcceptor
-from services.ingest.limits import ip_of
 from shared.events import Vote
 from shared.settings import IngestSettings
 
@@ -78,8 +85,14 @@ class VoteFastPath:
         if not json_body or (api_key is None and self._settings.ingest_require_auth):
             await self.app(scope, receive, send)
             return
-        body, complete = await read_body(receive, self._settings.ingest_max_body_bytes)
-        if not complete:  # over the limit (or the client went away)
+        try:
+            body, complete = await read_body(receive, self._settings.ingest_max_body_bytes)
+        except ClientDisconnect:  # nothing to publish, nobody to answer: counted, logged
+            await client_gone(scope, send)
+            acceptor.metrics.requests.labels("POST", PATH, str(CLIENT_CLOSED_REQUEST)).inc()
+            acceptor.metrics.votes_rejected.labels("client_disconnected").inc()
+            return
+        if not complete:  # over the limit
             await BodyLimitMiddleware(self.app, self._settings.ingest_max_body_bytes).reject(send)
             return
         try:

@@ -14,6 +14,7 @@ from importlib.resources import files
 import redis.asyncio as aioredis
 from fastapi import Request
 
+from services.common.http import ip_of
 from shared.events import Vote
 from shared.keys import KeyLayout
 from shared.settings import IngestSettings
@@ -54,16 +55,6 @@ class Verdict:
     # why the request could never pass, whatever the wait (more new votes for one limit than
     # its whole burst, or than a voter's daily cap): answered 422, not 429
     never: str = ""
-
-
-def ip_of(peer: str | None, forwarded_for: str, trust_forwarded_for: bool) -> str:
-    """The address a request is charged to: the first X-Forwarded-For hop when trusted (ingest
-    behind a proxy), else the peer address."""
-    if trust_forwarded_for:
-        first = forwarded_for.split(",")[0].strip()
-        if first:
-            return first[:64]
-    return peer or "unknown"
 
 
 def client_ip(request: Request, trust_forwarded_for: bool) -> str:

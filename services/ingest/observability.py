@@ -18,7 +18,7 @@ from services.common.metrics import IngestMetrics
 VOTE_PATHS = frozenset({"/v1/votes", "/v1/votes/batch"})
 REASONS = {401: "unauthorized", 403: "unauthorized", 413: "too_large",
            415: "unsupported_media_type", 422: "invalid", 429: "rate_limited",
-           503: "kafka_unavailable"}
+           499: "client_disconnected", 503: "kafka_unavailable"}
 
 
 def votes_in(body: bytes, path: str) -> int:
