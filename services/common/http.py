@@ -1,7 +1,10 @@
-"""ASGI pieces shared by the HTTP services: a request-body limit and validation-error bodies."""
+"""ASGI pieces shared by the HTTP services: a request-body limit, validation-error bodies and
+the 503 of a request Redis cannot serve now."""
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
 import orjson
@@ -10,6 +13,41 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from services.common.redis_client import REDIS_UNAVAILABLE
+
+log = logging.getLogger(__name__)
+
+# The answer to a request that needed Redis while Redis was down, restarting, or so busy that no
+# pooled connection came free within the wait: a retryable 503, never a 500.
+REDIS_RETRY_AFTER_S = 1
+REDIS_UNAVAILABLE_DETAIL = ("Redis is unavailable or saturated (no connection within the wait); "
+                            "retry after Retry-After seconds")
+REDIS_UNAVAILABLE_BODY = orjson.dumps({"detail": REDIS_UNAVAILABLE_DETAIL})
+REDIS_UNAVAILABLE_HEADERS = {"Retry-After": str(REDIS_RETRY_AFTER_S)}
+_LOG_EVERY_S = 1.0
+_last_logged = float("-inf")
+_unlogged = 0
+
+
+def note_redis_unavailable(exc: BaseException) -> None:
+    """Log a request shed for want of Redis: at most once a second (a storm sheds thousands)."""
+    global _last_logged, _unlogged
+    now = time.monotonic()
+    if now - _last_logged < _LOG_EVERY_S:
+        _unlogged += 1
+        return
+    log.warning("503: Redis unavailable (%r); %d more since the last such line", exc, _unlogged)
+    _last_logged, _unlogged = now, 0
+
+
+async def send_redis_unavailable(send: Send) -> None:
+    """The 503 for a request Redis cannot serve now, sent on a raw ASGI ``send``."""
+    await send({"type": "http.response.start", "status": 503,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(REDIS_UNAVAILABLE_BODY)).encode()),
+                            (b"retry-after", str(REDIS_RETRY_AFTER_S).encode())]})
+    await send({"type": "http.response.body", "body": REDIS_UNAVAILABLE_BODY})
 
 
 class BodyLimitMiddleware:
@@ -106,7 +144,16 @@ class OrjsonResponse(Response):
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """422 bodies in one shape everywhere: ``{"detail": [{"loc", "msg", "type"}, ...]}``."""
+    """422 bodies in one shape everywhere: ``{"detail": [{"loc", "msg", "type"}, ...]}``; and
+    503 + Retry-After for a request Redis could not serve (down, restarting, pool saturated)."""
+
+    async def on_redis_unavailable(request: Request, exc: Exception) -> Response:
+        note_redis_unavailable(exc)
+        return OrjsonResponse({"detail": REDIS_UNAVAILABLE_DETAIL}, status_code=503,
+                              headers=REDIS_UNAVAILABLE_HEADERS)
+
+    for unavailable in REDIS_UNAVAILABLE:
+        app.add_exception_handler(unavailable, on_redis_unavailable)
 
     async def on_invalid(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)

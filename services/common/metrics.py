@@ -68,7 +68,8 @@ class IngestMetrics(HttpMetrics):
         )
         self.votes_rejected = Counter(
             "podium_ingest_votes_rejected", "Votes refused, by reason (invalid, unknown_model, "
-            "too_large, kafka_unavailable, unauthorized, rate_limited, other).", ["reason"],
+            "too_large, kafka_unavailable, redis_unavailable, unauthorized, rate_limited, "
+            "other).", ["reason"],
             registry=self.registry,
         )
         self.batch_size = Histogram(
@@ -156,20 +157,26 @@ class RequestContextMiddleware:
         request_id = request_id or uuid.uuid4().hex
         token = request_id_var.set(request_id)
         started = time.perf_counter()
-        status = 500
+        answered = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal answered
             if message["type"] == "http.response.start":
-                status = message["status"]
+                answered = True
                 headers = list(message.get("headers", []))
                 headers.append((REQUEST_ID_HEADER.encode(), request_id.encode("latin-1")))
                 message = {**message, "headers": headers}
-                self._observe(scope, status, started)
+                self._observe(scope, message["status"], started)
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            # escaping to Starlette's ServerErrorMiddleware, outside this one, which answers
+            # 500 on the server's own send: counted here, or it would never be
+            if not answered and scope["type"] == "http":
+                self._observe(scope, 500, started)
+            raise
         finally:
             request_id_var.reset(token)
             if scope["type"] == "websocket":

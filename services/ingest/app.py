@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from fastapi import Body, FastAPI, Request, Response, status
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
-from services.common.health import redis_ready
+from services.common.health import RedisProbe
 from services.common.http import (
     BodyLimitMiddleware,
     OrjsonResponse,
@@ -21,7 +21,7 @@ from services.common.http import (
 )
 from services.common.logcontext import bind_votes, request_id_var
 from services.common.metrics import IngestMetrics, RequestContextMiddleware, metrics_response
-from services.common.redis_client import connect as redis_connect
+from services.common.redis_client import connect_for_requests
 from services.common.registry import ModelRegistry
 from services.ingest import security
 from services.ingest.acceptor import (
@@ -133,8 +133,10 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own_publisher = publisher is None
-        client = redis_client or redis_connect(settings.redis_url)
-        memory = VoteIdMemory(client, settings.keys, settings.ingest_dedupe_window_s)
+        client = redis_client or connect_for_requests(settings)
+        memory = VoteIdMemory(client, settings.keys, settings.ingest_dedupe_window_s,
+                              write_retry_s=settings.ingest_dedupe_write_retry_s,
+                              unremembered_max=settings.ingest_unremembered_max)
         pub = publisher or KafkaVotePublisher(settings, on_delivered=memory.remember)
         if isinstance(pub, KafkaVotePublisher) and own_publisher:
             await pub.start()
@@ -142,10 +144,12 @@ def create_app(
         app.state.memory = memory
         app.state.registry = ModelRegistry(client, settings.keys)
         app.state.redis = client
+        app.state.redis_probe = RedisProbe(settings.redis_url)
         await security.start(app, client, settings)
         app.state.acceptor = VoteAcceptor(
             settings, pub, memory, app.state.registry, app.state.limiter,
-            ClientKeyCheck(settings.keys, settings), metrics, client,
+            ClientKeyCheck(settings.keys, settings, app.state.client_keys.registered),
+            metrics, client,
             max_groups_in_flight=settings.ingest_groups_in_flight,
         )
         try:
@@ -154,6 +158,8 @@ def create_app(
             await app.state.acceptor.drain()
             if isinstance(pub, KafkaVotePublisher) and own_publisher:
                 await pub.stop()
+            await memory.close()
+            await app.state.redis_probe.close()
             if redis_client is None:
                 await client.aclose()
 
@@ -294,7 +300,7 @@ def create_app(
     async def readyz(request: Request) -> OrjsonResponse:
         pub = request.app.state.publisher
         kafka = not isinstance(pub, KafkaVotePublisher) or pub.ready
-        redis = await redis_ready(request.app.state.redis)
+        redis = await request.app.state.redis_probe.reachable()
         ready = kafka and redis
         return OrjsonResponse(
             {"kafka": kafka, "redis": redis},

@@ -34,6 +34,8 @@ def votes_in(body: bytes, path: str) -> int:
 def rejection_reason(status: int, body: bytes) -> str:
     if status == 422 and b'"unknown_model"' in body:
         return "unknown_model"
+    if status == 503 and b"Redis" in body:
+        return "redis_unavailable"
     return REASONS.get(status, "other")
 
 
@@ -60,7 +62,7 @@ class VoteRejectionMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-            elif message["type"] == "http.response.body" and status == 422:
+            elif message["type"] == "http.response.body" and status in (422, 503):
                 response_chunks.append(message.get("body", b""))
             await send(message)
 
