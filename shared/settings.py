@@ -45,6 +45,18 @@ class PodiumSettings(BaseSettings):
         "each on a fresh connection after a short backoff (at most 0.5 s); then 503 + "
         "Retry-After.",
     )
+    http_max_requests_in_flight: int = Field(
+        default=64, ge=1, le=10_000,
+        description="Requests an HTTP service (ingest, api) works on at once, besides probes, "
+        "metrics, streams and the fast paths; more wait their turn in arrival order (keep it "
+        "below redis_max_connections: an admitted request then never queues for a connection "
+        "behind all the others, which under overload would time nearly every request out).",
+    )
+    http_queue_timeout_s: float = Field(
+        default=5.0, gt=0, le=120,
+        description="Longest wait of a request for its turn (http_max_requests_in_flight); "
+        "after it the request is answered 503 with Retry-After (load shed).",
+    )
     log_level: str = Field(default="INFO", description="Python log level.")
     log_format: Literal["text", "json"] = Field(
         default="text", description="Log lines for people (text) or one JSON object a line "

@@ -20,7 +20,7 @@ from services.api.board_cache import BoardChanges, RenderedBoards
 from services.api.rank_feed import RankChangeFeed
 from services.api.standings import StandingsReader
 from services.common.health import KafkaProbe, RedisProbe
-from services.common.http import OrjsonResponse, install_error_handlers
+from services.common.http import OrjsonResponse, RequestAdmission, install_error_handlers
 from services.common.metrics import ApiMetrics, RequestContextMiddleware, metrics_response
 from services.common.redis_client import connect_for_requests
 from services.common.registry import ModelRegistry
@@ -70,7 +70,10 @@ def create_app(settings: ApiSettings, redis_client: aioredis.Redis | None = None
     )
     install_error_handlers(app)
     app.state.metrics = metrics
-    app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    app.add_middleware(RequestAdmission, limit=settings.http_max_requests_in_flight,
+                       wait_s=settings.http_queue_timeout_s,
+                       exempt=("/healthz", "/readyz", "/metrics", "/v1/events/"))
+    app.add_middleware(RequestContextMiddleware, metrics=metrics)  # outermost
     app.include_router(leaderboards.router)
     app.include_router(models.router)
     app.include_router(streams.router)

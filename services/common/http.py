@@ -3,6 +3,7 @@ the 503 of a request Redis cannot serve now."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -43,11 +44,8 @@ def note_redis_unavailable(exc: BaseException) -> None:
 
 async def send_redis_unavailable(send: Send) -> None:
     """The 503 for a request Redis cannot serve now, sent on a raw ASGI ``send``."""
-    await send({"type": "http.response.start", "status": 503,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(REDIS_UNAVAILABLE_BODY)).encode()),
-                            (b"retry-after", str(REDIS_RETRY_AFTER_S).encode())]})
-    await send({"type": "http.response.body", "body": REDIS_UNAVAILABLE_BODY})
+    await _send_json(send, 503, REDIS_UNAVAILABLE_BODY,
+                     [(b"retry-after", str(REDIS_RETRY_AFTER_S).encode())])
 
 
 class BodyLimitMiddleware:
@@ -124,6 +122,58 @@ def replay_body(body: bytes, receive: Receive) -> Receive:
         return await receive()
 
     return replay
+
+
+BUSY_DETAIL = ("the service is busy (too many requests in progress); retry after Retry-After "
+               "seconds")
+BUSY_BODY = orjson.dumps({"detail": BUSY_DETAIL})
+
+
+class RequestAdmission:
+    """At most ``limit`` requests in the app at once; the others wait their turn in arrival
+    order, up to ``wait_s``, then are answered 503 + Retry-After.
+
+    Why: a request makes its Redis commands one after another, and each waits for a pooled
+    connection. Without a bound on the requests in progress, a burst of thousands puts every
+    command of every request in one queue, so a request that got its first connection waits
+    behind the whole burst for its second, and nearly all time out (measured: 5,000 concurrent
+    api reads, 100 answered, 4,900 shed). Admitted requests find connections free; the rest
+    wait before they start, where waiting costs nothing but a coroutine. Probes, metrics and
+    streams (``exempt``) are never held back."""
+
+    def __init__(self, app: ASGIApp, limit: int, wait_s: float,
+                 exempt: tuple[str, ...] = ("/healthz", "/readyz", "/metrics")) -> None:
+        self.app = app
+        self._limit = limit
+        self._wait_s = wait_s
+        self._exempt = exempt
+        self._slots: asyncio.Semaphore | None = None  # made in the serving loop
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(self._exempt):
+            await self.app(scope, receive, send)
+            return
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self._limit)
+        slots = self._slots
+        try:
+            async with asyncio.timeout(self._wait_s):
+                await slots.acquire()
+        except TimeoutError:
+            await _send_json(send, 503, BUSY_BODY, [(b"retry-after", b"1")])
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            slots.release()
+
+
+async def _send_json(send: Send, status: int, body: bytes,
+                     headers: list[tuple[bytes, bytes]]) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()), *headers]})
+    await send({"type": "http.response.body", "body": body})
 
 
 def error_items(exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[dict[str, Any]]:

@@ -68,8 +68,8 @@ class IngestMetrics(HttpMetrics):
         )
         self.votes_rejected = Counter(
             "podium_ingest_votes_rejected", "Votes refused, by reason (invalid, unknown_model, "
-            "too_large, kafka_unavailable, redis_unavailable, unauthorized, rate_limited, "
-            "other).", ["reason"],
+            "too_large, kafka_unavailable, redis_unavailable, overloaded, unauthorized, "
+            "rate_limited, other).", ["reason"],
             registry=self.registry,
         )
         self.batch_size = Histogram(

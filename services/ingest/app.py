@@ -16,6 +16,7 @@ from services.common.health import RedisProbe
 from services.common.http import (
     BodyLimitMiddleware,
     OrjsonResponse,
+    RequestAdmission,
     error_items,
     install_error_handlers,
 )
@@ -172,6 +173,9 @@ def create_app(
         default_response_class=OrjsonResponse,
     )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.ingest_max_body_bytes)
+    # outside the body limit: a request waiting for its turn has not read its body yet
+    app.add_middleware(RequestAdmission, limit=settings.http_max_requests_in_flight,
+                       wait_s=settings.http_queue_timeout_s)
     app.state.metrics = metrics
     app.add_middleware(VoteRejectionMiddleware, metrics=metrics)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)  # outermost

@@ -36,6 +36,8 @@ def rejection_reason(status: int, body: bytes) -> str:
         return "unknown_model"
     if status == 503 and b"Redis" in body:
         return "redis_unavailable"
+    if status == 503 and b"busy" in body:
+        return "overloaded"
     return REASONS.get(status, "other")
 
 
