@@ -29,6 +29,34 @@ class PodiumSettings(BaseSettings):
     votes_partitions: int = Field(
         default=4, ge=1, le=1024, description="Partitions of the votes topic (arenas spread)."
     )
+    redis_max_connections: int = Field(
+        default=100, ge=1, le=10_000,
+        description="Most Redis connections of a service's request pool (ingest, api): a request "
+        "that finds them all busy waits for one (see redis_pool_timeout_s).",
+    )
+    redis_pool_timeout_s: float = Field(
+        default=2.0, gt=0, le=60,
+        description="Longest wait of a request for a free Redis connection; after it the request "
+        "is answered 503 with Retry-After (load shed, not an error).",
+    )
+    redis_retries: int = Field(
+        default=3, ge=0, le=20,
+        description="Retries of a Redis command whose connection failed (e.g. Redis restarted), "
+        "each on a fresh connection after a short backoff (at most 0.5 s); then 503 + "
+        "Retry-After.",
+    )
+    http_max_requests_in_flight: int = Field(
+        default=64, ge=1, le=10_000,
+        description="Requests an HTTP service (ingest, api) works on at once, besides probes, "
+        "metrics, streams and the fast paths; more wait their turn in arrival order (keep it "
+        "below redis_max_connections: an admitted request then never queues for a connection "
+        "behind all the others, which under overload would time nearly every request out).",
+    )
+    http_queue_timeout_s: float = Field(
+        default=5.0, gt=0, le=120,
+        description="Longest wait of a request for its turn (http_max_requests_in_flight); "
+        "after it the request is answered 503 with Retry-After (load shed).",
+    )
     log_level: str = Field(default="INFO", description="Python log level.")
     log_format: Literal["text", "json"] = Field(
         default="text", description="Log lines for people (text) or one JSON object a line "
@@ -90,6 +118,23 @@ class IngestSettings(HttpSettings):
     ingest_dedupe_window_s: int = Field(
         default=24 * 3600, ge=0,
         description="How long a vote_id is remembered, at least (at most twice; 0 = off).",
+    )
+    ingest_dedupe_write_retry_s: float = Field(
+        default=15.0, gt=0, le=600,
+        description="How long the dedupe markers of votes Kafka acknowledged are retried before "
+        "their 202 (long enough to ride out a Redis restart). Ids still unwritten after it are "
+        "kept in process, consulted by later requests, and written in the background.",
+    )
+    ingest_unremembered_max: int = Field(
+        default=1_000_000, ge=1,
+        description="Most vote ids kept in process while Redis cannot take their dedupe markers "
+        "(the oldest are dropped, and logged, beyond it).",
+    )
+    ingest_client_keys_refresh_s: float = Field(
+        default=1.0, gt=0, le=3600,
+        description="A client key this process does not know is refused (401) without a Redis "
+        "round trip while its copy of the registered keys is younger than this; an older copy "
+        "is reloaded first (one HGETALL shared by every waiting request).",
     )
     ingest_auto_register_models: bool = Field(
         default=False,

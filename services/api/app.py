@@ -19,10 +19,10 @@ from services.api import leaderboards, models, streams
 from services.api.board_cache import BoardChanges, RenderedBoards
 from services.api.rank_feed import RankChangeFeed
 from services.api.standings import StandingsReader
-from services.common.health import KafkaProbe, redis_ready
-from services.common.http import OrjsonResponse, install_error_handlers
+from services.common.health import KafkaProbe, RedisProbe
+from services.common.http import OrjsonResponse, RequestAdmission, install_error_handlers
 from services.common.metrics import ApiMetrics, RequestContextMiddleware, metrics_response
-from services.common.redis_client import connect as redis_connect
+from services.common.redis_client import connect_for_requests
 from services.common.registry import ModelRegistry
 from shared.settings import ApiSettings
 
@@ -34,7 +34,7 @@ def create_app(settings: ApiSettings, redis_client: aioredis.Redis | None = None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client = redis_client or redis_connect(settings.redis_url)
+        client = redis_client or connect_for_requests(settings)
         app.state.settings = settings
         app.state.redis = client
         app.state.reader = StandingsReader(client, settings.keys)
@@ -48,6 +48,7 @@ def create_app(settings: ApiSettings, redis_client: aioredis.Redis | None = None
                                                      settings.api_stream_max_per_address)
         metrics.stream_clients.set_function(lambda: app.state.stream_slots.open)
         app.state.kafka_probe = KafkaProbe(settings.kafka_bootstrap)
+        app.state.redis_probe = RedisProbe(settings.redis_url)
         try:
             yield
         finally:  # each step bounded: a hung close must not hold the shutdown past its grace
@@ -55,6 +56,7 @@ def create_app(settings: ApiSettings, redis_client: aioredis.Redis | None = None
             with suppress(asyncio.CancelledError):
                 await _bounded("the board-changes listener", changes)
             await _bounded("the Kafka probe", app.state.kafka_probe.close())
+            await _bounded("the Redis probe", app.state.redis_probe.close())
             if redis_client is None:
                 await _bounded("the Redis client", client.aclose())
 
@@ -72,7 +74,10 @@ def create_app(settings: ApiSettings, redis_client: aioredis.Redis | None = None
     )
     install_error_handlers(app)
     app.state.metrics = metrics
-    app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    app.add_middleware(RequestAdmission, limit=settings.http_max_requests_in_flight,
+                       wait_s=settings.http_queue_timeout_s,
+                       exempt=("/healthz", "/readyz", "/metrics", "/v1/events/"))
+    app.add_middleware(RequestContextMiddleware, metrics=metrics)  # outermost
     app.include_router(leaderboards.router)
     app.include_router(models.router)
     app.include_router(streams.router)
@@ -83,7 +88,7 @@ def create_app(settings: ApiSettings, redis_client: aioredis.Redis | None = None
 
     @app.get("/readyz", summary="Readiness: Redis and Kafka reachable", tags=["ops"])
     async def readyz(request: Request) -> Response:
-        redis = await redis_ready(request.app.state.redis)
+        redis = await request.app.state.redis_probe.reachable()
         kafka = await request.app.state.kafka_probe.reachable()
         return OrjsonResponse({"redis": redis, "kafka": kafka},
                               status_code=200 if redis and kafka else 503)

@@ -11,6 +11,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from services.common.redis_client import connect
+
 log = logging.getLogger(__name__)
 
 
@@ -21,6 +23,32 @@ async def redis_ready(client: aioredis.Redis, timeout_s: float = 2.0) -> bool:
     except (aioredis.RedisError, OSError, TimeoutError):
         return False
     return True
+
+
+class RedisProbe:
+    """Is Redis reachable: a PING on a connection of the probe's own, not one of the request
+    pool (a pool whose connections are all busy says nothing about Redis: readiness must not
+    fail, and take the service out of rotation, because it is loaded). One PING at a time; its
+    answer is shared by the probes that come within ``ttl_s``."""
+
+    def __init__(self, url: str, timeout_s: float = 2.0, ttl_s: float = 0.5) -> None:
+        self._client = connect(url, max_connections=1, pool_timeout_s=timeout_s, retries=1,
+                               socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
+        self._timeout_s = timeout_s
+        self._ttl_s = ttl_s
+        self._checked_at = float("-inf")
+        self._reachable = False
+        self._lock = asyncio.Lock()
+
+    async def reachable(self) -> bool:
+        async with self._lock:
+            if time.monotonic() - self._checked_at >= self._ttl_s:
+                self._reachable = await redis_ready(self._client, self._timeout_s)
+                self._checked_at = time.monotonic()
+            return self._reachable
+
+    async def close(self) -> None:
+        await self._client.aclose()
 
 
 class KafkaProbe:

@@ -68,8 +68,8 @@ class IngestMetrics(HttpMetrics):
         )
         self.votes_rejected = Counter(
             "podium_ingest_votes_rejected", "Votes refused, by reason (invalid, unknown_model, "
-            "too_large, kafka_unavailable, unauthorized, rate_limited, client_disconnected, "
-            "other).", ["reason"],
+            "too_large, kafka_unavailable, redis_unavailable, overloaded, unauthorized, "
+            "rate_limited, client_disconnected, other).", ["reason"],
             registry=self.registry,
         )
         self.batch_size = Histogram(
@@ -158,21 +158,29 @@ class RequestContextMiddleware:
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status = 500 if scope["type"] == "http" else 101
+        answered = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, answered
             if message["type"] == "websocket.http.response.start":  # a refused upgrade
                 status = message["status"]
             elif message["type"] == "http.response.start":
                 status = message["status"]
+                answered = True
                 headers = list(message.get("headers", []))
                 headers.append((REQUEST_ID_HEADER.encode(), request_id.encode("latin-1")))
                 message = {**message, "headers": headers}
-                self._observe(scope, status, started)
+                self._observe(scope, message["status"], started)
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            # escaping to Starlette's ServerErrorMiddleware, outside this one, which answers
+            # 500 on the server's own send: counted here, or it would never be
+            if not answered and scope["type"] == "http":
+                self._observe(scope, 500, started)
+            raise
         finally:
             request_id_var.reset(token)
             if scope["type"] == "websocket":

@@ -24,10 +24,16 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 
+from services.common.http import (
+    REDIS_UNAVAILABLE_DETAIL,
+    REDIS_UNAVAILABLE_HEADERS,
+    note_redis_unavailable,
+)
 from services.common.logcontext import request_context
 from services.common.metrics import IngestMetrics
+from services.common.redis_client import REDIS_UNAVAILABLE
 from services.common.registry import ModelRegistry
-from services.ingest.auth import ClientRecord, key_digest, key_id
+from services.ingest.auth import ClientRecord, RegisteredKeys, key_digest, key_id
 from services.ingest.limits import LimitRequest, RateLimiter, Verdict
 from services.ingest.publisher import (
     PublishUnavailable,
@@ -131,9 +137,11 @@ class ClientKeyCheck:
     """Checks the client keys of a group with one HMGET in the group's lookup pipeline (each
     stored record parsed once)."""
 
-    def __init__(self, keys: KeyLayout, settings: IngestSettings) -> None:
+    def __init__(self, keys: KeyLayout, settings: IngestSettings,
+                 registered: RegisteredKeys | None = None) -> None:
         self._key = keys.clients()
         self._settings = settings
+        self._registered = registered
         self._parsed: dict[bytes | str, ClientRecord] = {}
         self._digests: dict[str, str] = {}  # client key -> its digest (looked up per request)
         # key digest -> (key id, stored record, record) of keys found valid: a later group
@@ -146,6 +154,13 @@ class ClientKeyCheck:
 
     def forget(self, api_key: str) -> None:
         self._valid.pop(self._digest(api_key), None)
+
+    async def may_be_registered(self, api_key: str) -> bool:
+        """False for a key this process knows nobody registered (no Redis trip for it)."""
+        if self._registered is None:
+            return True
+        digest = self._digest(api_key)
+        return digest in self._valid or await self._registered.admits(key_id(digest), digest)
 
     def _digest(self, api_key: str) -> str:
         """``key_digest``, kept for the keys seen (a SHA-256 per request showed in profiles)."""
@@ -232,7 +247,6 @@ class VoteAcceptor:
         self._flush_scheduled = False
         self._in_progress = VotesInProgress()
         self._groups: set[asyncio.Task[None]] = set()
-        self._tails: set[asyncio.Future[None]] = set()  # dedupe writes of answered groups
 
     @property
     def metrics(self) -> IngestMetrics:
@@ -247,9 +261,9 @@ class VoteAcceptor:
 
     async def drain(self) -> None:
         """Wait for the groups in progress (graceful shutdown)."""
-        while self._groups or self._queue or self._tails:
-            if self._groups or self._tails:
-                await asyncio.gather(*self._groups, *self._tails, return_exceptions=True)
+        while self._groups or self._queue:
+            if self._groups:
+                await asyncio.gather(*self._groups, return_exceptions=True)
             else:
                 await asyncio.sleep(0)
 
@@ -285,6 +299,11 @@ class VoteAcceptor:
     async def _run(self, group: list[_Pending]) -> None:
         try:
             await self._accept(group)
+        except REDIS_UNAVAILABLE as exc:  # Redis down, restarting or saturated: retryable
+            note_redis_unavailable(exc)
+            for p in group:
+                self._answer(p, _refused(503, "redis_unavailable", REDIS_UNAVAILABLE_DETAIL,
+                                         dict(REDIS_UNAVAILABLE_HEADERS)))
         except Exception as exc:  # never leave a request hanging
             log.exception("accepting a group of %d requests failed", len(group))
             for p in group:
@@ -299,7 +318,7 @@ class VoteAcceptor:
         # a vote_id already in an earlier request of this group: that request goes next time
         taken: set[str] = set()
         mine: list[_Pending] = []
-        for p in group:
+        for p in await self._registered_only(group):
             ids = [v.vote_id for v in p.submission.votes]
             if taken.isdisjoint(ids):
                 taken.update(ids)
@@ -308,10 +327,9 @@ class VoteAcceptor:
                 self._queue.append(p)
         ids = [v.vote_id for p in mine for v in p.submission.votes]
         release = await self._in_progress.acquire(ids)
-        remembered: asyncio.Future[None] | None = None
         try:
             if await self._one_trip_possible(mine):
-                remembered = await self._accept_in_one_trip(mine)
+                await self._accept_in_one_trip(mine)
                 return
             checked, seen = await self._lookup(mine, ids)
             live = []
@@ -325,19 +343,22 @@ class VoteAcceptor:
                 live.append(p)
             live = await self._known_models(live)
             if live:
-                remembered = await self._accept_held(live, seen)
+                await self._accept_held(live, seen)
         finally:
-            if remembered is None:
-                release()
-            else:  # the group's slot is free once it has answered; its ids stay held until
-                # Redis has their dedupe markers
-                self._tails.add(remembered)
+            release()
 
-                def written(done: asyncio.Future[None]) -> None:
-                    self._tails.discard(done)
-                    release()
-
-                remembered.add_done_callback(written)
+    async def _registered_only(self, group: list[_Pending]) -> list[_Pending]:
+        """The group without the requests whose client key is surely not registered: those
+        are answered 401 here, without taking a Redis connection."""
+        live = []
+        for p in group:
+            key = p.submission.api_key
+            if key is None or await self._client_keys.may_be_registered(key):
+                live.append(p)
+            else:
+                self._answer(p, _refused(401, "unauthorized", "unknown or revoked client key",
+                                         UNAUTHORIZED_HEADERS))
+        return live
 
     async def _one_trip_possible(self, group: list[_Pending]) -> bool:
         """Whether the group can be accepted with one Redis call: it is small (a lookup inside
@@ -353,7 +374,7 @@ class VoteAcceptor:
         models = {m for p in group for v in p.submission.votes for m in (v.model_a, v.model_b)}
         return not models or not await self._registry.unknown(models)
 
-    async def _accept_in_one_trip(self, group: list[_Pending]) -> asyncio.Future[None] | None:
+    async def _accept_in_one_trip(self, group: list[_Pending]) -> None:
         """Confirm client keys, look the votes up in the dedupe markers and charge the new ones
         to the rate limits in one script call, then publish and answer. A request whose key's
         record changed meanwhile goes to the next group (checked in full there)."""
@@ -366,8 +387,10 @@ class VoteAcceptor:
                 known = self._client_keys.remembered(submission.api_key)
                 assert known is not None  # _one_trip_possible
                 key, p.client = (known[0], known[1]), known[2].client
-            requests.append(LimitRequest(submission.ip, p.client,
-                                         first_copies(submission.votes), key))
+            distinct = {v.vote_id: v for v in first_copies(submission.votes)}
+            for vote_id in self._memory.unremembered(distinct):  # accepted: a duplicate
+                del distinct[vote_id]
+            requests.append(LimitRequest(submission.ip, p.client, list(distinct.values()), key))
         # server-set fields: a client cannot pre-release or pre-exclude a vote
         stamp_received((v for r in requests for v in r.votes), utc_now())
         verdicts = await self._limiter.check_many(
@@ -382,7 +405,7 @@ class VoteAcceptor:
                 judged.append((p, verdict))
         if self._queue:
             self._schedule_flush()
-        return await self._publish_and_answer(judged)
+        await self._publish_and_answer(judged)
 
     async def _lookup(
         self, group: list[_Pending], ids: list[str]
@@ -400,7 +423,7 @@ class VoteAcceptor:
             if keys:
                 raise
             log.warning("dedupe lookup failed, accepting without it: %s", exc)
-            return {}, set()
+            return {}, self._memory.unremembered(ids)
 
     async def _known_models(self, group: list[_Pending]) -> list[_Pending]:
         models = {m for p in group for v in p.submission.votes for m in (v.model_a, v.model_b)}
@@ -422,10 +445,8 @@ class VoteAcceptor:
             self._answer(p, _refused(422, "unknown_model", unknown_models_detail(theirs)))
         return live
 
-    async def _accept_held(
-        self, group: list[_Pending], seen: set[str]
-    ) -> asyncio.Future[None] | None:
-        """Answer the group; returns the write of its dedupe markers, still under way."""
+    async def _accept_held(self, group: list[_Pending], seen: set[str]) -> None:
+        """Answer the group (``seen``: its vote ids remembered as accepted before)."""
         fresh_of = [[v for v in first_copies(p.submission.votes) if v.vote_id not in seen]
                     for p in group]
         # server-set fields: a client cannot pre-release or pre-exclude a vote
@@ -433,13 +454,11 @@ class VoteAcceptor:
         verdicts = await self._limiter.check_many(
             [LimitRequest(p.submission.ip, p.client, f)
              for p, f in zip(group, fresh_of, strict=True)])
-        return await self._publish_and_answer(list(zip(group, verdicts, strict=True)))
+        await self._publish_and_answer(list(zip(group, verdicts, strict=True)))
 
-    async def _publish_and_answer(
-        self, judged: list[tuple[_Pending, Verdict]]
-    ) -> asyncio.Future[None] | None:
-        """Answer 429 to the requests over a limit, publish the new votes of the others and
-        answer them; returns the write of their dedupe markers, still under way."""
+    async def _publish_and_answer(self, judged: list[tuple[_Pending, Verdict]]) -> None:
+        """Answer 429 to the requests over a limit, publish the new votes of the others, write
+        their dedupe markers and answer them."""
         allowed: list[tuple[_Pending, list[Vote]]] = []
         for p, verdict in judged:
             if verdict.allowed:
@@ -464,10 +483,10 @@ class VoteAcceptor:
                     503, "kafka_unavailable",
                     "Kafka could not acknowledge the votes; retry with the same vote_id",
                     {"Retry-After": "1"}))
-            return None
-        # started before the answers go out: the marker of an answered vote is on its way to
-        # Redis ahead of any retry of it (and the group's ids stay held until it is written)
-        remembered = asyncio.ensure_future(self._memory.remember(v.vote_id for v in to_publish))
+            return
+        # before the 202s: a vote answered 202 is remembered, in Redis or (Redis down past the
+        # retries) in this process until Redis takes it; a retry of it is a duplicate
+        await self._memory.remember(v.vote_id for v in to_publish)
         accepted = repeated = 0
         observe_size = self._metrics.batch_size.observe
         for p, votes in allowed:
@@ -489,4 +508,3 @@ class VoteAcceptor:
             self._answer(p, answer)
         self._metrics.votes_accepted.inc(accepted)
         self._metrics.votes_duplicate.inc(repeated)
-        return remembered

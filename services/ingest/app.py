@@ -13,16 +13,17 @@ from fastapi import Body, FastAPI, HTTPException, Request, Response, status
 from fastapi.params import Depends as DependsParam
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
-from services.common.health import redis_ready
+from services.common.health import RedisProbe
 from services.common.http import (
     BodyLimitMiddleware,
     OrjsonResponse,
+    RequestAdmission,
     error_items,
     install_error_handlers,
 )
 from services.common.logcontext import bind_votes, request_id_var
 from services.common.metrics import IngestMetrics, RequestContextMiddleware, metrics_response
-from services.common.redis_client import connect as redis_connect
+from services.common.redis_client import connect_for_requests
 from services.common.registry import ModelRegistry
 from services.ingest import security
 from services.ingest.acceptor import (
@@ -158,8 +159,10 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own_publisher = publisher is None
-        client = redis_client or redis_connect(settings.redis_url)
-        memory = VoteIdMemory(client, settings.keys, settings.ingest_dedupe_window_s)
+        client = redis_client or connect_for_requests(settings)
+        memory = VoteIdMemory(client, settings.keys, settings.ingest_dedupe_window_s,
+                              write_retry_s=settings.ingest_dedupe_write_retry_s,
+                              unremembered_max=settings.ingest_unremembered_max)
         pub = publisher or KafkaVotePublisher(settings, on_delivered=memory.remember)
         if isinstance(pub, KafkaVotePublisher) and own_publisher:
             await pub.start()
@@ -167,10 +170,12 @@ def create_app(
         app.state.memory = memory
         app.state.registry = ModelRegistry(client, settings.keys)
         app.state.redis = client
+        app.state.redis_probe = RedisProbe(settings.redis_url)
         await security.start(app, client, settings)
         app.state.acceptor = VoteAcceptor(
             settings, pub, memory, app.state.registry, app.state.limiter,
-            ClientKeyCheck(settings.keys, settings), metrics, client,
+            ClientKeyCheck(settings.keys, settings, app.state.client_keys.registered),
+            metrics, client,
             max_groups_in_flight=settings.ingest_groups_in_flight,
         )
         try:
@@ -179,6 +184,8 @@ def create_app(
             await app.state.acceptor.drain()
             if isinstance(pub, KafkaVotePublisher) and own_publisher:
                 await pub.stop()
+            await memory.close()
+            await app.state.redis_probe.close()
             if redis_client is None:
                 await client.aclose()
 
@@ -194,6 +201,9 @@ def create_app(
         redirect_slashes=False,
     )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.ingest_max_body_bytes)
+    # outside the body limit: a request waiting for its turn has not read its body yet
+    app.add_middleware(RequestAdmission, limit=settings.http_max_requests_in_flight,
+                       wait_s=settings.http_queue_timeout_s)
     app.state.metrics = metrics
     app.add_middleware(VoteRejectionMiddleware, metrics=metrics)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)  # outermost
@@ -327,7 +337,7 @@ def create_app(
     async def readyz(request: Request) -> OrjsonResponse:
         pub = request.app.state.publisher
         kafka = not isinstance(pub, KafkaVotePublisher) or pub.ready
-        redis = await redis_ready(request.app.state.redis)
+        redis = await request.app.state.redis_probe.reachable()
         ready = kafka and redis
         return OrjsonResponse(
             {"kafka": kafka, "redis": redis},

@@ -10,6 +10,7 @@ as sent. A signed request may name its key by ``X-Podium-Key-Id`` instead of sen
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -25,7 +26,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from pydantic import BaseModel, Field
 
 from shared.events import OpaqueId
-from shared.keys import KeyLayout
+from shared.keys import KeyLayout, text
 from shared.settings import IngestSettings
 
 log = logging.getLogger(__name__)
@@ -97,18 +98,81 @@ class ClientInfo(BaseModel):
     created_at: datetime
 
 
-class ClientKeys:
-    """The client-key store in Redis (``{p}:clients``: key id -> ClientRecord JSON)."""
+class RegisteredKeys:
+    """This process's copy of the registered keys (key id -> digest), so that a request with a
+    key nobody registered is refused without a Redis connection: a storm of bogus keys must not
+    take the connections that real requests need.
 
-    def __init__(self, client: aioredis.Redis, keys: KeyLayout) -> None:
+    A key found here is still checked against Redis (a revocation anywhere takes effect at
+    once). A key not found here is refused while the copy is younger than ``max_age_s``; an
+    older copy is reloaded first, one HGETALL shared by every request waiting for it. So a key
+    registered by another ingest instance may be refused for up to ``max_age_s`` (one
+    registered here is added at once)."""
+
+    def __init__(self, client: aioredis.Redis, keys: KeyLayout, max_age_s: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._redis = client
+        self._key = keys.clients()
+        self._max_age_s = max_age_s
+        self._clock = clock
+        self._digests: dict[str, str] = {}
+        self._loaded_at = float("-inf")
+        self._loading: asyncio.Future[None] | None = None
+
+    async def admits(self, kid: str, digest: str | None = None) -> bool:
+        """Whether key id ``kid`` (with ``digest``, when the key itself was sent) may be a
+        registered key: False means surely not (as of at most ``max_age_s`` ago)."""
+        if self._matches(kid, digest):
+            return True
+        if self._clock() - self._loaded_at < self._max_age_s:
+            return False
+        await self._reload()
+        return self._matches(kid, digest)
+
+    def _matches(self, kid: str, digest: str | None) -> bool:
+        known = self._digests.get(kid)
+        return known is not None and (digest is None or hmac.compare_digest(known, digest))
+
+    async def _reload(self) -> None:
+        if self._loading is None:
+            self._loading = asyncio.ensure_future(self._load())
+        loading = self._loading
+        try:
+            await asyncio.shield(loading)
+        finally:
+            if self._loading is loading and loading.done():
+                self._loading = None
+
+    async def _load(self) -> None:
+        started = self._clock()
+        stored = await self._redis.hgetall(self._key)
+        self._digests = {text(kid): ClientRecord.model_validate_json(raw).digest
+                         for kid, raw in stored.items()}
+        self._loaded_at = started
+
+    def note(self, record: ClientRecord) -> None:
+        self._digests[record.key_id] = record.digest
+
+    def drop(self, kid: str) -> None:
+        self._digests.pop(kid, None)
+
+
+class ClientKeys:
+    """The client-key store in Redis (``{p}:clients``: key id -> ClientRecord JSON), and this
+    process's copy of which keys exist (``registered``)."""
+
+    def __init__(self, client: aioredis.Redis, keys: KeyLayout,
+                 refresh_s: float = 1.0) -> None:
         self._redis = client
         self._keys = keys
+        self.registered = RegisteredKeys(client, keys, refresh_s)
 
     async def add(self, api_key: str, client: str, require_signature: bool = False) -> ClientRecord:
         digest = key_digest(api_key)
         record = ClientRecord(key_id=key_id(digest), client=client, digest=digest,
                               require_signature=require_signature, created_at=datetime.now(UTC))
         await self._redis.hset(self._keys.clients(), record.key_id, record.model_dump_json())
+        self.registered.note(record)
         return record
 
     async def get(self, kid: str) -> ClientRecord | None:
@@ -116,6 +180,7 @@ class ClientKeys:
         return None if raw is None else ClientRecord.model_validate_json(raw)
 
     async def revoke(self, kid: str) -> bool:
+        self.registered.drop(kid)
         return bool(await self._redis.hdel(self._keys.clients(), kid))
 
     async def all(self) -> list[ClientRecord]:
@@ -157,11 +222,15 @@ def writer_auth(
         store: ClientKeys = request.app.state.client_keys
         if given is not None:
             digest = key_digest(given)
+            if not await store.registered.admits(key_id(digest), digest):  # no Redis trip
+                raise _unauthorized("unknown or revoked client key")
             record = await store.get(key_id(digest))
             if record is None or not hmac.compare_digest(record.digest, digest):
                 raise _unauthorized("unknown or revoked client key")
         else:
             assert named_id is not None
+            if not await store.registered.admits(named_id[:64]):
+                raise _unauthorized("unknown or revoked key id")
             record = await store.get(named_id[:64])
             if record is None:
                 raise _unauthorized("unknown or revoked key id")

@@ -102,10 +102,14 @@ class VoteFastPath:
             return
         request_id = request_id or f"{self._id_prefix}{next(self._ids):x}"
         responder = _Responder(send, request_id)
-        answer = await acceptor.submit(Submission([vote], self._ip(scope, forwarded),
-                                                  api_key=api_key, request_id=request_id,
-                                                  respond=responder.if_ready))
         metrics = acceptor.metrics
+        try:
+            answer = await acceptor.submit(Submission([vote], self._ip(scope, forwarded),
+                                                      api_key=api_key, request_id=request_id,
+                                                      respond=responder.if_ready))
+        except Exception:  # the server answers 500: counted like every other answer
+            metrics.requests.labels("POST", PATH, "500").inc()
+            raise
         if answer.reason:
             metrics.votes_rejected.labels(answer.reason).inc()
         await responder(answer)  # unless the group has

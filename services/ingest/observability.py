@@ -37,6 +37,10 @@ def rejection_reason(status: int, body: bytes) -> str:
         return "unknown_model"
     if status == 422 and b'"over_limit"' in body:
         return "over_limit"
+    if status == 503 and b"Redis" in body:
+        return "redis_unavailable"
+    if status == 503 and b"busy" in body:
+        return "overloaded"
     return REASONS.get(status, "other")
 
 
@@ -63,7 +67,7 @@ class VoteRejectionMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-            elif message["type"] == "http.response.body" and status == 422:
+            elif message["type"] == "http.response.body" and status in (422, 503):
                 response_chunks.append(message.get("body", b""))
             await send(message)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import logging
 import math
 import time
@@ -297,12 +298,20 @@ class VoteIdMemory:
     def __init__(
         self, client: aioredis.Redis, keys: KeyLayout, window_s: int,
         clock: Callable[[], float] = time.time,
+        write_retry_s: float = 15.0,
+        unremembered_max: int = 1_000_000,
     ) -> None:
         self._redis = client
         self._keys = keys
         self._window_s = window_s
         self._clock = clock
         self._remember = client.register_script(REMEMBER_SCRIPT)
+        self._write_retry_s = write_retry_s
+        # ids whose markers Redis has not taken yet (insertion order: oldest first), and the
+        # task that keeps writing them
+        self._unremembered: dict[str, None] = {}
+        self._unremembered_max = unremembered_max
+        self._writer: asyncio.Task[None] | None = None
 
     @property
     def enabled(self) -> bool:
@@ -355,7 +364,7 @@ class VoteIdMemory:
                 pipe.smismember(sets(shard, b), ids)
 
         def found(replies: Iterator[Any]) -> set[str]:
-            hits: set[str] = set()
+            hits = self.unremembered(vote_ids)
             for ids in by_shard.values():
                 for _ in buckets:
                     hits.update(v for v, hit in zip(ids, next(replies), strict=True) if hit)
@@ -363,11 +372,92 @@ class VoteIdMemory:
 
         return found
 
+    def unremembered(self, vote_ids: Iterable[str]) -> set[str]:
+        """The ids among ``vote_ids`` accepted by this process whose markers Redis has not
+        taken yet (Redis was down past the retries): remembered here meanwhile."""
+        if not self._unremembered:
+            return set()
+        return {v for v in vote_ids if v in self._unremembered}
+
+    @property
+    def unremembered_count(self) -> int:
+        return len(self._unremembered)
+
     async def remember(self, vote_ids: Iterable[str]) -> None:
-        """Add ids to the current bucket's sets: one script call (per shard an SADD and an
-        EXPIRE; a pipeline of those cost a group of single votes more of ingest's CPU)."""
+        """Write the ids' markers, retried on failure (fresh connections, backoff) for up to
+        ``write_retry_s``: long enough to ride out a Redis restart. Ids still unwritten then
+        are kept in process (``unremembered``) and written by a background task. Never raises:
+        the votes are in Kafka already."""
         if not self._window_s:
             return
+        ids = list(vote_ids)
+        if not ids:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._write_retry_s
+        delay = REMEMBER_RETRY_FIRST_S
+        while True:
+            try:
+                await self._write(ids)
+                return
+            except aioredis.RedisError as exc:
+                if loop.time() + delay > deadline:
+                    log.warning("could not remember %d vote ids for %.1f s (%s): kept in "
+                                "process until Redis takes them", len(ids),
+                                self._write_retry_s, exc)
+                    self._keep_unremembered(ids)
+                    return
+            await asyncio.sleep(delay)  # a backoff between attempts, not a wait for a state
+            delay = min(delay * 2, REMEMBER_RETRY_MAX_S)
+
+    def _keep_unremembered(self, ids: list[str]) -> None:
+        kept = self._unremembered
+        kept.update(dict.fromkeys(ids))
+        if len(kept) > self._unremembered_max:
+            dropped = len(kept) - self._unremembered_max
+            for vote_id in list(itertools.islice(kept, dropped)):
+                del kept[vote_id]
+            log.error("%d unremembered vote ids dropped (more than %d kept): a retry of them "
+                      "would be counted again", dropped, self._unremembered_max)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.ensure_future(self._write_unremembered())
+
+    async def _write_unremembered(self) -> None:
+        """Until every kept id is written: write them (in chunks), backing off while Redis
+        refuses."""
+        delay = REMEMBER_RETRY_FIRST_S
+        while self._unremembered:
+            chunk = list(itertools.islice(self._unremembered, UNREMEMBERED_CHUNK))
+            try:
+                await self._write(chunk)
+            except aioredis.RedisError as exc:
+                log.debug("unremembered vote ids not written yet: %s", exc)
+                await asyncio.sleep(delay)  # backoff while Redis is down
+                delay = min(delay * 2, REMEMBER_RETRY_MAX_S)
+                continue
+            for vote_id in chunk:
+                self._unremembered.pop(vote_id, None)
+            delay = REMEMBER_RETRY_FIRST_S
+        log.info("unremembered vote ids written to Redis")
+
+    async def close(self, timeout_s: float = 5.0) -> None:
+        """At shutdown: give the kept ids ``timeout_s`` more to reach Redis; log what is lost."""
+        writer = self._writer
+        if writer is None:
+            return
+        try:
+            async with asyncio.timeout(timeout_s):
+                await asyncio.shield(writer)
+        except TimeoutError:
+            writer.cancel()
+            log.error("shutdown: %d accepted vote ids never reached Redis's dedupe markers: a "
+                      "retry of them would be counted again", len(self._unremembered))
+        with contextlib.suppress(asyncio.CancelledError):
+            await writer
+
+    async def _write(self, vote_ids: Iterable[str]) -> None:
+        """Add ids to the current bucket's sets: one script call (per shard an SADD and an
+        EXPIRE; a pipeline of those cost a group of single votes more of ingest's CPU)."""
         by_shard = _by_shard(vote_ids)
         if not by_shard:
             return
@@ -381,10 +471,7 @@ class VoteIdMemory:
         args: list[str | int] = [ttl, *(len(ids) for ids in by_shard.values())]
         for ids in by_shard.values():
             args += ids
-        try:
-            await self._remember(keys=keys, args=args)
-        except aioredis.RedisError as exc:
-            log.warning("could not remember vote ids: %s", exc)
+        await self._remember(keys=keys, args=args)
 
 
 REMEMBER_SCRIPT = """
@@ -406,6 +493,10 @@ return at - 2 - #KEYS
 # windows, and the next bucket is looked in this long before it begins
 DEDUPE_CLOCK_SKEW_S = 60
 DEDUPE_EXPIRY_MARGIN_S = DEDUPE_CLOCK_SKEW_S
+# backoff between attempts to write dedupe markers (Redis down): 50 ms doubling to 1 s
+REMEMBER_RETRY_FIRST_S = 0.05
+REMEMBER_RETRY_MAX_S = 1.0
+UNREMEMBERED_CHUNK = 10_000
 
 
 def _by_shard(vote_ids: Iterable[str]) -> dict[int, list[str]]:

@@ -51,7 +51,8 @@ async def start(app: FastAPI, client: aioredis.Redis, settings: IngestSettings) 
     """Lifespan part: the client-key store (with the dev key) and the rate limiter."""
     app.state.redis = client
     app.state.keys = settings.keys
-    app.state.client_keys = ClientKeys(client, settings.keys)
+    app.state.client_keys = ClientKeys(client, settings.keys,
+                                       settings.ingest_client_keys_refresh_s)
     app.state.limiter = RateLimiter(client, settings.keys, settings)
     await register_dev_key(app.state.client_keys, settings)
 

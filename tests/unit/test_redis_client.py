@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from redis.asyncio.connection import Connection
+from redis.asyncio.connection import BlockingConnectionPool, Connection
 from redis.exceptions import DataError
 
 from services.common.redis_client import (
@@ -13,7 +13,9 @@ from services.common.redis_client import (
     PackedSSLConnection,
     PackedUnixConnection,
     connect,
+    connect_for_requests,
 )
+from shared.settings import PodiumSettings
 
 PYTHON = Connection()
 PACKED = PackedConnection()
@@ -55,3 +57,17 @@ async def test_connect_keeps_the_url_scheme() -> None:
         client = connect(url)
         assert client.connection_pool.connection_class is kind
         await client.aclose()
+
+
+async def test_the_request_client_waits_for_a_bounded_pool_and_retries_on_fresh_connections(
+) -> None:
+    settings = PodiumSettings(redis_url="redis://localhost:1/0", redis_max_connections=7,
+                              redis_pool_timeout_s=0.5, redis_retries=4)
+    client = connect_for_requests(settings)
+    pool = client.connection_pool
+    assert isinstance(pool, BlockingConnectionPool)
+    assert (pool.max_connections, pool.timeout) == (7, 0.5)
+    assert pool.connection_class is PackedConnection  # hiredis packing kept
+    retry = pool.connection_kwargs["retry"]
+    assert retry.get_retries() == 4
+    await client.aclose()
