@@ -30,11 +30,12 @@ from services.rating.engine import (
     BoardFit,
     ContextualFit,
     FitOptions,
+    PairCounts,
     StyleOptions,
     fit_board,
     fit_contextual,
 )
-from services.rating.read_models import ReadModelWriter
+from services.rating.read_models import ArenaFence, ReadModelWriter
 from services.rating.screen import VoterScreen
 from services.rating.store import (
     ALREADY_APPLIED,
@@ -364,6 +365,28 @@ class RatingProcessor:
             await self._read_models.after_refit(arena, view, counts, fit, doc["rows"], changes, now)
         return changes
 
+
+    def read_models_due_in(self) -> float | None:
+        """Seconds until owed matrices or history points are due, None if nothing is owed."""
+        return None if self._read_models is None else self._read_models.owed_due_in()
+
+    async def flush_read_models(self, everything: bool = False) -> int:
+        """Write the read models the last refits left owed, once due (all of them with
+        ``everything``: at shutdown), so that they catch up when the votes stop. Fenced by the
+        arena's version: only what this worker's cached state still describes is written.
+        Returns how many boards were written."""
+        if self._read_models is None:
+            return 0
+        async with self._lock:  # the cached counts and fits are consistent between batches
+            return await self._read_models.flush(self._arena_fence, everything)
+
+    def _arena_fence(self, arena: str, view: str, counts: PairCounts) -> ArenaFence | None:
+        """The fence an owed write of the board must find unchanged: the arena at the version of
+        the cached state, if ``counts`` are still that state's counts of the view."""
+        state = self._arenas.get(arena)
+        if state is None or state.counts.get(view) is not counts:
+            return None  # reloaded or dropped since: a later refit decides what to write
+        return ArenaFence(self._store.keys.fence(arena), state.version)
 
     async def refit_style_boards(self) -> int:
         """Refit the style-controlled twin (``{view}+style``) of every board that got style

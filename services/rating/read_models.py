@@ -4,9 +4,12 @@ and after every benchmark update (services/rating/scores.py)."""
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from importlib.resources import files
 from typing import Any
 
 import numpy as np
@@ -14,8 +17,13 @@ import orjson
 import redis.asyncio as aioredis
 
 from services.rating.engine import BoardFit, PairCounts, predicted_win_matrix, win_rate_matrix
+from services.rating.store import VERSION_FIELD
 from shared.events import RankChange
 from shared.keys import KeyLayout, board_name
+
+log = logging.getLogger(__name__)
+
+WRITE_OWED_SCRIPT = files("services.rating").joinpath("write_owed.lua").read_text()
 
 
 def matrices_document(
@@ -55,9 +63,45 @@ def history_point(row: Mapping[str, Any], at: datetime, changed: bool) -> dict[s
     }
 
 
+@dataclass(frozen=True)
+class ArenaFence:
+    """Where an arena's version is kept (its fence hash) and the version a worker's cached state
+    of the arena is at: owed read models are written only while Redis still holds that version."""
+
+    key: str
+    version: int
+
+
+# (arena, view, the board's cached counts) -> the arena's fence, or None when the caller no
+# longer holds the state those counts belong to (owed read models of it are then dropped)
+FenceOf = Callable[[str, str, PairCounts], ArenaFence | None]
+
+
+@dataclass
+class _Owed:
+    """What a board's last refit did not write: its matrices (inside their interval) and/or
+    history points (models inside theirs). Kept until due, then written by ``flush``."""
+
+    arena: str
+    view: str
+    counts: PairCounts  # the worker's cached counts of the board (updated in place)
+    fit: BoardFit
+    rows: Sequence[Mapping[str, Any]]
+    at: datetime  # when the refit happened: the time of its matrices and history points
+    tick: float  # the same, monotonic; a model whose last point is older is owed one
+    matrices: bool
+    history: bool
+    history_due: float | None = None  # earliest time an owed point is due (computed lazily)
+
+
 class ReadModelWriter:
     """Writes matrices and history points. Remembers when each model last got a point, so that
-    outside rank changes a model gets at most one point per ``history_interval_s``."""
+    outside rank changes a model gets at most one point per ``history_interval_s``.
+
+    What a refit leaves unwritten (matrices inside ``matrices_interval_s``, points inside
+    ``history_interval_s``) is owed: ``flush`` writes it once due, so that a board whose votes
+    stop ends with matrices and a history point of its last state (the worker's timer calls it;
+    see ``services/rating/worker.py``)."""
 
     def __init__(
         self,
@@ -76,6 +120,8 @@ class ReadModelWriter:
         self._last_point: dict[tuple[str, str], float] = {}  # (board, model) -> monotonic time
         self._matrices_interval = matrices_interval_s
         self._last_matrices: dict[str, float] = {}  # board -> monotonic time
+        self._owed: dict[str, _Owed] = {}  # board -> what its last refit left unwritten
+        self._write_owed = client.register_script(WRITE_OWED_SCRIPT)
 
     async def after_refit(
         self,
@@ -89,14 +135,20 @@ class ReadModelWriter:
     ) -> None:
         """Everything the read side needs from one refit of a vote board. The M x M matrices
         are rewritten at most once per ``matrices_interval_s`` per board: they are the largest
-        write of a refit and nobody needs them every 50 ms."""
+        write of a refit and nobody needs them every 50 ms. What is left unwritten is owed."""
         board = board_name(arena, view)
         tick = self._monotonic()
         last = self._last_matrices.get(board)
-        if last is None or tick - last >= self._matrices_interval:
+        matrices_owed = not (last is None or tick - last >= self._matrices_interval)
+        if not matrices_owed:
             await self.write_matrices(arena, view, counts, fit, now)
             self._last_matrices[board] = tick
-        await self.record_history(arena, view, rows, changes, now)
+        points = await self._record_history(arena, view, rows, changes, now, tick)
+        if matrices_owed or points < len(rows):
+            self._owed[board] = _Owed(arena, view, counts, fit, rows, now, tick,
+                                      matrices_owed, points < len(rows))
+        elif board in self._owed:
+            del self._owed[board]
 
     async def write_matrices(
         self, arena: str, view: str, counts: PairCounts, fit: BoardFit, now: datetime
@@ -114,9 +166,19 @@ class ReadModelWriter:
     ) -> int:
         """Append a point for each model whose rank changed, or whose last point is older than
         the interval; returns how many points were written."""
+        return await self._record_history(arena, view, rows, changes, now, self._monotonic())
+
+    async def _record_history(
+        self,
+        arena: str,
+        view: str,
+        rows: Sequence[Mapping[str, Any]],
+        changes: Sequence[RankChange],
+        now: datetime,
+        tick: float,
+    ) -> int:
         board = board_name(arena, view)
         changed = {c.model for c in changes}
-        tick = self._monotonic()
         due_rows = []
         for row in rows:
             model = str(row["model"])
@@ -133,3 +195,95 @@ class ReadModelWriter:
                 self._last_point[(board, model)] = tick
             await pipe.execute()
         return len(due_rows)
+
+    def owed_due_in(self) -> float | None:
+        """Seconds until the earliest owed write is due (0 when one is), None if nothing is
+        owed."""
+        if not self._owed:
+            return None
+        earliest = min(self._due_at(board, owed) for board, owed in self._owed.items())
+        return max(0.0, earliest - self._monotonic())
+
+    async def flush(self, fence_of: FenceOf, everything: bool = False) -> int:
+        """Write what is owed and due (everything owed with ``everything``: at shutdown), each
+        board in one atomic step that writes only if its arena is still at the version
+        ``fence_of`` gives; a board whose state the caller no longer holds, or whose arena has
+        moved on, is dropped (whoever moved it writes its own). Returns how many boards were
+        written."""
+        written = 0
+        for board, owed in list(self._owed.items()):
+            tick = self._monotonic()
+            matrices = owed.matrices and (
+                everything or tick >= self._last_matrices[board] + self._matrices_interval)
+            points = self._owed_points(board, owed, tick, everything)
+            if not matrices and not points:
+                continue
+            if matrices and owed.counts.models != owed.fit.models:  # its last refit failed
+                matrices = owed.matrices = False
+            fence = fence_of(owed.arena, owed.view, owed.counts)
+            if fence is None or not await self._write_fenced(fence, owed, matrices, points):
+                log.info("owed read models of %s dropped: its arena changed since", board)
+                self._settle(board, owed)
+                continue
+            if matrices:
+                self._last_matrices[board] = tick
+                owed.matrices = False
+            for model, _ in points:
+                self._last_point[(board, model)] = tick
+            owed.history_due = None  # the models still owed a point are due later
+            owed.history = owed.history and bool(self._pending(board, owed))
+            if not owed.matrices and not owed.history:
+                self._settle(board, owed)
+            written += 1
+        return written
+
+    def _settle(self, board: str, owed: _Owed) -> None:
+        if self._owed.get(board) is owed:  # not replaced by a refit meanwhile
+            del self._owed[board]
+
+    def _pending(self, board: str, owed: _Owed) -> list[tuple[str, float]]:
+        """(model, time of its last point) of each model of the owed rows without a point of
+        them: its last point is older than the refit."""
+        out = []
+        for row in owed.rows:
+            model = str(row["model"])
+            last = self._last_point.get((board, model))
+            if last is None or last < owed.tick:
+                out.append((model, -math.inf if last is None else last))
+        return out
+
+    def _due_at(self, board: str, owed: _Owed) -> float:
+        due = math.inf
+        if owed.matrices:
+            due = self._last_matrices[board] + self._matrices_interval
+        if owed.history:
+            if owed.history_due is None:
+                pending = self._pending(board, owed)
+                owed.history_due = min((last + self._interval for _, last in pending),
+                                       default=math.inf)
+            due = min(due, owed.history_due)
+        return due
+
+    def _owed_points(
+        self, board: str, owed: _Owed, tick: float, everything: bool
+    ) -> list[tuple[str, bytes]]:
+        """(model, point) of each owed history point due at ``tick``."""
+        if not owed.history or not (everything or tick >= self._due_at(board, owed)):
+            return []
+        by_model = {str(row["model"]): row for row in owed.rows}
+        return [(model, orjson.dumps(history_point(by_model[model], owed.at, False)))
+                for model, last in self._pending(board, owed)
+                if everything or tick - last >= self._interval]
+
+    async def _write_fenced(
+        self, fence: ArenaFence, owed: _Owed, matrices: bool, points: list[tuple[str, bytes]]
+    ) -> bool:
+        doc = b""
+        if matrices:
+            doc = orjson.dumps(matrices_document(owed.arena, owed.view, owed.counts, owed.fit,
+                                                 owed.at))
+        keys = [fence.key, self._keys.matrices(owed.arena, owed.view),
+                *(self._keys.history(owed.arena, owed.view, model) for model, _ in points)]
+        args: list[str | int | bytes] = [VERSION_FIELD, fence.version, doc, self._max_points,
+                                         *(point for _, point in points)]
+        return bool(await self._write_owed(keys=keys, args=args))
