@@ -407,6 +407,10 @@ class RatingProcessor:
 
     async def _style_snapshot(self, arena: str, view: str) -> BattleColumns:
         """A copy of the view's style battles as of the cached state (loaded when missing)."""
+        return (await self._style_state(arena, view))[1]
+
+    async def _style_state(self, arena: str, view: str) -> tuple[ArenaState, BattleColumns]:
+        """The cached state of the arena and a copy of the view's style battles in it."""
         while True:
             state = await self._state(arena, [view])
             columns = state.battles.get(view)
@@ -416,17 +420,22 @@ class RatingProcessor:
                     self._arenas.pop(arena, None)
                     continue
                 state.battles[view] = columns
-            return columns.snapshot()  # the fit runs in a thread while batches go on
+            return state, columns.snapshot()  # the fit runs in a thread while batches go on
 
     async def _refit_style_board(self, arena: str, view: str, position: SourcePosition) -> int:
+        """Refit one style-controlled board; written only if nobody else applied votes to the
+        arena since its battles were read (a worker that lost the partition writes nothing)."""
         board = board_name(arena, style_view(view))
         async with self._lock:
-            battles = await self._style_snapshot(arena, view)
+            state, battles = await self._style_state(arena, view)
         if not len(battles):
             return 0
         fit = await asyncio.to_thread(
             fit_contextual, battles, None, self._style, self._style_fits.get(board))
         async with self._lock:
+            if self._arenas.get(arena) is not state:  # reloaded: applied elsewhere meanwhile
+                log.info("style refit of %s dropped: the arena changed elsewhere", board)
+                return 0
             now = self._clock()
             doc = standings_document(arena, style_view(view), fit.board, None, now, position)
             doc["style_coefficients"] = {name: c._asdict() for name, c in fit.coefficients.items()}
@@ -435,8 +444,10 @@ class RatingProcessor:
             if old_rows is None:
                 stored = await self._store.read_standings(arena, style_view(view))
                 old_rows = orjson.loads(stored)["rows"] if stored else []
-            await self._store.write_standings(arena, style_view(view), orjson.dumps(doc))
-            await self._store.add_view(arena, style_view(view))
+            if not await self._store.write_style_standings(arena, style_view(view),
+                                                           orjson.dumps(doc), state.version):
+                log.info("style refit of %s dropped: the arena changed elsewhere", board)
+                return 0
             self._style_fits[board] = fit
             self._rows[board] = doc["rows"]
             changes = rank_changes(board, old_rows, doc["rows"], now, position)

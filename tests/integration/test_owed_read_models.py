@@ -1,6 +1,7 @@
 """Read models a refit leaves unwritten (matrices inside their interval, history points inside
 theirs) are owed: written once due although no batch follows, never over what another worker
-wrote since (issue #16, finding 5). The processor on a real Redis, with a clock of the test's."""
+wrote since; the same fence for the style boards' timer (issue #16, finding 5). The processor on
+a real Redis, with a clock of the test's."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from services.rating.processor import RatingProcessor
 from services.rating.read_models import ReadModelWriter
 from services.rating.store import RatingStore
 from shared.keys import KeyLayout
-from tests.integration.test_apply import records
+from tests.integration.test_apply import expected_battles, records, styled_records
 
 VIEWS = ("overall", "coding", "lang:en")
 
@@ -159,3 +160,23 @@ async def test_an_owed_write_is_made_by_the_old_owner_when_nobody_moved_the_aren
     clock.now += 2
     assert await worker.flush_read_models() >= 1
     assert await matrix_battles(redis_client, keys, "overall") == 600
+
+
+async def test_a_style_refit_of_a_worker_whose_arena_moved_on_writes_nothing(
+    redis_client: aioredis.Redis, prefix: str
+) -> None:
+    """The style timer of a worker that lost the partition: its battles are stale, and the new
+    owner's style board must not be overwritten with them."""
+    keys = KeyLayout(prefix)
+    old_owner, new_owner = (processor(redis_client, keys, Clock(), 0, 0) for _ in range(2))
+    recs = styled_records(900, seed=21)
+    await old_owner.process(recs[:300])
+    assert await old_owner.refit_style_boards() >= 1  # its battles are cached from now on
+    await old_owner.process(recs[300:450])  # its style boards are due at its next tick
+    await new_owner.process(recs[450:])
+    assert await new_owner.refit_style_boards() >= 1
+    before = await redis_client.get(keys.standings("text", "overall+style"))
+    assert orjson.loads(before)["battles"] == len(expected_battles(recs))
+
+    assert await old_owner.refit_style_boards() == 0
+    assert await redis_client.get(keys.standings("text", "overall+style")) == before
