@@ -90,8 +90,7 @@ class _Owed:
     at: datetime  # when the refit happened: the time of its matrices and history points
     tick: float  # the same, monotonic; a model whose last point is older is owed one
     matrices: bool
-    history: bool
-    history_due: float | None = None  # earliest time an owed point is due (computed lazily)
+    history_due: float  # earliest time an owed point is due (inf: none is owed)
 
 
 class ReadModelWriter:
@@ -143,10 +142,10 @@ class ReadModelWriter:
         if not matrices_owed:
             await self.write_matrices(arena, view, counts, fit, now)
             self._last_matrices[board] = tick
-        points = await self._record_history(arena, view, rows, changes, now, tick)
-        if matrices_owed or points < len(rows):
-            self._owed[board] = _Owed(arena, view, counts, fit, rows, now, tick,
-                                      matrices_owed, points < len(rows))
+        _, history_due = await self._record_history(arena, view, rows, changes, now, tick)
+        if matrices_owed or history_due < math.inf:
+            self._owed[board] = _Owed(arena, view, counts, fit, rows, now, tick, matrices_owed,
+                                      history_due)
         elif board in self._owed:
             del self._owed[board]
 
@@ -166,7 +165,9 @@ class ReadModelWriter:
     ) -> int:
         """Append a point for each model whose rank changed, or whose last point is older than
         the interval; returns how many points were written."""
-        return await self._record_history(arena, view, rows, changes, now, self._monotonic())
+        written, _ = await self._record_history(arena, view, rows, changes, now,
+                                                self._monotonic())
+        return written
 
     async def _record_history(
         self,
@@ -176,17 +177,22 @@ class ReadModelWriter:
         changes: Sequence[RankChange],
         now: datetime,
         tick: float,
-    ) -> int:
+    ) -> tuple[int, float]:
+        """Write the points due at ``tick``; returns how many, and when the first of the
+        others is due (inf if every row got a point)."""
         board = board_name(arena, view)
         changed = {c.model for c in changes}
         due_rows = []
+        oldest = math.inf  # the oldest last point of the models left without one
         for row in rows:
             model = str(row["model"])
             last = self._last_point.get((board, model))
             if model in changed or last is None or tick - last >= self._interval:
                 due_rows.append((model, row))
+            elif last < oldest:
+                oldest = last
         if not due_rows:  # the usual case between rank changes: no pipeline at all
-            return 0
+            return 0, oldest + self._interval
         async with self._redis.pipeline(transaction=False) as pipe:
             for model, row in due_rows:
                 key = self._keys.history(arena, view, model)
@@ -194,7 +200,7 @@ class ReadModelWriter:
                 pipe.ltrim(key, -self._max_points, -1)
                 self._last_point[(board, model)] = tick
             await pipe.execute()
-        return len(due_rows)
+        return len(due_rows), oldest + self._interval
 
     def owed_due_in(self) -> float | None:
         """Seconds until the earliest owed write is due (0 when one is), None if nothing is
@@ -215,64 +221,61 @@ class ReadModelWriter:
             tick = self._monotonic()
             matrices = owed.matrices and (
                 everything or tick >= self._last_matrices[board] + self._matrices_interval)
-            points = self._owed_points(board, owed, tick, everything)
-            if not matrices and not points:
+            history = owed.history_due < math.inf and (everything or tick >= owed.history_due)
+            if not matrices and not history:
                 continue
             if matrices and owed.counts.models != owed.fit.models:  # its last refit failed
                 matrices = owed.matrices = False
-            fence = fence_of(owed.arena, owed.view, owed.counts)
-            if fence is None or not await self._write_fenced(fence, owed, matrices, points):
-                log.info("owed read models of %s dropped: its arena changed since", board)
-                self._settle(board, owed)
-                continue
+            points = self._owed_points(board, owed, tick, everything) if history else []
+            if matrices or points:
+                fence = fence_of(owed.arena, owed.view, owed.counts)
+                if fence is None or not await self._write_fenced(fence, owed, matrices, points):
+                    log.info("owed read models of %s dropped: its arena changed since", board)
+                    self._settle(board, owed)
+                    continue
+                written += 1
             if matrices:
                 self._last_matrices[board] = tick
                 owed.matrices = False
             for model, _ in points:
                 self._last_point[(board, model)] = tick
-            owed.history_due = None  # the models still owed a point are due later
-            owed.history = owed.history and bool(self._pending(board, owed))
-            if not owed.matrices and not owed.history:
+            if history:  # the models still owed a point are due later, if any
+                owed.history_due = min((last + self._interval
+                                        for _, last, _ in self._pending(board, owed)),
+                                       default=math.inf)
+            if not owed.matrices and owed.history_due == math.inf:
                 self._settle(board, owed)
-            written += 1
         return written
 
     def _settle(self, board: str, owed: _Owed) -> None:
         if self._owed.get(board) is owed:  # not replaced by a refit meanwhile
             del self._owed[board]
 
-    def _pending(self, board: str, owed: _Owed) -> list[tuple[str, float]]:
-        """(model, time of its last point) of each model of the owed rows without a point of
-        them: its last point is older than the refit."""
+    def _pending(
+        self, board: str, owed: _Owed
+    ) -> list[tuple[str, float, Mapping[str, Any]]]:
+        """(model, time of its last point, row) of each model of the owed rows without a point
+        of them (its last point is older than the refit)."""
         out = []
         for row in owed.rows:
             model = str(row["model"])
             last = self._last_point.get((board, model))
             if last is None or last < owed.tick:
-                out.append((model, -math.inf if last is None else last))
+                out.append((model, -math.inf if last is None else last, row))
         return out
 
     def _due_at(self, board: str, owed: _Owed) -> float:
-        due = math.inf
         if owed.matrices:
-            due = self._last_matrices[board] + self._matrices_interval
-        if owed.history:
-            if owed.history_due is None:
-                pending = self._pending(board, owed)
-                owed.history_due = min((last + self._interval for _, last in pending),
-                                       default=math.inf)
-            due = min(due, owed.history_due)
-        return due
+            return min(owed.history_due, self._last_matrices[board] + self._matrices_interval)
+        return owed.history_due
 
     def _owed_points(
         self, board: str, owed: _Owed, tick: float, everything: bool
     ) -> list[tuple[str, bytes]]:
-        """(model, point) of each owed history point due at ``tick``."""
-        if not owed.history or not (everything or tick >= self._due_at(board, owed)):
-            return []
-        by_model = {str(row["model"]): row for row in owed.rows}
-        return [(model, orjson.dumps(history_point(by_model[model], owed.at, False)))
-                for model, last in self._pending(board, owed)
+        """(model, point) of each owed history point due at ``tick`` (every one with
+        ``everything``)."""
+        return [(model, orjson.dumps(history_point(row, owed.at, False)))
+                for model, last, row in self._pending(board, owed)
                 if everything or tick - last >= self._interval]
 
     async def _write_fenced(

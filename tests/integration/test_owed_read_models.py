@@ -180,3 +180,20 @@ async def test_a_style_refit_of_a_worker_whose_arena_moved_on_writes_nothing(
 
     assert await old_owner.refit_style_boards() == 0
     assert await redis_client.get(keys.standings("text", "overall+style")) == before
+
+
+async def test_nothing_stays_due_when_every_model_already_has_its_point(
+    redis_client: aioredis.Redis, prefix: str
+) -> None:
+    """Two refits at one instant: the second owes no point (the first wrote them); the flush
+    then finds nothing to write and nothing stays due (the timer would spin on it)."""
+    keys, clock = KeyLayout(prefix), Clock()
+    worker = processor(redis_client, keys, clock, matrices_s=0, history_s=10.0)
+    recs = records(600, seed=29)
+    await worker.process(recs[:300])
+    await worker.process(recs[300:])
+    lengths = await history_lengths(redis_client, keys, "overall")
+    clock.now += 10
+    await worker.flush_read_models()
+    assert worker.read_models_due_in() is None
+    assert await history_lengths(redis_client, keys, "overall") == lengths
