@@ -90,7 +90,7 @@ def build_worker(settings: RatingSettings, metrics: RatingMetrics | None = None)
             style=style_options(options, settings),
         )
         refitter = asyncio.ensure_future(refit_style_boards(processor, settings))
-        flusher = asyncio.ensure_future(flush_read_models(processor, settings))
+        flusher = asyncio.ensure_future(flush_read_models(processor, flush_tick_s(settings)))
         try:
             async for events in stream.take_events(
                 settings.rating_batch_max, within=settings.rating_batch_within_s
@@ -161,11 +161,10 @@ async def refit_style_boards(processor: RatingProcessor, settings: RatingSetting
             log.warning("style refit skipped (%s); retrying at the next tick", exc)
 
 
-async def flush_read_models(processor: RatingProcessor, settings: RatingSettings) -> None:
+async def flush_read_models(processor: RatingProcessor, tick: float) -> None:
     """Write the matrices and history points the last refits left owed as soon as they are due,
     also when no batch comes (the votes stopped): wakes when the earliest is due, and at least
-    every ``flush_tick_s`` to see what newer refits left owed."""
-    tick = flush_tick_s(settings)
+    every ``tick`` seconds to see what newer refits left owed."""
     while True:
         due_in = processor.read_models_due_in()
         await asyncio.sleep(tick if due_in is None else min(max(due_in, 0.001), tick))
