@@ -107,3 +107,33 @@ async def test_matchups_head_to_head_and_history_catch_up_when_the_votes_stop(
 
         await wait_until(history_ends_with_the_board, 5 * HISTORY_S,
                          "every model's last history point to be its row on the board")
+
+
+async def test_a_worker_stopped_inside_the_interval_writes_what_it_owes(
+    infra: Infra, prefix: str
+) -> None:
+    """A graceful stop right after a burst: no timer will come, so the worker writes the owed
+    matrices before it exits (the next owner would refit only when votes come)."""
+    env = service_env(infra, prefix, PODIUM_RATING_MATRICES_INTERVAL_S="3600",
+                      PODIUM_RATING_BATCH_WITHIN_S="0.02")
+    votes = list(SyntheticArena(seed=31).votes(FIRST + REST))
+    async with running_stack(env, prefix) as stack, \
+            httpx.AsyncClient(base_url=stack["ingest"].url, timeout=30) as ingest, \
+            httpx.AsyncClient(base_url=stack["api"].url, timeout=10) as api:
+
+        async def board_votes(want: int) -> bool:
+            r = await api.get("/v1/leaderboards/text/overall")
+            return r.status_code == 200 and r.json()["votes"] == want
+
+        async def matchup_battles() -> int:
+            doc = (await api.get("/v1/leaderboards/text/overall/matchups")).json()
+            return sum(map(sum, doc["battles"])) // 2
+
+        assert (await post_batch(ingest, votes[:FIRST])).status_code == 202
+        await wait_until(lambda: board_votes(FIRST), 60, "the first votes on the board")
+        assert (await post_batch(ingest, votes[FIRST:])).status_code == 202
+        await wait_until(lambda: board_votes(len(votes)), 60, "every vote on the board")
+        assert await matchup_battles() <= FIRST  # the rest is owed for the next hour
+
+        assert stack["rating"].stop() == 0
+        assert await matchup_battles() == len(votes)
