@@ -380,12 +380,19 @@ class RatingProcessor:
         async with self._lock:  # the cached counts and fits are consistent between batches
             return await self._read_models.flush(self._arena_fence, everything)
 
-    def _arena_fence(self, arena: str, view: str, counts: PairCounts) -> ArenaFence | None:
-        """The fence an owed write of the board must find unchanged: the arena at the version of
-        the cached state, if ``counts`` are still that state's counts of the view."""
+    async def _arena_fence(
+        self, arena: str, view: str, counts: PairCounts
+    ) -> ArenaFence | None:
+        """The fence an owed write made from ``counts`` must find unchanged: the arena at the
+        version of the cached state, if that state's counts of the view are ``counts``; None
+        (the write is dropped) if they differ."""
         state = self._arenas.get(arena)
         if state is None or state.counts.get(view) is not counts:
-            return None  # reloaded or dropped since: a later refit decides what to write
+            # reloaded or dropped since (a Redis error, a switch of generation, another writer):
+            # the write still stands if the view's counts are the ones it was made from
+            state = await self._state(arena, [view])
+            if state.counts[view] != counts:
+                return None
         return ArenaFence(self._store.keys.fence(arena), state.version)
 
     async def refit_style_boards(self) -> int:
@@ -433,8 +440,8 @@ class RatingProcessor:
         fit = await asyncio.to_thread(
             fit_contextual, battles, None, self._style, self._style_fits.get(board))
         async with self._lock:
-            if self._arenas.get(arena) is not state:  # reloaded: applied elsewhere meanwhile
-                log.info("style refit of %s dropped: the arena changed elsewhere", board)
+            if self._arenas.get(arena) is not state:  # reloaded meanwhile: refit from the new
+                self._style_due.setdefault((arena, view), position)  # state at the next tick
                 return 0
             now = self._clock()
             doc = standings_document(arena, style_view(view), fit.board, None, now, position)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from importlib.resources import files
@@ -72,9 +72,9 @@ class ArenaFence:
     version: int
 
 
-# (arena, view, the board's cached counts) -> the arena's fence, or None when the caller no
-# longer holds the state those counts belong to (owed read models of it are then dropped)
-FenceOf = Callable[[str, str, PairCounts], ArenaFence | None]
+# (arena, view, the counts an owed write was made from) -> the arena's fence, or None when the
+# arena's counts of the view are no longer those (the owed write is then dropped)
+FenceOf = Callable[[str, str, PairCounts], Awaitable[ArenaFence | None]]
 
 
 @dataclass
@@ -213,8 +213,8 @@ class ReadModelWriter:
     async def flush(self, fence_of: FenceOf, everything: bool = False) -> int:
         """Write what is owed and due (everything owed with ``everything``: at shutdown), each
         board in one atomic step that writes only if its arena is still at the version
-        ``fence_of`` gives; a board whose state the caller no longer holds, or whose arena has
-        moved on, is dropped (whoever moved it writes its own). Returns how many boards were
+        ``fence_of`` gives; a board whose counts have changed elsewhere, or whose arena has
+        moved on, is dropped (whoever changed it writes its own). Returns how many boards were
         written."""
         written = 0
         for board, owed in list(self._owed.items()):
@@ -228,7 +228,7 @@ class ReadModelWriter:
                 matrices = owed.matrices = False
             points = self._owed_points(board, owed, tick, everything) if history else []
             if matrices or points:
-                fence = fence_of(owed.arena, owed.view, owed.counts)
+                fence = await fence_of(owed.arena, owed.view, owed.counts)
                 if fence is None or not await self._write_fenced(fence, owed, matrices, points):
                     log.info("owed read models of %s dropped: its arena changed since", board)
                     self._settle(board, owed)

@@ -197,3 +197,20 @@ async def test_nothing_stays_due_when_every_model_already_has_its_point(
     await worker.flush_read_models()
     assert worker.read_models_due_in() is None
     assert await history_lengths(redis_client, keys, "overall") == lengths
+
+
+async def test_an_owed_write_survives_the_cached_state_being_dropped(
+    redis_client: aioredis.Redis, prefix: str
+) -> None:
+    """A Redis error drops the worker's cached arenas (an apply may or may not have landed); the
+    owed matrices still stand if the counts read back are the ones they were made from."""
+    keys, clock = KeyLayout(prefix), Clock()
+    worker = processor(redis_client, keys, clock, matrices_s=2.0, history_s=0)
+    recs = records(1000, seed=37)
+    await worker.process(recs[:400])
+    clock.now += 0.5
+    await worker.process(recs[400:])
+    worker._arenas.clear()  # as RatingProcessor._process does on a lost connection
+    clock.now += 2
+    assert await worker.flush_read_models() >= len(VIEWS)
+    assert await matrix_battles(redis_client, keys, "overall") == 1000
