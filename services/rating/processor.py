@@ -108,6 +108,7 @@ class RatingProcessor:
             reweighted=True, preliminary_votes=options.preliminary_votes, tol=options.tol))
         self._style_fits: dict[str, ContextualFit] = {}
         self._style_due: dict[tuple[str, str], SourcePosition] = {}
+        self._unrefitted: dict[tuple[str, str], SourcePosition] = {}  # applied, not refitted
         self._lock = asyncio.Lock()  # batches and style refits take turns with the cached state
 
     async def process(self, records: Sequence[RawRecord]) -> None:
@@ -137,7 +138,9 @@ class RatingProcessor:
         started = time.perf_counter()
         if self._screen is not None:  # votes of flagged voters: kept, not counted
             votes = await self._screen.screen(votes, self._win_probability, self._clock())
-        to_refit: dict[tuple[str, str], SourcePosition] = {}
+        # kept until refitted: a retry after a lost connection finds the slices that landed
+        # already applied, and would otherwise leave their boards as they were
+        to_refit = self._unrefitted
         slices = fold(votes)
         fences_before = await self._use_live_generation(slices)
         for sl in slices:
@@ -164,14 +167,16 @@ class RatingProcessor:
             if changes:
                 await self._publish_changes([c.model_dump_json().encode() for c in changes])
         refit_done = time.perf_counter()
+        refitted = len(to_refit)
+        to_refit.clear()
         log.debug(
             "batch of %d votes: apply %.1f ms, refit of %d boards %.1f ms",
-            len(votes), 1000 * (apply_done - started), len(to_refit),
+            len(votes), 1000 * (apply_done - started), refitted,
             1000 * (refit_done - apply_done),
         )
         if self._metrics is not None:
             self._metrics.observe_batch(len(votes), apply_done - started,
-                                        refit_done - apply_done, len(to_refit))
+                                        refit_done - apply_done, refitted)
 
     async def _apply_slice(self, sl: ArenaSlice, votes: list[tuple[RawRecord, Vote]]) -> bool:
         """Apply one slice exactly once; True if it changed the counts."""
