@@ -173,11 +173,14 @@ async def flush_read_models(processor: RatingProcessor, tick: float) -> None:
         except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
             log.warning("owed read models not written (%s); retrying", exc)
             await asyncio.sleep(tick)
+        except Exception:  # a bug must not stop the timer for good
+            log.exception("writing owed read models failed; retrying")
+            await asyncio.sleep(tick)
 
 
 def flush_tick_s(settings: RatingSettings) -> float:
     """How often the flush timer looks for new owed writes: the matrices interval, within
-    [0.05 s, 1 s] (an owed write is then at most this late after its due time)."""
+    [0.05 s, 1 s] (a write a refit left owed is noticed at most this long after the refit)."""
     return min(1.0, max(0.05, settings.rating_matrices_interval_s))
 
 
@@ -187,6 +190,8 @@ async def flush_everything_owed(processor: RatingProcessor) -> None:
         written = await asyncio.wait_for(processor.flush_read_models(everything=True), 10)
     except (aioredis.ConnectionError, aioredis.TimeoutError, OSError, TimeoutError) as exc:
         log.warning("owed read models not written at stop (%s)", exc)
+    except Exception:
+        log.exception("writing owed read models at stop failed")
     else:
         if written:
             log.info("wrote the owed read models of %d boards before stopping", written)
