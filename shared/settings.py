@@ -201,11 +201,13 @@ class RatingSettings(PodiumSettings):
     )
     rating_history_interval_s: float = Field(
         default=300.0, ge=0, description="A model's history gets a point at every rank change "
-        "and otherwise at most once per this many seconds."
+        "and otherwise at most once per this many seconds; when the votes stop, its last state "
+        "gets a point once this interval has passed."
     )
     rating_matrices_interval_s: float = Field(
         default=1.0, ge=0, description="A board's win-rate and predicted-probability matrices "
-        "are rewritten at most once per this many seconds (0 = at every refit).",
+        "are rewritten at most once per this many seconds (0 = at every refit); a refit left "
+        "unwritten is written when this interval has passed, also when no vote follows.",
     )
     rating_history_max_points: int = Field(
         default=5000, ge=1, description="Most history points kept per model and board."

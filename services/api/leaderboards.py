@@ -58,7 +58,9 @@ async def get_board(
     "/{arena}/{view}/matchups",
     response_model=Matchups,
     summary="Win-rate matrix and predicted win probabilities",
-    description="Written by the rating service after each refit; models in rank order. "
+    description="Written by the rating service after its refits, at most once per "
+    "`PODIUM_RATING_MATRICES_INTERVAL_S` and at most that long after the board's last refit "
+    "(also when the votes stop); models in rank order. "
     "`top` keeps the best N models. Benchmark boards have no matchups.",
     responses=NOT_FOUND,
 )

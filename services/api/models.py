@@ -34,7 +34,8 @@ async def list_models(registry: Registry) -> Any:
     response_model=History,
     summary="A model's score, CI and rank over time on one board",
     description="Points are recorded by the rating service at every rank change of the model "
-    "and at most once per `PODIUM_RATING_HISTORY_INTERVAL_S` otherwise.",
+    "and at most once per `PODIUM_RATING_HISTORY_INTERVAL_S` otherwise; when the votes stop, "
+    "the model's last state gets a point once that interval has passed.",
     responses={404: {"description": "No history of this model on this board."}},
 )
 async def get_history(

@@ -30,11 +30,12 @@ from services.rating.engine import (
     BoardFit,
     ContextualFit,
     FitOptions,
+    PairCounts,
     StyleOptions,
     fit_board,
     fit_contextual,
 )
-from services.rating.read_models import ReadModelWriter
+from services.rating.read_models import ArenaFence, ReadModelWriter
 from services.rating.screen import VoterScreen
 from services.rating.store import (
     ALREADY_APPLIED,
@@ -107,6 +108,7 @@ class RatingProcessor:
             reweighted=True, preliminary_votes=options.preliminary_votes, tol=options.tol))
         self._style_fits: dict[str, ContextualFit] = {}
         self._style_due: dict[tuple[str, str], SourcePosition] = {}
+        self._unrefitted: dict[tuple[str, str], SourcePosition] = {}  # applied, not refitted
         self._lock = asyncio.Lock()  # batches and style refits take turns with the cached state
 
     async def process(self, records: Sequence[RawRecord]) -> None:
@@ -136,7 +138,9 @@ class RatingProcessor:
         started = time.perf_counter()
         if self._screen is not None:  # votes of flagged voters: kept, not counted
             votes = await self._screen.screen(votes, self._win_probability, self._clock())
-        to_refit: dict[tuple[str, str], SourcePosition] = {}
+        # kept until refitted: a retry after a lost connection finds the slices that landed
+        # already applied, and would otherwise leave their boards as they were
+        to_refit = self._unrefitted
         slices = fold(votes)
         fences_before = await self._use_live_generation(slices)
         for sl in slices:
@@ -163,14 +167,16 @@ class RatingProcessor:
             if changes:
                 await self._publish_changes([c.model_dump_json().encode() for c in changes])
         refit_done = time.perf_counter()
+        refitted = len(to_refit)
+        to_refit.clear()
         log.debug(
             "batch of %d votes: apply %.1f ms, refit of %d boards %.1f ms",
-            len(votes), 1000 * (apply_done - started), len(to_refit),
+            len(votes), 1000 * (apply_done - started), refitted,
             1000 * (refit_done - apply_done),
         )
         if self._metrics is not None:
             self._metrics.observe_batch(len(votes), apply_done - started,
-                                        refit_done - apply_done, len(to_refit))
+                                        refit_done - apply_done, refitted)
 
     async def _apply_slice(self, sl: ArenaSlice, votes: list[tuple[RawRecord, Vote]]) -> bool:
         """Apply one slice exactly once; True if it changed the counts."""
@@ -365,6 +371,35 @@ class RatingProcessor:
         return changes
 
 
+    def read_models_due_in(self) -> float | None:
+        """Seconds until owed matrices or history points are due, None if nothing is owed."""
+        return None if self._read_models is None else self._read_models.owed_due_in()
+
+    async def flush_read_models(self, everything: bool = False) -> int:
+        """Write the read models the last refits left owed, once due (all of them with
+        ``everything``: at shutdown), so that they catch up when the votes stop. Fenced by the
+        arena's version: only what this worker's cached state still describes is written.
+        Returns how many boards were written."""
+        if self._read_models is None:
+            return 0
+        async with self._lock:  # the cached counts and fits are consistent between batches
+            return await self._read_models.flush(self._arena_fence, everything)
+
+    async def _arena_fence(
+        self, arena: str, view: str, counts: PairCounts
+    ) -> ArenaFence | None:
+        """The fence an owed write made from ``counts`` must find unchanged: the arena at the
+        version of the cached state, if that state's counts of the view are ``counts``; None
+        (the write is dropped) if they differ."""
+        state = self._arenas.get(arena)
+        if state is None or state.counts.get(view) is not counts:
+            # reloaded or dropped since (a Redis error, a switch of generation, another writer):
+            # the write still stands if the view's counts are the ones it was made from
+            state = await self._state(arena, [view])
+            if state.counts[view] != counts:
+                return None
+        return ArenaFence(self._store.keys.fence(arena), state.version)
+
     async def refit_style_boards(self) -> int:
         """Refit the style-controlled twin (``{view}+style``) of every board that got style
         battles since its last fit; returns how many were refitted. Meant to run on a cadence
@@ -384,6 +419,10 @@ class RatingProcessor:
 
     async def _style_snapshot(self, arena: str, view: str) -> BattleColumns:
         """A copy of the view's style battles as of the cached state (loaded when missing)."""
+        return (await self._style_state(arena, view))[1]
+
+    async def _style_state(self, arena: str, view: str) -> tuple[ArenaState, BattleColumns]:
+        """The cached state of the arena and a copy of the view's style battles in it."""
         while True:
             state = await self._state(arena, [view])
             columns = state.battles.get(view)
@@ -393,17 +432,22 @@ class RatingProcessor:
                     self._arenas.pop(arena, None)
                     continue
                 state.battles[view] = columns
-            return columns.snapshot()  # the fit runs in a thread while batches go on
+            return state, columns.snapshot()  # the fit runs in a thread while batches go on
 
     async def _refit_style_board(self, arena: str, view: str, position: SourcePosition) -> int:
+        """Refit one style-controlled board; written only if nobody else applied votes to the
+        arena since its battles were read (a worker that lost the partition writes nothing)."""
         board = board_name(arena, style_view(view))
         async with self._lock:
-            battles = await self._style_snapshot(arena, view)
+            state, battles = await self._style_state(arena, view)
         if not len(battles):
             return 0
         fit = await asyncio.to_thread(
             fit_contextual, battles, None, self._style, self._style_fits.get(board))
         async with self._lock:
+            if self._arenas.get(arena) is not state:  # reloaded meanwhile: refit from the new
+                self._style_due.setdefault((arena, view), position)  # state at the next tick
+                return 0
             now = self._clock()
             doc = standings_document(arena, style_view(view), fit.board, None, now, position)
             doc["style_coefficients"] = {name: c._asdict() for name, c in fit.coefficients.items()}
@@ -412,8 +456,10 @@ class RatingProcessor:
             if old_rows is None:
                 stored = await self._store.read_standings(arena, style_view(view))
                 old_rows = orjson.loads(stored)["rows"] if stored else []
-            await self._store.write_standings(arena, style_view(view), orjson.dumps(doc))
-            await self._store.add_view(arena, style_view(view))
+            if not await self._store.write_style_standings(arena, style_view(view),
+                                                           orjson.dumps(doc), state.version):
+                log.info("style refit of %s dropped: the arena changed elsewhere", board)
+                return 0
             self._style_fits[board] = fit
             self._rows[board] = doc["rows"]
             changes = rank_changes(board, old_rows, doc["rows"], now, position)

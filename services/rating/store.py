@@ -15,6 +15,7 @@ from shared.generations import Generations, read_generations
 from shared.keys import KeyLayout, board_name, text
 
 APPLY_SCRIPT = files("services.rating").joinpath("apply_batch.lua").read_text()
+WRITE_STYLE_BOARD_SCRIPT = files("services.rating").joinpath("write_style_board.lua").read_text()
 
 APPLIED, ALREADY_APPLIED, PARTLY_APPLIED, BEHIND, STALE = 1, 0, -1, -2, -3
 VERSION_FIELD = "_version"
@@ -41,6 +42,7 @@ class RatingStore:
         self._redis = client
         self._keys = keys
         self._apply = client.register_script(APPLY_SCRIPT)
+        self._write_style_board = client.register_script(WRITE_STYLE_BOARD_SCRIPT)
 
     @property
     def keys(self) -> KeyLayout:
@@ -136,10 +138,6 @@ class RatingStore:
                 columns.extend(BattleColumns.from_bytes(chunk))
             return before, columns
 
-    async def add_view(self, arena: str, view: str) -> None:
-        """List a view (e.g. a style-controlled twin) among the arena's boards."""
-        await self._redis.sadd(self._keys.views(arena), view)
-
     async def register_arenas(self, arenas: set[str]) -> None:
         if arenas:
             await self._redis.sadd(self._keys.arenas(), *sorted(arenas))
@@ -149,6 +147,17 @@ class RatingStore:
             pipe.set(self._keys.standings(arena, view), document)
             pipe.publish(self._keys.board_changes(), board_name(arena, view))
             await pipe.execute()
+
+    async def write_style_standings(
+        self, arena: str, view: str, document: bytes, version: int
+    ) -> bool:
+        """Write a style-controlled board's standings, list it among the arena's boards and tell
+        the api's cache, if the arena is still at ``version``; False (nothing written) if not."""
+        keys = [self._keys.fence(arena), self._keys.standings(arena, view),
+                self._keys.views(arena)]
+        args: list[str | int | bytes] = [VERSION_FIELD, version, document, view,
+                                         self._keys.board_changes(), board_name(arena, view)]
+        return bool(await self._write_style_board(keys=keys, args=args))
 
     async def read_standings(self, arena: str, view: str) -> bytes | None:
         value = await self._redis.get(self._keys.standings(arena, view))

@@ -90,6 +90,7 @@ def build_worker(settings: RatingSettings, metrics: RatingMetrics | None = None)
             style=style_options(options, settings),
         )
         refitter = asyncio.ensure_future(refit_style_boards(processor, settings))
+        flusher = asyncio.ensure_future(flush_read_models(processor, flush_tick_s(settings)))
         try:
             async for events in stream.take_events(
                 settings.rating_batch_max, within=settings.rating_batch_within_s
@@ -101,8 +102,10 @@ def build_worker(settings: RatingSettings, metrics: RatingMetrics | None = None)
                 with batch_context(_describe(records)):
                     await _finish_even_if_cancelled(processor.process(records))
         finally:
-            refitter.cancel()
-            await asyncio.gather(refitter, return_exceptions=True)
+            for task in (refitter, flusher):
+                task.cancel()
+            await asyncio.gather(refitter, flusher, return_exceptions=True)
+            await flush_everything_owed(processor)
             await client.aclose()
 
     if settings.rating_metrics_port:
@@ -156,6 +159,42 @@ async def refit_style_boards(processor: RatingProcessor, settings: RatingSetting
             await processor.refit_style_boards()
         except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
             log.warning("style refit skipped (%s); retrying at the next tick", exc)
+
+
+async def flush_read_models(processor: RatingProcessor, tick: float) -> None:
+    """Write the matrices and history points the last refits left owed as soon as they are due,
+    also when no batch comes (the votes stopped): wakes when the earliest is due, and at least
+    every ``tick`` seconds to see what newer refits left owed."""
+    while True:
+        due_in = processor.read_models_due_in()
+        await asyncio.sleep(tick if due_in is None else min(max(due_in, 0.001), tick))
+        try:
+            await processor.flush_read_models()
+        except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
+            log.warning("owed read models not written (%s); retrying", exc)
+            await asyncio.sleep(tick)
+        except Exception:  # a bug must not stop the timer for good
+            log.exception("writing owed read models failed; retrying")
+            await asyncio.sleep(tick)
+
+
+def flush_tick_s(settings: RatingSettings) -> float:
+    """How often the flush timer looks for new owed writes: the matrices interval, within
+    [0.05 s, 1 s] (a write a refit left owed is noticed at most this long after the refit)."""
+    return min(1.0, max(0.05, settings.rating_matrices_interval_s))
+
+
+async def flush_everything_owed(processor: RatingProcessor) -> None:
+    """At a graceful stop, write whatever is owed (no later timer will)."""
+    try:
+        written = await asyncio.wait_for(processor.flush_read_models(everything=True), 10)
+    except (aioredis.ConnectionError, aioredis.TimeoutError, OSError, TimeoutError) as exc:
+        log.warning("owed read models not written at stop (%s)", exc)
+    except Exception:
+        log.exception("writing owed read models at stop failed")
+    else:
+        if written:
+            log.info("wrote the owed read models of %d boards before stopping", written)
 
 
 def _describe(records: Sequence[RawRecord]) -> str:

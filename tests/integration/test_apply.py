@@ -25,7 +25,7 @@ from services.rating.store import (
     ApplyResult,
     RatingStore,
 )
-from shared.keys import KeyLayout, count_field, parse_count_field
+from shared.keys import KeyLayout, count_field, parse_count_field, text
 from tests.support.counts import board_counts
 
 
@@ -348,3 +348,38 @@ async def test_a_failing_board_refit_leaves_the_other_boards_written(
     assert "text/coding" not in boards
     english = orjson.loads(await redis_client.get(keys.standings("text", "lang:en")))
     assert english["votes"] == sum(1 for v in decode(recs)[0] if "lang:en" in v[1].views())
+
+
+class ConnectionLostOnce(RatingStore):
+    """A store whose connection is lost once, at the first standings write after ``armed`` is
+    set: as Redis restarting between a batch's apply and its refits."""
+
+    armed = False
+
+    async def write_standings(self, arena: str, view: str, document: bytes) -> None:
+        if self.armed:
+            self.armed = False
+            raise aioredis.ConnectionError("connection lost (injected)")
+        await super().write_standings(arena, view, document)
+
+
+async def test_boards_applied_before_a_lost_connection_are_refitted_by_the_retry(
+    redis_client: aioredis.Redis, prefix: str
+) -> None:
+    """The retry of the batch finds its slices already applied; the boards whose standings the
+    lost connection kept from being written must still be refitted (no later vote may come)."""
+    keys = KeyLayout(prefix)
+
+    async def ignore(values: Sequence[bytes]) -> None:
+        return None
+
+    store = ConnectionLostOnce(redis_client, keys)
+    processor = RatingProcessor(store, FitOptions(), ignore, ignore, redis_retry_s=0.01)
+    recs = records(1000, seed=41)
+    await processor.process(recs[:500])
+    store.armed = True
+    await processor.process(recs[500:])
+    assert not store.armed
+    for view in [text(v) for v in await redis_client.smembers(keys.views("text"))]:
+        doc = orjson.loads(await redis_client.get(keys.standings("text", view)))
+        assert doc["votes"] == sum(expected_counts(recs, view).values()), view
