@@ -127,7 +127,8 @@ start_service() {
 check_topology() {  # one topology at a time per run dir: down first to switch
   local running=""
   [[ -s "$TOPOLOGY_FILE" ]] && running="$(cat "$TOPOLOGY_FILE")"
-  if [[ -n "$running" && "$running" != "$TOPOLOGY" ]] && any_running; then
+  # cluster and cluster-infra share their infrastructure: one may follow the other
+  if [[ -n "$running" && "${running%-infra}" != "${TOPOLOGY%-infra}" ]] && any_running; then
     die "the $running topology is up in $RUN_DIR; 'make down' first, then start $TOPOLOGY"
   fi
   echo "$TOPOLOGY" >"$TOPOLOGY_FILE"

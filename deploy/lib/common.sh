@@ -77,7 +77,6 @@ apt_install() {
   fi
   local attempts="${PODIUM_APT_ATTEMPTS:-5}" backoff="${PODIUM_APT_RETRY_S:-5}" attempt
   local apt=(apt-get -o DPkg::Lock::Timeout="${PODIUM_APT_LOCK_TIMEOUT_S:-300}")
-  log "installing Debian's $* (apt-get)"
   for ((attempt = 1; attempt <= attempts; attempt++)); do
     if (
       flock -w "${PODIUM_APT_LOCK_TIMEOUT_S:-300}" 9 || exit 1
