@@ -280,12 +280,8 @@ class ApiSettings(HttpSettings):
     api_stream_buffer_events: int = Field(
         default=10_000, ge=1, description="Most recent rank changes each api process keeps in "
         "memory: a stream resuming within them is served from memory, an older Last-Event-ID "
-        "by a catch-up read from Kafka.",
-    )
-    api_stream_max_lag_events: int = Field(
-        default=1_000, ge=1, description="A stream that falls this many rank changes behind "
-        "(a client not reading fast enough) gets an event `too-slow` and is closed; it resumes "
-        "by Last-Event-ID (at most the buffer size).",
+        "by a catch-up read from Kafka. A stream whose client reads so slowly that the changes "
+        "it has not been sent leave them gets an event `too-slow` and is closed.",
     )
     api_stream_catchup_max_events: int = Field(
         default=100_000, ge=0, description="Most rank changes replayed from Kafka for a "

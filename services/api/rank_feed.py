@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 PARTITION = 0  # podium.rank-changes has one partition: one total order of changes
 START_TIMEOUT_S = 10.0  # the feed's first read up to the topic's end, at the first stream
+FEED_BATCH = 500  # records per read of the feed's consumer (at most a quarter of the ring)
 CATCHUP_BATCH = 1_000  # records per read of a catch-up consumer
 CATCHUP_CONCURRENCY = 4  # catch-up consumers at once per process (the others wait their turn)
 
@@ -146,10 +147,12 @@ class ChangeRing:
         """The sequence number of the first change after offset ``after`` (``covers`` it)."""
         return self.first + bisect.bisect_right(self._offsets, after)
 
-    def since(self, cursor: int) -> list[Change]:
-        """The changes from sequence ``cursor`` on (``cursor >= first``)."""
-        return [c for c in (self._changes[s % self.capacity] for s in range(cursor, self.head))
-                if c is not None]
+    def since(self, cursor: int, limit: int) -> tuple[list[Change], int]:
+        """At most ``limit`` changes from sequence ``cursor`` on (``cursor >= first``), and the
+        sequence after them."""
+        end = min(self.head, cursor + limit)
+        return [c for c in (self._changes[s % self.capacity] for s in range(cursor, end))
+                if c is not None], end
 
     async def wait_past(self, cursor: int, timeout_s: float) -> None:
         """Until a change with a sequence at or after ``cursor`` is held, or ``timeout_s``."""
@@ -208,9 +211,13 @@ class RankChangeFeed:
         return ring
 
     async def _read_into(self, consumer: AIOKafkaConsumer, ring: ChangeRing) -> None:
-        found = await consumer.getmany(self._tp, timeout_ms=1000)
+        """One read, at most a quarter of the ring, then a turn for every stream it woke: a
+        burst reaches each stream that keeps up before it can leave the ring."""
+        found = await consumer.getmany(self._tp, timeout_ms=1000,
+                                       max_records=max(1, min(FEED_BATCH, ring.capacity // 4)))
         changes = [c for c in map(decode, found.get(self._tp, [])) if c is not None]
         ring.append(changes, await consumer.position(self._tp))
+        await asyncio.sleep(0)
 
     async def _read_forever(self, consumer: AIOKafkaConsumer, ring: ChangeRing) -> None:
         while True:

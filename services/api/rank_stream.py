@@ -21,14 +21,17 @@ class Sink(Protocol):
 
     async def final(self, kind: str, detail: str, position: str) -> None:
         """The last event: ``reload`` (resume point too old; ``position`` is where the stream
-        would go on) or ``too-slow`` (``position`` is the last event sent: resume there)."""
+        would go on) or ``too-slow`` (the client read too slowly and the changes it had not
+        been sent left the feed's ring; ``position`` is the last event sent: resume there)."""
 
 
 @dataclass(frozen=True)
 class StreamLimits:
     heartbeat_s: float
-    max_lag_events: int  # a stream this far behind the feed is ended as too slow
     catchup_max_events: int  # an older resume point is refused with ``reload``
+
+
+WRITE_CHUNK = 500  # changes per write at most: what a stream's socket buffer holds is bounded
 
 
 class StreamEnded(Exception):
@@ -85,8 +88,8 @@ class RankStream:
                 await self._send(changes)
                 self.last = max(self.last, position - 1)
                 read += len(changes)
-                if read > self._limits.catchup_max_events:
-                    await self._too_old(read)
+                if read > self._limits.catchup_max_events + self._ring.capacity:
+                    await self._too_old(read)  # chasing a ring that moves faster than it reads
 
     async def _too_old(self, behind: int) -> None:
         await self._end("reload", f"the resume point is more than {behind} events behind "
@@ -96,14 +99,13 @@ class RankStream:
     async def _follow_ring(self) -> None:
         ring = self._ring
         cursor = ring.cursor_after(self.last)
-        max_lag = min(self._limits.max_lag_events, ring.capacity)
+        chunk = min(WRITE_CHUNK, ring.capacity)
         while True:
-            if ring.head - cursor > max_lag or cursor < ring.first:
-                await self._end("too-slow", f"this stream fell more than {max_lag} events "
-                                "behind; resume from the last event id received",
+            if cursor < ring.first:  # what it has not been sent yet has left the ring
+                await self._end("too-slow", f"this stream fell more than {ring.capacity} "
+                                "events behind; resume from the last event id received",
                                 self.last)
-            changes = ring.since(cursor)
-            cursor = ring.head
+            changes, cursor = ring.since(cursor, chunk)
             await self._send(changes)
             quiet = time.monotonic() - self._last_sent
             if quiet >= self._limits.heartbeat_s:

@@ -189,8 +189,7 @@ class WebSocketSink:
 
 def stream_limits(state: Any) -> StreamLimits:
     settings = state.settings
-    return StreamLimits(settings.api_heartbeat_s, settings.api_stream_max_lag_events,
-                        settings.api_stream_catchup_max_events)
+    return StreamLimits(settings.api_heartbeat_s, settings.api_stream_catchup_max_events)
 
 
 async def open_feed(feed: RankChangeFeed, after: int | None) -> tuple[ChangeRing, int]:
