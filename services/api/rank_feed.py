@@ -89,6 +89,9 @@ class ChangeFilter:
     organization: str | None = None
     top: int | None = None
 
+    def matches_all(self) -> bool:
+        return self == ChangeFilter()
+
     async def matches(self, change: RankChange, registry: ModelRegistry,
                       organizations: dict[str, str | None]) -> bool:
         if self.board is not None and change.board != self.board:
@@ -159,7 +162,8 @@ class ChangeRing:
         if cursor < self.head:
             return
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._arrived.wait(), timeout_s)
+            async with asyncio.timeout(timeout_s):  # a timer, not a task per wait
+                await self._arrived.wait()
 
 
 class RankChangeFeed:

@@ -64,8 +64,10 @@ class RankStream:
             return
 
     async def _send(self, changes: list[Change]) -> None:
-        wanted = [c for c in changes if c.offset > self.last
-                  and await self._filters.matches(c.change, self._registry, self._organizations)]
+        wanted = [c for c in changes if c.offset > self.last]
+        if not self._filters.matches_all():
+            wanted = [c for c in wanted if await self._filters.matches(
+                c.change, self._registry, self._organizations)]
         if changes:
             self.last = max(self.last, changes[-1].offset)
         if wanted:

@@ -56,6 +56,7 @@ class SseSubscriber:
     last_event_id: str | None = None
     recv_buffer: int | None = None  # a small SO_RCVBUF makes a slow reader
     events: list[Received] = field(default_factory=list)
+    change_times: list[float] = field(default_factory=list)  # arrival of each rank change
     status: int | None = None
     ended: bool = False
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
@@ -120,7 +121,10 @@ class SseSubscriber:
                 event = "comment"
         if event == "message" and not data:
             return
-        self.events.append(Received(event, id_, data, time.monotonic()))
+        at = time.monotonic()
+        self.events.append(Received(event, id_, data, at))
+        if event == "rank-change":
+            self.change_times.append(at)
         if id_ is not None:
             self.last_event_id = id_
         self.arrived.set()
