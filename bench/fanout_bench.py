@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
-from harness import infra
+from harness import cpu_seconds, infra
 
 from tests.support.infra import service_env, unique_prefix
 from tests.support.processes import ServiceProcess
@@ -91,6 +91,7 @@ async def run(streams: int, rounds: int, verbose: bool) -> None:
             latencies: list[float] = []
             topic = f"{prefix}.podium.rank-changes"
             for r in range(rounds):
+                cpu = cpu_seconds(api.proc.pid)
                 sent = time.monotonic()
                 await producer.send_and_wait(topic, rank_change().model_dump_json().encode(),
                                              partition=0)
@@ -103,7 +104,8 @@ async def run(streams: int, rounds: int, verbose: bool) -> None:
                 latencies.extend(this)
                 if verbose:
                     print(f"round {r}: first {1000 * min(this):.0f} ms, "
-                          f"p50 {1000 * pct(this, 0.5):.0f} ms, last {1000 * max(this):.0f} ms")
+                          f"p50 {1000 * pct(this, 0.5):.0f} ms, last {1000 * max(this):.0f} ms, "
+                          f"api CPU {1000 * (cpu_seconds(api.proc.pid) - cpu):.0f} ms")
             ms = [1000 * x for x in latencies]
             print(f"delivery to {streams} streams, {rounds} rounds: p50 {pct(ms, 0.5):.0f} ms, "
                   f"p99 {pct(ms, 0.99):.0f} ms, max {max(ms):.0f} ms, "
