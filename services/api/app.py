@@ -111,6 +111,14 @@ def create_app(settings: ApiSettings, redis_client: aioredis.Redis | None = None
 SHUTDOWN_STEP_S = 5.0
 
 
+def end_streams(app: FastAPI) -> None:
+    """End every rank-change stream now (the process is stopping): their clients resume on
+    another api process by Last-Event-ID instead of waiting out the graceful stop."""
+    feed: RankChangeFeed | None = getattr(app.state, "feed", None)
+    if feed is not None:
+        feed.end_streams()
+
+
 async def _bounded(what: str, step: Awaitable[object]) -> None:
     """Await one shutdown step for at most ``SHUTDOWN_STEP_S``; log and move on after that."""
     try:

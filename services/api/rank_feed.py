@@ -126,6 +126,7 @@ class ChangeRing:
         self.head = 0  # sequence number the next change gets
         self.covered_from = position
         self.position = position  # the next offset to read
+        self.ended = False  # the process is stopping: streams end
         self._arrived = asyncio.Event()
 
     def append(self, changes: list[Change], position: int) -> None:
@@ -141,6 +142,11 @@ class ChangeRing:
         self.position = max(self.position, position)
         arrived, self._arrived = self._arrived, asyncio.Event()
         arrived.set()
+
+    def end(self) -> None:
+        """Wake every stream to end."""
+        self.ended = True
+        self.append([], self.position)
 
     def covers(self, after: int) -> bool:
         """Whether every change after offset ``after`` (up to the position) is in the ring."""
@@ -272,6 +278,11 @@ class RankChangeFeed:
             yield CatchUp(consumer, self._tp)
         finally:
             await consumer.stop()
+
+    def end_streams(self) -> None:
+        """End every stream (the process is stopping)."""
+        if self._ring is not None:
+            self._ring.end()
 
     async def close(self) -> None:
         """Stop the consumer (cancel and await its reader)."""

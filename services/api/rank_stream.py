@@ -102,7 +102,7 @@ class RankStream:
         ring = self._ring
         cursor = ring.cursor_after(self.last)
         chunk = min(WRITE_CHUNK, ring.capacity)
-        while True:
+        while not ring.ended:
             if cursor < ring.first:  # what it has not been sent yet has left the ring
                 await self._end("too-slow", f"this stream fell more than {ring.capacity} "
                                 "events behind; resume from the last event id received",
