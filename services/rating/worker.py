@@ -14,17 +14,18 @@ import redis.asyncio as aioredis
 from aiokafka.errors import KafkaError
 
 from services.common.logcontext import batch_context
-from services.common.metrics import RatingMetrics
 from services.common.redis_client import connect as redis_connect
 from services.rating import kafka_consumer
-from services.rating.batch import RawRecord
+from services.rating.arena_slices import RawRecord
 from services.rating.engine import FitOptions, StyleOptions
-from services.rating.ops import OpsEndpoint
+from services.rating.health_server import HealthServer
+from services.rating.metrics import RatingMetrics
 from services.rating.processor import RatingProcessor
 from services.rating.read_models import ReadModelWriter
 from services.rating.scores import ScoreProcessor
-from services.rating.screen import ScreenOptions, VoterScreen
 from services.rating.store import RatingStore
+from services.rating.voter_screen import VoterScreen
+from services.rating.voter_stats import ScreenOptions
 from shared.kafka import ensure_topics
 from shared.settings import RatingSettings
 
@@ -109,10 +110,10 @@ def build_worker(settings: RatingSettings, metrics: RatingMetrics | None = None)
             await client.aclose()
 
     if settings.rating_metrics_port:
-        endpoint = OpsEndpoint(settings, metrics)
+        endpoint = HealthServer(settings, metrics)
 
         @app.service
-        class OpsService(mode.Service):
+        class HealthService(mode.Service):
             async def on_start(self) -> None:
                 await endpoint.start()
 
