@@ -8,7 +8,7 @@ from importlib.resources import files
 
 import redis.asyncio as aioredis
 
-from services.rating.batch import ArenaSlice, lua_args
+from services.rating.arena_slices import ArenaSlice, lua_args
 from services.rating.engine import BattleColumns, PairCounts
 from services.rating.packed_counts import decode_board, names_by_number
 from shared.generations import Generations, read_generations
