@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from services.api.app import create_app
-from services.api.fastpath import BoardFastPath
 from services.common.runtime import configure_logging, edge_limits, serve
 from shared.settings import ApiSettings
 
@@ -11,8 +10,7 @@ from shared.settings import ApiSettings
 def main() -> None:
     settings = ApiSettings()
     configure_logging(settings.log_level, "api", settings.log_format)
-    app = BoardFastPath(create_app(settings))  # the hot read skips FastAPI's routing
-    serve(app, settings.api_host, settings.api_port, settings.log_level,
+    serve(create_app(settings), settings.api_host, settings.api_port, settings.log_level,
           edge_limits(settings))
 
 

@@ -16,7 +16,9 @@ from typing import Any
 import orjson
 from fastapi import FastAPI
 from pydantic import ValidationError
+from starlette.datastructures import State
 from starlette.requests import ClientDisconnect
+from starlette.routing import Router
 from starlette.types import Receive, Scope, Send
 
 from services.common.http import (
@@ -28,7 +30,8 @@ from services.common.http import (
     replay_body,
 )
 from services.common.metrics import IngestMetrics
-from services.ingest.acceptor import Answer, Submission, VoteAcceptor
+from services.ingest.acceptor import VoteAcceptor
+from services.ingest.submission import Answer, Submission
 from shared.events import Vote
 from shared.settings import IngestSettings
 
@@ -52,6 +55,16 @@ class VoteFastPath:
         self._metrics: IngestMetrics | None = None
         self._counted: dict[int, Any] = {}
         self._timed: Any = None
+
+    @property
+    def state(self) -> State:
+        """The FastAPI app's state (the acceptor, publisher, ... once its lifespan ran)."""
+        return self.app.state
+
+    @property
+    def router(self) -> Router:
+        """The FastAPI app's router (its lifespan context, for tests running it in process)."""
+        return self.app.router
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         acceptor: VoteAcceptor | None = None

@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Request, status
 from pydantic import BaseModel, Field
 
-from services.ingest.auth import (
+from services.ingest.client_keys import (
     ClientInfo,
     ClientKeys,
     CreatedClient,
