@@ -57,6 +57,7 @@ SCORE_RESPONSES: Responses = {
     **defences.WRITE_RESPONSES,
 }
 
+
 async def accept_votes(request: Request, settings: IngestSettings, votes: Sequence[Vote]
                        ) -> OrjsonResponse:
     """Hand a request's votes to the acceptor and answer what it answers."""

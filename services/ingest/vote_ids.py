@@ -21,6 +21,7 @@ from shared.keys import KeyLayout, dedupe_shard
 
 log = logging.getLogger(__name__)
 
+
 class VotesInProgress:
     """The vote_ids this process is accepting right now. A request holds its ids from the dedupe
     lookup until they are remembered, so a concurrent request with one of them waits and then
