@@ -17,6 +17,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from services.api import leaderboards, models, streams
 from services.api.board_cache import BoardChanges, RenderedBoards
+from services.api.fastpath import BoardFastPath
 from services.api.rank_feed import RankChangeFeed
 from services.api.standings import StandingsReader
 from services.common.health import KafkaProbe, RedisProbe
@@ -29,7 +30,7 @@ from shared.settings import ApiSettings
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: ApiSettings, redis_client: aioredis.Redis | None = None) -> FastAPI:
+def create_app(settings: ApiSettings, redis_client: aioredis.Redis | None = None) -> BoardFastPath:
     metrics = ApiMetrics()
 
     @asynccontextmanager
@@ -105,7 +106,7 @@ def create_app(settings: ApiSettings, redis_client: aioredis.Redis | None = None
     async def index() -> HTMLResponse:
         return HTMLResponse(page)
 
-    return app
+    return BoardFastPath(app)  # the hot read skips FastAPI's routing
 
 
 SHUTDOWN_STEP_S = 5.0

@@ -11,7 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.params import Depends as DependsParam
 
 from services.common.http import OrjsonResponse
-from services.ingest.auth import (
+from services.ingest.client_keys import (
     KEY_HEADER,
     KEY_ID_HEADER,
     SIGNATURE_HEADER,
@@ -20,8 +20,8 @@ from services.ingest.auth import (
     register_dev_key,
     writer_auth,
 )
+from services.ingest.defence_admin import defence_admin_router
 from services.ingest.limits import RateLimiter, client_ip
-from services.ingest.security_admin import security_admin_router
 from shared.events import Vote
 from shared.settings import IngestSettings
 
@@ -43,7 +43,7 @@ def install(app: FastAPI, settings: IngestSettings) -> list[DependsParam]:
                            TIMESTAMP_HEADER, SIGNATURE_HEADER],
             max_age=600,
         )
-    app.include_router(security_admin_router(settings))
+    app.include_router(defence_admin_router(settings))
     return [Depends(writer_auth(settings))]
 
 
