@@ -13,7 +13,6 @@ convergence), and one test bounds the gap to arena-rank at its defaults.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from functools import cache
 from pathlib import Path
@@ -29,6 +28,7 @@ from services.rating.engine import (
     fit_board,
     resample_counts,
 )
+from tests.support.reference import arena_rank_python
 from tests.unit.engine.synthetic import Battle, counts_of, synthetic_battles
 
 SCRIPT = Path(__file__).resolve().parents[2] / "reference" / "arena_rank_fit.py"
@@ -39,13 +39,7 @@ BATTLES = synthetic_battles(n_models=20, n_battles=4000, seed=7, tie_rate=0.2, s
 
 
 def _interpreter() -> str:
-    python = os.environ.get("PODIUM_ARENA_RANK_PYTHON")
-    if not python:
-        pytest.skip(
-            "PODIUM_ARENA_RANK_PYTHON is not set: it must name the python of a venv with "
-            "deploy/reference/requirements-arena-rank.txt installed (make test sets it)"
-        )
-    return python
+    return arena_rank_python()
 
 
 def _run(request: dict[str, Any]) -> dict[str, Any]:

@@ -9,7 +9,6 @@ default stopping rules.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from functools import cache
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 import pytest
 
 from services.rating.engine import BattleColumns, FitOptions, StyleOptions, fit_contextual
+from tests.support.reference import arena_rank_python
 from tests.unit.engine.synthetic import synthetic_style_battles
 
 SCRIPT = Path(__file__).resolve().parents[2] / "reference" / "arena_rank_contextual_fit.py"
@@ -29,13 +29,7 @@ BATTLES = synthetic_style_battles(n_models=20, n_battles=6000, seed=3, skew=1.0)
 
 
 def _interpreter() -> str:
-    python = os.environ.get("PODIUM_ARENA_RANK_PYTHON")
-    if not python:
-        pytest.skip(
-            "PODIUM_ARENA_RANK_PYTHON is not set: it must name the python of a venv with "
-            "deploy/reference/requirements-arena-rank.txt installed (make test sets it)"
-        )
-    return python
+    return arena_rank_python()
 
 
 def _request(block: BattleColumns) -> dict[str, Any]:
