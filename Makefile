@@ -4,6 +4,9 @@ PY_BOOT ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 ARENA_VENV := .cache/arena-rank-venv
+# make up TOPOLOGY=cluster: 3 Kafka brokers, a Redis Cluster (3+3), 2 ingest, 2 rating, 2 api;
+# TOPOLOGY=cluster-infra: the brokers and the Redis Cluster alone (docs/operations.md)
+TOPOLOGY ?= $(or $(PODIUM_TOPOLOGY),single)
 
 .PHONY: help install up down status run rebuild test test-only lint bench clean
 
@@ -11,6 +14,8 @@ help:
 	@echo "make run    start Kafka, Redis, ingest, rating, api + demo votes; prints the leaderboard URL"
 	@echo "make test   install what is needed, start Kafka+Redis, lint, run the whole suite, stop them"
 	@echo "make up / make down / make status   the stack without the demo"
+	@echo "make up TOPOLOGY=cluster   3 Kafka brokers, a Redis Cluster, 2 ingest, 2 rating, 2 api"
+	@echo "                           (TOPOLOGY=cluster-infra: the brokers and Redis Cluster only)"
 	@echo "make rebuild  replay podium.votes into a fresh Redis key space, check it, switch to it"
 	@echo "make bench  benchmarks (see bench/RESULTS.md)"
 
@@ -30,7 +35,7 @@ install: $(VENV)/.installed
 	deploy/redis/redis.sh install
 
 up: install
-	deploy/stack.sh up
+	PODIUM_TOPOLOGY=$(TOPOLOGY) deploy/stack.sh up
 
 down:
 	deploy/stack.sh down

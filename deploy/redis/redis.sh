@@ -16,8 +16,7 @@ LOGFILE="$RUN_DIR/redis.log"
 install() {
   command -v redis-server >/dev/null && return 0
   log "redis: redis-server not found, installing Debian's package"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >&2 && apt-get install -y -qq redis-server >&2 || die "apt-get install redis-server failed"
+  apt_install redis-server
   # The package may start its own service on 6379; Podium runs its own server, so stop that one.
   (service redis-server stop >/dev/null 2>&1 || true)
 }

@@ -35,8 +35,9 @@ def main() -> None:
     configure_logging(settings.log_level, "rating")
     for sig in (signal.SIGTERM, signal.SIGINT):  # until faust installs its own handlers
         signal.signal(sig, _exit_cleanly)
-    asyncio.run(wait_for_kafka(settings))  # faust gives up if Kafka is not there as it starts
-    app = build_worker(settings)
+    # faust gives up if Kafka is not there as it starts
+    replication_factor = asyncio.run(wait_for_kafka(settings))
+    app = build_worker(settings, replication_factor=replication_factor)
     worker = RatingWorker(app, settings)
     tune_gc_for_batches()
     worker.execute_from_commandline()  # handles SIGINT/SIGTERM: stops agents, commits, closes

@@ -31,9 +31,11 @@ from shared.settings import RatingSettings
 log = logging.getLogger(__name__)
 
 
-def build_worker(settings: RatingSettings, metrics: RatingMetrics | None = None) -> faust.App:
+def build_worker(settings: RatingSettings, metrics: RatingMetrics | None = None,
+                 replication_factor: int = 1) -> faust.App:
     """A faust app consuming the votes topic in batches; nothing is connected until it runs.
-    With ``rating_metrics_port`` set, it also serves /healthz, /readyz and /metrics."""
+    With ``rating_metrics_port`` set, it also serves /healthz, /readyz and /metrics.
+    ``replication_factor``: of the topics faust creates itself (its leader topic)."""
     metrics = metrics or RatingMetrics()
     app = kafka_consumer.App(
         settings.rating_app_id,
@@ -43,6 +45,7 @@ def build_worker(settings: RatingSettings, metrics: RatingMetrics | None = None)
         topic_partitions=settings.votes_partitions,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        topic_replication_factor=replication_factor,
         broker_session_timeout=settings.rating_session_timeout_s,
         broker_heartbeat_interval=settings.rating_session_timeout_s / 5,
         key_serializer="raw",
@@ -220,14 +223,14 @@ def worker_topics(settings: RatingSettings) -> dict[str, int]:
             topics.rank_changes: 1, topics.scores: 1}
 
 
-async def wait_for_kafka(settings: RatingSettings) -> None:
-    """Wait until Kafka is up and the worker's topics exist (creating them)."""
+async def wait_for_kafka(settings: RatingSettings) -> int:
+    """Wait until Kafka is up and the worker's topics exist (creating them); returns the
+    replication factor that topics get on this cluster."""
     wanted = worker_topics(settings)
     delay = 0.2
     while True:
         try:
-            await ensure_topics(settings.kafka_bootstrap, wanted)
-            return
+            return await ensure_topics(settings.kafka_bootstrap, wanted)
         except (KafkaError, OSError) as exc:
             log.warning("could not create topics yet (%s); retrying", exc)
             await asyncio.sleep(delay)
