@@ -10,12 +10,13 @@ from collections.abc import Iterable
 
 import redis.asyncio as aioredis
 
+from services.common.redis_client import RedisClient
 from shared.events import ModelFields, ModelInfo
 from shared.keys import ALL_BOARDS, KeyLayout, text
 
 
 class ModelRegistry:
-    def __init__(self, client: aioredis.Redis, keys: KeyLayout) -> None:
+    def __init__(self, client: RedisClient, keys: KeyLayout) -> None:
         self._redis = client
         self._key = keys.models()
         self._version_key = keys.models_version()

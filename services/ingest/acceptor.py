@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.asyncio.client import Pipeline
 
 from services.common.http import (
     REDIS_UNAVAILABLE_DETAIL,
@@ -31,7 +30,7 @@ from services.common.http import (
 )
 from services.common.logcontext import request_context
 from services.common.metrics import IngestMetrics
-from services.common.redis_client import REDIS_UNAVAILABLE
+from services.common.redis_client import REDIS_UNAVAILABLE, RedisClient, RedisPipeline
 from services.common.registry import ModelRegistry
 from services.ingest.auth import ClientRecord, RegisteredKeys, key_digest, key_id
 from services.ingest.limits import LimitRequest, RateLimiter, Verdict
@@ -172,7 +171,7 @@ class ClientKeyCheck:
         return digest
 
     def queue(
-        self, pipe: Pipeline, api_keys: Sequence[str]
+        self, pipe: RedisPipeline, api_keys: Sequence[str]
     ) -> Callable[[Iterator[Any]], dict[str, ClientRecord | Answer]]:
         """Add the lookup of ``api_keys`` to a pipeline; returns what reads, from its replies,
         each distinct key -> its client record, or the 401 answer for it."""
@@ -229,7 +228,7 @@ class VoteAcceptor:
         limiter: RateLimiter,
         client_keys: ClientKeyCheck,
         metrics: IngestMetrics,
-        redis_client: aioredis.Redis,
+        redis_client: RedisClient,
         max_group_votes: int = 20_000,
         max_groups_in_flight: int = 4,
     ) -> None:

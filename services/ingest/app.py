@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import orjson
-import redis.asyncio as aioredis
 from fastapi import Body, FastAPI, HTTPException, Request, Response, status
 from fastapi.params import Depends as DependsParam
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
@@ -23,7 +22,7 @@ from services.common.http import (
 )
 from services.common.logcontext import bind_votes, request_id_var
 from services.common.metrics import IngestMetrics, RequestContextMiddleware, metrics_response
-from services.common.redis_client import connect_for_requests
+from services.common.redis_client import RedisClient, check_topology, connect_for_requests
 from services.common.registry import ModelRegistry
 from services.ingest import security
 from services.ingest.acceptor import (
@@ -151,7 +150,7 @@ def _parse_items(body: bytes, content_type: str, max_batch: int) -> list[Vote]:
 def create_app(
     settings: IngestSettings,
     publisher: VotePublisher | None = None,
-    redis_client: aioredis.Redis | None = None,
+    redis_client: RedisClient | None = None,
 ) -> FastAPI:
     """Wire the ingest service. Tests may pass their own publisher or Redis client."""
     metrics = IngestMetrics()
@@ -160,6 +159,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own_publisher = publisher is None
         client = redis_client or connect_for_requests(settings)
+        await check_topology(client)
         memory = VoteIdMemory(client, settings.keys, settings.ingest_dedupe_window_s,
                               write_retry_s=settings.ingest_dedupe_write_retry_s,
                               unremembered_max=settings.ingest_unremembered_max)

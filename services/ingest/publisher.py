@@ -21,8 +21,8 @@ from aiokafka.errors import (
     OutOfOrderSequenceNumber,
     UnknownProducerId,
 )
-from redis.asyncio.client import Pipeline
 
+from services.common.redis_client import RedisClient, RedisPipeline
 from shared.events import ScoreEvent, Vote, encode_vote_record
 from shared.kafka import ensure_topics
 from shared.keys import KeyLayout, dedupe_shard
@@ -296,7 +296,7 @@ class VoteIdMemory:
     ~5 us, a set member ~1 (docs/decisions.md)."""
 
     def __init__(
-        self, client: aioredis.Redis, keys: KeyLayout, window_s: int,
+        self, client: RedisClient, keys: KeyLayout, window_s: int,
         clock: Callable[[], float] = time.time,
         write_retry_s: float = 15.0,
         unremembered_max: int = 1_000_000,
@@ -349,7 +349,7 @@ class VoteIdMemory:
             return set()
 
     def queue_lookup(
-        self, pipe: Pipeline, vote_ids: Sequence[str]
+        self, pipe: RedisPipeline, vote_ids: Sequence[str]
     ) -> Callable[[Iterator[Any]], set[str]]:
         """Add the lookup of ``vote_ids`` to a pipeline shared with other commands; returns what
         reads the seen ids from its replies (consuming them): one SMISMEMBER per shard and

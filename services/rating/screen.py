@@ -25,8 +25,8 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
 
+from services.common.redis_client import RedisClient
 from services.rating.batch import RawRecord, record_runs
 from shared.events import Vote
 from shared.keys import KeyLayout, text
@@ -170,7 +170,7 @@ _HSET_FIELDS = 200  # voter statistics per HSET command
 
 
 class VoterScreen:
-    def __init__(self, client: aioredis.Redis, keys: KeyLayout, options: ScreenOptions) -> None:
+    def __init__(self, client: RedisClient, keys: KeyLayout, options: ScreenOptions) -> None:
         self._redis = client
         self._keys = keys
         self._options = options

@@ -6,8 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib.resources import files
 
-import redis.asyncio as aioredis
-
+from services.common.redis_client import RedisClient
 from services.rating.batch import ArenaSlice, lua_args
 from services.rating.engine import BattleColumns, PairCounts
 from services.rating.packed_counts import decode_board, names_by_number
@@ -38,7 +37,7 @@ class ArenaSnapshot:
 
 
 class RatingStore:
-    def __init__(self, client: aioredis.Redis, keys: KeyLayout) -> None:
+    def __init__(self, client: RedisClient, keys: KeyLayout) -> None:
         self._redis = client
         self._keys = keys
         self._apply = client.register_script(APPLY_SCRIPT)

@@ -15,6 +15,7 @@ from aiokafka.errors import KafkaError
 
 from services.common.logcontext import batch_context
 from services.common.metrics import RatingMetrics
+from services.common.redis_client import RedisClient
 from services.common.redis_client import connect as redis_connect
 from services.rating import kafka_consumer
 from services.rating.batch import RawRecord
@@ -59,7 +60,7 @@ def build_worker(settings: RatingSettings, metrics: RatingMetrics | None = None,
     rank_changes = app.topic(topics.rank_changes, key_type=bytes, value_type=bytes, partitions=1)
     scores = app.topic(topics.scores, key_type=bytes, value_type=bytes, partitions=1)
 
-    def read_model_writer(client: aioredis.Redis) -> ReadModelWriter:
+    def read_model_writer(client: RedisClient) -> ReadModelWriter:
         return ReadModelWriter(client, settings.keys, settings.rating_history_interval_s,
                                settings.rating_history_max_points, time.monotonic,
                                matrices_interval_s=settings.rating_matrices_interval_s)
@@ -208,7 +209,7 @@ def _describe(records: Sequence[RawRecord]) -> str:
     return f"{first.topic}/{first.partition}@{first.offset}-{last.offset} ({len(records)})"
 
 
-def voter_screen(client: aioredis.Redis, settings: RatingSettings) -> VoterScreen | None:
+def voter_screen(client: RedisClient, settings: RatingSettings) -> VoterScreen | None:
     if not settings.rating_screen_enabled:
         return None
     options = ScreenOptions(threshold=settings.rating_screen_threshold,
