@@ -14,6 +14,7 @@ connections packed the same way; every node listed is a seed, and a cluster has 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 from urllib.parse import unquote, urlsplit
@@ -130,7 +131,8 @@ class PackedRedisCluster(RedisCluster):
         except RedisClusterException as exc:
             message = str(exc)
             if "Cluster mode is not enabled" in message:
-                raise NotACluster(f"{message}: {self._seeds()} is not a Redis Cluster") from exc
+                raise NotACluster(f"{self._seeds()} is not a Redis Cluster (cluster mode is not "
+                                  "enabled there; a single Redis takes a redis:// URL)") from exc
             if "cannot be connected" in message or "not covered" in message:
                 raise ClusterUnreachable(f"Redis Cluster {self._seeds()}: {message}") from exc
             raise
@@ -254,6 +256,21 @@ def connect_for_requests(settings: PodiumSettings) -> RedisClient:
     connection (``redis_max_connections``, ``redis_pool_timeout_s``, ``redis_retries``)."""
     return connect(settings.redis_url, max_connections=settings.redis_max_connections,
                    pool_timeout_s=settings.redis_pool_timeout_s, retries=settings.redis_retries)
+
+
+async def execute_and_publish(
+    client: RedisClient, queue: Callable[[RedisPipeline], object], channel: str, message: str
+) -> None:
+    """The commands ``queue`` adds to a pipeline, then a PUBLISH of ``message`` on ``channel``:
+    one round trip on a single Redis; a cluster pipeline refuses PUBLISH (redis-py), so there
+    the PUBLISH follows the pipeline (a cluster delivers it to subscribers on every node)."""
+    async with client.pipeline(transaction=False) as pipe:
+        queue(pipe)
+        if not isinstance(client, RedisCluster):
+            pipe.publish(channel, message)
+        await pipe.execute()
+    if isinstance(client, RedisCluster):
+        await client.publish(channel, message)
 
 
 async def check_topology(client: RedisClient) -> None:
