@@ -33,6 +33,7 @@ from typing import Any
 
 import orjson
 from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import RedisCluster
 
 from services.api.rows import labelled
 from services.api.standings import StandingsReader
@@ -194,6 +195,10 @@ class BoardChanges:
             await asyncio.sleep(self._retry_s)
 
     async def _listen(self) -> None:
+        if isinstance(self._redis, RedisCluster):
+            # the cluster's subscription picks its node from the slots: read them first (a
+            # client that has not talked to the cluster yet fails with a KeyError otherwise)
+            await self._redis.initialize()
         pubsub = self._redis.pubsub()
         try:
             await pubsub.subscribe(self._channel)

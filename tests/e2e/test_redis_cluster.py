@@ -7,6 +7,7 @@ bad cluster URL stops a service at start with a clear message, an unreachable cl
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import pytest
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
+from services.api.board_cache import BoardChanges, RenderedBoards
 from services.common.redis_client import connect
 from shared.keys import KeyLayout
 from tests.support.cluster import Cluster
@@ -153,3 +155,48 @@ async def test_an_unreachable_cluster_is_reported_and_readiness_says_503(
         finally:
             assert service.stop() == 0
         assert "Redis Cluster unreachable at start-up" in service.log_path.read_text()
+
+
+class HeardChanges(RenderedBoards):
+    """The api's board cache, noting which boards it was told changed."""
+
+    def __init__(self) -> None:
+        super().__init__(fresh_s=1.0, recheck_s=1.0)
+        self.invalidated: list[tuple[str, str]] = []
+        self.subscribed = 0
+
+    def invalidate(self, arena: str, view: str) -> None:
+        self.invalidated.append((arena, view))
+        super().invalidate(arena, view)
+
+    def invalidate_all(self) -> None:
+        self.subscribed += 1
+        super().invalidate_all()
+
+
+async def test_the_api_hears_board_changes_published_through_any_master(
+    prefix: str, cluster_client: RedisCluster
+) -> None:
+    """The api's subscriber on the cluster client (redis-py's ClusterPubSub: one node) hears a
+    change published on each master, as a cluster forwards every PUBLISH to every node."""
+    channel = KeyLayout(prefix).board_changes()
+    cache = HeardChanges()
+    listener = asyncio.create_task(BoardChanges(cluster_client, channel, cache).run())
+    try:
+        await wait_until(lambda: _true(cache.subscribed > 0), 20, "subscribed")
+        await cluster_client.initialize()
+        masters = cluster_client.get_primaries()
+        assert len(masters) == 3
+        for n, master in enumerate(masters):
+            await cluster_client.execute_command("PUBLISH", channel, f"arena-{n}/overall",
+                                                 target_nodes=master)
+        want = [(f"arena-{n}", "overall") for n in range(len(masters))]
+        await wait_until(lambda: _true(cache.invalidated == want), 20,
+                         f"changes heard (heard {cache.invalidated})")
+    finally:
+        listener.cancel()
+        await asyncio.gather(listener, return_exceptions=True)
+
+
+async def _true(value: bool) -> bool:
+    return value
