@@ -11,6 +11,7 @@ import subprocess
 import time
 from typing import Any
 
+import httpx
 import pytest
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
@@ -19,8 +20,14 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 
 from shared.kafka import ensure_topics
+from shared.keys import KeyLayout
+from shared.topics import Topics
 from tests.support.cluster import KAFKA_NODES, REDIS_NODES, Cluster, alive
+from tests.support.counts import expected_counts, wait_for_counts
+from tests.support.infra import Infra, service_env
 from tests.support.kafka import read_topic
+from tests.support.processes import running_stack
+from tests.support.votes import mixed_votes, post_all
 from tests.support.wait import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -78,6 +85,28 @@ async def test_topics_get_three_copies_two_in_sync(cluster: Cluster, prefix: str
         assert sorted(p["isr"]) == [1, 2, 3], p
     assert configs["min.insync.replicas"] == "2"
     assert configs["retention.ms"] == "-1"
+
+
+async def test_the_services_topics_are_replicated_on_three_brokers(
+    cluster: Cluster, infra: Infra, prefix: str, redis_client: aioredis.Redis
+) -> None:
+    """ingest and the worker on the three brokers (Redis: the session's single one, until the
+    services speak Redis Cluster): every topic they create has 3 copies, 2 in sync, faust's
+    own leader topic too; votes flow through."""
+    env = service_env(infra, prefix, PODIUM_KAFKA_BOOTSTRAP=cluster.kafka_bootstrap)
+    votes = list(mixed_votes(1000, seed=17))
+    async with running_stack(env, prefix, names=("ingest", "rating")) as services:
+        async with httpx.AsyncClient(base_url=services["ingest"].url, timeout=30) as client:
+            await post_all(client, votes, batch=250)
+        await wait_for_counts(redis_client, KeyLayout(prefix), expected_counts(votes), 60)
+    topics = Topics(prefix + ".")
+    names = [topics.votes, topics.votes_dlq, topics.rank_changes, topics.scores,
+             f"{prefix}-rating-__assignor-__leader"]
+    for name in names:
+        partitions, configs = await describe(cluster.kafka_bootstrap, name)
+        assert partitions, f"{name} was not created"
+        assert all(len(p["replicas"]) == 3 for p in partitions), (name, partitions)
+        assert configs["min.insync.replicas"] == "2", name
 
 
 async def test_acks_all_writes_survive_a_killed_broker_which_rejoins(
