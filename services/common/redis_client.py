@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 # cluster is down, asks to try again, or the client gave up following redirections).
 REDIS_UNAVAILABLE: tuple[type[Exception], ...] = (
     RedisConnectionError, RedisTimeoutError, ClusterDownError, ClusterError, TryAgainError)
+CLUSTER_MIN_RETRIES = 1
 CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 # Backoff between retries of a command whose connection failed: 20 ms, 40 ms, ... at most 0.5 s
 RETRY_BASE_S = 0.02
@@ -202,14 +203,18 @@ def connect_cluster(
 ) -> PackedRedisCluster:
     """The cluster client of a ``redis+cluster://`` URL: ``max_connections`` per node (past it
     a command fails at once with MaxConnectionsError, a ConnectionError: the cluster client has
-    no blocking pool), and ``retries`` attempts after a connection error, a timeout or a slot
-    without a master (each re-reads the cluster's slots, so a promoted replica is found)."""
+    no blocking pool), and ``retries`` (at least ``CLUSTER_MIN_RETRIES``) attempts after a
+    connection error, a timeout or a slot without a master (each re-reads the cluster's slots,
+    so a promoted replica is found)."""
     parsed = parse_cluster_url(url)
     options: dict[str, Any] = {**parsed.options, **kwargs}
     if max_connections is not None:
         options["max_connections"] = max_connections
+    # at least one retry: it is how the cluster client learns of a failover. A pipeline that
+    # fails with no retry left does not mark the slots stale, so a worker without retries kept
+    # dialling the dead master for good (tests/e2e/test_redis_cluster.py)
     options["retry"] = Retry(ExponentialWithJitterBackoff(cap=RETRY_CAP_S, base=RETRY_BASE_S),
-                             retries)
+                             max(retries, CLUSTER_MIN_RETRIES))
     # the dead master's slots stay unserved until its replica is promoted: the other masters'
     # slots go on being served meanwhile
     options.setdefault("require_full_coverage", False)

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -22,11 +23,11 @@ from services.api.board_cache import BoardChanges, RenderedBoards
 from services.common.redis_client import connect
 from shared.keys import KeyLayout
 from tests.support.cluster import Cluster
-from tests.support.counts import expected_counts, wait_for_counts
+from tests.support.counts import expected_counts, stored_counts, wait_for_counts
 from tests.support.infra import ADMIN_TOKEN, DEV_API_KEY, ROOT, Infra, free_port, service_env
 from tests.support.processes import ServiceProcess, running_stack
 from tests.support.storm import api_storm, fire, ingest_storm, tally, unacceptable
-from tests.support.votes import mixed_votes, post_all
+from tests.support.votes import mixed_votes, post_all, post_batch
 from tests.support.wait import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -200,3 +201,61 @@ async def test_the_api_hears_board_changes_published_through_any_master(
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_a_killed_master_fails_over_and_every_accepted_vote_counts_once(
+    infra: Infra, prefix: str, redis_cluster: Cluster
+) -> None:
+    """SIGKILL the master holding an arena's boards mid-stream: its replica is promoted, the
+    services follow (re-read slots, retried commands), and every vote answered 202 (a client
+    retrying 503s and broken connections with the same ids) is counted exactly once."""
+    keys = KeyLayout(prefix)
+    client = connect(redis_cluster.redis_url, retries=5)
+    assert isinstance(client, RedisCluster)
+    env = service_env(infra, prefix, PODIUM_REDIS_URL=redis_cluster.redis_url,
+                      PODIUM_RATING_BATCH_WITHIN_S="0.02")
+    killed = 0
+    try:
+        await client.initialize()
+        port = client.get_node_from_key(keys.fence(ARENAS[0])).port
+        node = redis_cluster.redis_ports.index(int(port)) + 1
+        votes = list(mixed_votes(1_200, seed=19, arenas=ARENAS))
+        async with running_stack(env, prefix) as stack:
+            async with httpx.AsyncClient(base_url=stack["ingest"].url, timeout=30) as http:
+                await post_all(http, votes[:400], batch=100)
+                redis_cluster.kill_redis_node(node)
+                killed = node
+                for start in range(400, len(votes), 100):
+                    await post_until_accepted(http, votes[start:start + 100])
+            want = expected_counts(votes)
+
+            async def counted() -> bool:  # a read may fail until the replica is promoted
+                return await stored_counts(client, keys) == want
+
+            await wait_until(counted, 120, "every accepted vote counted once", interval=0.25)
+            assert await stored_counts(client, keys) == want
+            async with httpx.AsyncClient(timeout=10) as http:
+                for service in stack.values():
+                    await wait_until(lambda s=service: _ok(http, f"{s.url}/readyz"), 60,
+                                     f"{service.name} ready again")
+    finally:
+        if killed:
+            redis_cluster.restart_redis_node(killed)
+        await client.aclose()
+
+
+async def post_until_accepted(http: httpx.AsyncClient, votes: list[dict[str, Any]]) -> None:
+    """As a client does: the same votes again on 503 or a broken connection, until 202."""
+    async def accepted() -> bool:
+        try:
+            r = await post_batch(http, votes)
+        except httpx.TransportError:
+            return False
+        assert r.status_code in (202, 503), r.text
+        return r.status_code == 202
+
+    await wait_until(accepted, 60, "a batch accepted after the failover", interval=0.2)
+
+
+async def _ok(http: httpx.AsyncClient, url: str) -> bool:
+    return (await http.get(url)).status_code == 200
