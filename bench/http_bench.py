@@ -33,7 +33,7 @@ from harness import ROOT, Stack, cpu_seconds, infra, infra_pids, stack
 from wrk import WrkResult, run_wrk
 
 from services.demo.arena import SyntheticArena
-from services.rating.batch import RawRecord
+from services.rating.arena_slices import RawRecord
 from services.rating.engine import FitOptions
 from services.rating.processor import RatingProcessor
 from services.rating.store import RatingStore

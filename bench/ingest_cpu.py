@@ -96,16 +96,14 @@ async def main() -> None:
                                       PODIUM_INGEST_IP_REQUESTS_PER_S="1000000",
                                       PODIUM_LOG_LEVEL="WARNING"))
         from services.ingest.app import create_app
-        from services.ingest.fastpath import VoteFastPath
         from shared.settings import IngestSettings
 
         settings = IngestSettings()
-        api = create_app(settings)
-        app = VoteFastPath(api, settings)
+        app = create_app(settings)  # as deployed: behind the single-vote fast path
         key = os.environ["PODIUM_DEV_API_KEY"]
-        async with api.router.lifespan_context(api):
+        async with app.router.lifespan_context(app):
             tune_gc_for_batches()  # as services/ingest/__main__.py
-            while not api.state.publisher.ready:  # noqa: ASYNC110 (no event to wait on)
+            while not app.state.publisher.ready:  # noqa: ASYNC110 (no event to wait on)
                 await asyncio.sleep(0.05)
             await drive(app, args.warmup_seconds, args.connections, key, "warm")
             profiler = cProfile.Profile() if args.profile else None

@@ -24,7 +24,7 @@ import redis.asyncio as aioredis
 from harness import infra, stack
 
 from services.demo.arena import SyntheticArena
-from services.rating.batch import ArenaSlice
+from services.rating.arena_slices import ArenaSlice
 from services.rating.store import RatingStore
 from shared.keys import KeyLayout, count_field
 

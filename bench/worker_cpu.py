@@ -28,12 +28,13 @@ from harness import ROOT
 from services.common.redis_client import connect as redis_connect
 from services.common.runtime import tune_gc_for_batches
 from services.demo.arena import SyntheticArena
-from services.rating.batch import RawRecord
+from services.rating.arena_slices import RawRecord
 from services.rating.engine import FitOptions
 from services.rating.processor import RatingProcessor
 from services.rating.read_models import ReadModelWriter
-from services.rating.screen import ScreenOptions, VoterScreen
 from services.rating.store import RatingStore
+from services.rating.voter_screen import VoterScreen
+from services.rating.voter_stats import ScreenOptions
 from services.rating.worker import flush_read_models
 from shared.keys import KeyLayout
 from tests.support.infra import free_port, redis_server, unique_prefix

@@ -29,7 +29,7 @@
 |                                  |        | prompt-hash counts                               |
 | ``{p}:{ingest}:voters:{day}``    | hash   | (client, voter) -> its token bucket and its      |
 |                                  |        | count of the UTC day (day = unix time // 86400)  |
-| ``{p}:{arena}:voters``           | hash   | voter -> screen statistics, packed (screen.py)   |
+| ``{p}:{arena}:voters``           | hash   | voter -> screen stats, packed (voter_stats.py)   |
 | ``{p}:{arena}:flagged``          | hash   | voter -> evidence JSON (votes quarantined)       |
 | ``{p}:{arena}:quarantine:{voter}`` | list | the voter's quarantined votes, JSON, in order    |
 | ``{p}:{arena}:screen-fence``     | hash   | ``topic/partition`` -> last screened offset      |

@@ -280,7 +280,18 @@ class ApiSettings(HttpSettings):
         default=15.0, gt=0, description="Heartbeat interval of the rank-change streams."
     )
     api_stream_max_clients: int = Field(
-        default=500, ge=1, description="Most concurrent rank-change streams (503 above)."
+        default=10_000, ge=1, description="Most concurrent rank-change streams (503 above)."
+    )
+    api_stream_buffer_events: int = Field(
+        default=10_000, ge=1, description="Most recent rank changes each api process keeps in "
+        "memory: a stream resuming within them is served from memory, an older Last-Event-ID "
+        "by a catch-up read from Kafka. A stream whose client reads so slowly that the changes "
+        "it has not been sent leave them gets an event `too-slow` and is closed.",
+    )
+    api_stream_catchup_max_events: int = Field(
+        default=100_000, ge=0, description="Most rank changes replayed from Kafka for a "
+        "Last-Event-ID older than the buffer; further behind, the stream gets an event "
+        "`reload` (reload the standings, go on from its id).",
     )
     api_stream_max_per_address: int = Field(
         default=20, ge=1, description="Most concurrent rank-change streams (SSE and WebSocket) "

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from services.api.app import create_app
-from services.api.fastpath import BoardFastPath
+from services.api.app import create_app, end_streams
 from services.common.runtime import configure_logging, edge_limits, serve
 from shared.settings import ApiSettings
 
@@ -11,9 +10,9 @@ from shared.settings import ApiSettings
 def main() -> None:
     settings = ApiSettings()
     configure_logging(settings.log_level, "api", settings.log_format)
-    app = BoardFastPath(create_app(settings))  # the hot read skips FastAPI's routing
+    app = create_app(settings)  # the whole app: the board fast path in front of FastAPI
     serve(app, settings.api_host, settings.api_port, settings.log_level,
-          edge_limits(settings))
+          edge_limits(settings), on_exit=lambda: end_streams(app.app))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from services.api import leaderboards, models, streams
 from services.api.board_cache import BoardChanges, RenderedBoards
+from services.api.fastpath import BoardFastPath
 from services.api.rank_feed import RankChangeFeed
 from services.api.standings import StandingsReader
 from services.common.health import KafkaProbe, RedisProbe
@@ -28,7 +29,7 @@ from shared.settings import ApiSettings
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: ApiSettings, redis_client: RedisClient | None = None) -> FastAPI:
+def create_app(settings: ApiSettings, redis_client: RedisClient | None = None) -> BoardFastPath:
     metrics = ApiMetrics()
 
     @asynccontextmanager
@@ -43,7 +44,8 @@ def create_app(settings: ApiSettings, redis_client: RedisClient | None = None) -
                                                    recheck_s=settings.api_read_recheck_s)
         changes = asyncio.create_task(BoardChanges(
             client, settings.keys.board_changes(), app.state.rendered_boards).run())
-        app.state.feed = RankChangeFeed(settings.kafka_bootstrap, settings.topics.rank_changes)
+        app.state.feed = RankChangeFeed(settings.kafka_bootstrap, settings.topics.rank_changes,
+                                        settings.api_stream_buffer_events)
         app.state.stream_slots = streams.StreamSlots(settings.api_stream_max_clients,
                                                      settings.api_stream_max_per_address)
         metrics.stream_clients.set_function(lambda: app.state.stream_slots.open)
@@ -55,6 +57,7 @@ def create_app(settings: ApiSettings, redis_client: RedisClient | None = None) -
             changes.cancel()
             with suppress(asyncio.CancelledError):
                 await _bounded("the board-changes listener", changes)
+            await _bounded("the rank-change feed", app.state.feed.close())
             await _bounded("the Kafka probe", app.state.kafka_probe.close())
             await _bounded("the Redis probe", app.state.redis_probe.close())
             if redis_client is None:
@@ -103,10 +106,18 @@ def create_app(settings: ApiSettings, redis_client: RedisClient | None = None) -
     async def index() -> HTMLResponse:
         return HTMLResponse(page)
 
-    return app
+    return BoardFastPath(app)  # the hot read skips FastAPI's routing
 
 
 SHUTDOWN_STEP_S = 5.0
+
+
+def end_streams(app: FastAPI) -> None:
+    """End every rank-change stream now (the process is stopping): their clients resume on
+    another api process by Last-Event-ID instead of waiting out the graceful stop."""
+    feed: RankChangeFeed | None = getattr(app.state, "feed", None)
+    if feed is not None:
+        feed.end_streams()
 
 
 async def _bounded(what: str, step: Awaitable[object]) -> None:

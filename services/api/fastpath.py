@@ -10,6 +10,8 @@ import time
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.datastructures import State
+from starlette.routing import Router
 from starlette.types import Receive, Scope, Send
 
 from services.api.board_cache import RenderedBoard, RenderedBoards
@@ -34,6 +36,16 @@ class BoardFastPath:
         self._metrics: HttpMetrics | None = None
         self._counted: dict[int, Any] = {}
         self._timed: Any = None
+
+    @property
+    def state(self) -> State:
+        """The FastAPI app's state (the reader, caches, ... once its lifespan ran)."""
+        return self.app.state
+
+    @property
+    def router(self) -> Router:
+        """The FastAPI app's router (its lifespan context, for tests running it in process)."""
+        return self.app.router
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET" and not scope["query_string"]:

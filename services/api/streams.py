@@ -17,16 +17,18 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from services.api.rank_feed import (
+    Change,
     ChangeFilter,
+    ChangeRing,
     FeedUnavailable,
     RankChangeFeed,
+    ResumeAhead,
     event_id,
     parse_event_id,
-    pump,
 )
+from services.api.rank_stream import RankStream, StreamLimits
 from services.api.schemas import BOARD_PATTERN
 from services.common.http import OrjsonResponse, ip_of
-from shared.events import RankChange
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["rank changes"])
@@ -109,13 +111,13 @@ async def until_first_done(*work: Awaitable[None]) -> None:
 
 class EventStreamResponse(Response):
     """``text/event-stream`` written by ``produce(write)`` until it ends or the client leaves;
-    ``close`` always runs at the end (it releases the Kafka consumer of the stream)."""
+    ``close`` always runs at the end (it releases the stream's slot)."""
 
     media_type = "text/event-stream"
 
     def __init__(
         self,
-        produce: Callable[[Callable[[str], Awaitable[None]]], Awaitable[None]],
+        produce: Callable[[Callable[[bytes], Awaitable[None]]], Awaitable[None]],
         close: Callable[[], Awaitable[Any]],
     ) -> None:
         super().__init__(headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
@@ -124,8 +126,8 @@ class EventStreamResponse(Response):
         self._close = close
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async def write(chunk: str) -> None:
-            await send({"type": "http.response.body", "body": chunk.encode(), "more_body": True})
+        async def write(chunk: bytes) -> None:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
 
         async def until_disconnect() -> None:
             while (await receive())["type"] != "http.disconnect":
@@ -141,9 +143,62 @@ class EventStreamResponse(Response):
             await self._close()
 
 
-def sse_event(event: str, data: bytes, event_id_: str | None = None) -> str:
+def sse_event(event: str, data: bytes, event_id_: str | None = None) -> bytes:
     head = f"id: {event_id_}\n" if event_id_ is not None else ""
-    return f"{head}event: {event}\ndata: {data.decode()}\n\n"
+    return f"{head}event: {event}\ndata: {data.decode()}\n\n".encode()
+
+
+class SseSink:
+    """A stream's events as Server-Sent Events."""
+
+    def __init__(self, write: Callable[[bytes], Awaitable[None]]) -> None:
+        self._write = write
+
+    async def changes(self, changes: list[Change]) -> None:
+        await self._write(b"".join(c.sse for c in changes))
+
+    async def heartbeat(self) -> None:
+        await self._write(b": heartbeat\n\n")
+
+    async def final(self, kind: str, detail: str, position: str) -> None:
+        # a reload moves the client's Last-Event-ID on (an EventSource that ignores the event
+        # goes on from there instead of asking again); too-slow leaves it at the last change
+        data = orjson.dumps({"detail": detail, "position": position})
+        await self._write(sse_event(kind, data, position if kind == "reload" else None))
+
+
+class WebSocketSink:
+    """A stream's events as WebSocket messages."""
+
+    def __init__(self, websocket: WebSocket) -> None:
+        self._ws = websocket
+
+    async def changes(self, changes: list[Change]) -> None:
+        for c in changes:
+            await self._ws.send_text(
+                f'{{"type":"rank-change","id":"{event_id(c.offset)}","change":{c.json}}}')
+
+    async def heartbeat(self) -> None:
+        await self._ws.send_text('{"type":"heartbeat"}')
+
+    async def final(self, kind: str, detail: str, position: str) -> None:
+        await self._ws.send_text(orjson.dumps(
+            {"type": kind, "detail": detail, "id": position}).decode())
+        await self._ws.close(code=1000 if kind == "reload" else 1013, reason=kind)
+
+
+def stream_limits(state: Any) -> StreamLimits:
+    settings = state.settings
+    return StreamLimits(settings.api_heartbeat_s, settings.api_stream_catchup_max_events)
+
+
+async def open_feed(feed: RankChangeFeed, after: int | None) -> tuple[ChangeRing, int]:
+    """The feed's ring and the offset the stream goes on after (FeedUnavailable, ResumeAhead)."""
+    ring = await feed.ring()
+    if after is None:
+        return ring, ring.position - 1
+    await feed.check_resume_point(ring, after)
+    return ring, after
 
 
 def _resume_point(header: str | None, query: str | None) -> int | None:
@@ -154,10 +209,6 @@ def _resume_point(header: str | None, query: str | None) -> int | None:
         return parse_event_id(value)
     except ValueError as exc:
         raise HTTPException(400, str(exc)) from exc
-
-
-def _change_json(change: RankChange) -> bytes:
-    return change.model_dump_json().encode()
 
 
 @router.get(
@@ -173,7 +224,7 @@ def _change_json(change: RankChange) -> bytes:
             "id: 0:41\nevent: rank-change\ndata: {\"board\":\"text/overall\","
             "\"model\":\"glm-4.6\",\"old_rank\":9,\"new_rank\":8,...}\n\n")}},
               "description": "The event stream."},
-        400: {"description": "Malformed Last-Event-ID."},
+        400: {"description": "Malformed Last-Event-ID, or one past the end of the stream."},
         429: {"description": "Too many open streams from the client's address."},
         503: {"description": "Kafka unreachable or too many streams."},
     },
@@ -185,33 +236,32 @@ async def sse_rank_changes(
 ) -> Response:
     after = _resume_point(last_event_id, filters.last_event_id)
     state = request.app.state
-    heartbeat_s: float = state.settings.api_heartbeat_s
-    resources = contextlib.AsyncExitStack()
+    resources = contextlib.ExitStack()
     try:  # open the feed before answering: "Kafka down" and "too many streams" get real codes
         resources.enter_context(state.stream_slots.take(stream_address(
             request.client, request.headers, state.settings.api_trust_forwarded_for)))
-        sub = await resources.enter_async_context(state.feed.subscribe(after))
+        ring, last = await open_feed(state.feed, after)
     except FeedUnavailable as exc:
-        await resources.aclose()
+        resources.close()
         raise HTTPException(503, str(exc), headers={"Retry-After": "2"}) from exc
+    except ResumeAhead as exc:
+        resources.close()
+        raise HTTPException(400, str(exc)) from exc
     except BaseException:
-        await resources.aclose()
+        resources.close()
         raise
 
-    async def produce(write: Callable[[str], Awaitable[None]]) -> None:
-        await write("retry: 1000\n\n")
-        position = event_id(sub.start - 1)
+    async def produce(write: Callable[[bytes], Awaitable[None]]) -> None:
+        await write(b"retry: 1000\n\n")
+        position = event_id(last)
         await write(sse_event("ready", orjson.dumps({"position": position}), position))
+        await RankStream(state.feed, ring, last, filters.change_filter(), state.registry,
+                         stream_limits(state), SseSink(write)).run()
 
-        async def emit(offset: int, change: RankChange) -> None:
-            await write(sse_event("rank-change", _change_json(change), event_id(offset)))
+    async def close() -> None:
+        resources.close()
 
-        async def heartbeat() -> None:
-            await write(": heartbeat\n\n")
-
-        await pump(sub, filters.change_filter(), state.registry, heartbeat_s, emit, heartbeat)
-
-    return EventStreamResponse(produce, resources.aclose)
+    return EventStreamResponse(produce, close)
 
 
 @router.websocket("/v1/ws/rank-changes")
@@ -240,34 +290,25 @@ async def ws_rank_changes(websocket: WebSocket) -> None:
         await websocket.accept()
         await websocket.close(code=1013, reason="too many open streams; retry later")
         return
-    feed: RankChangeFeed = state.feed
-    async with contextlib.AsyncExitStack() as resources:
-        resources.enter_context(slots.take(address))
+    with slots.take(address):
         try:
-            sub = await resources.enter_async_context(feed.subscribe(after))
+            ring, last = await open_feed(state.feed, after)
         except FeedUnavailable:
             await websocket.accept()
             await websocket.close(code=1011, reason="rank-change topic unreachable")
             return
+        except ResumeAhead as exc:
+            await websocket.accept()
+            await websocket.close(code=1008, reason=str(exc)[:120])
+            return
         await websocket.accept()
-        await websocket.send_text(orjson.dumps(
-            {"type": "ready", "id": event_id(sub.start - 1)}).decode())
-
-        async def emit(offset: int, change: RankChange) -> None:
-            await websocket.send_text(orjson.dumps(
-                {"type": "rank-change", "id": event_id(offset),
-                 "change": change.model_dump(mode="json")}).decode())
-
-        async def heartbeat() -> None:
-            await websocket.send_text('{"type":"heartbeat"}')
+        await websocket.send_text(orjson.dumps({"type": "ready", "id": event_id(last)}).decode())
 
         async def until_disconnect() -> None:
             while (await websocket.receive())["type"] != "websocket.disconnect":
                 pass
 
+        stream = RankStream(state.feed, ring, last, filters.change_filter(), state.registry,
+                            stream_limits(state), WebSocketSink(websocket))
         with contextlib.suppress(OSError, RuntimeError):
-            await until_first_done(
-                pump(sub, filters.change_filter(), state.registry,
-                     state.settings.api_heartbeat_s, emit, heartbeat),
-                until_disconnect(),
-            )
+            await until_first_done(stream.run(), until_disconnect())

@@ -7,6 +7,7 @@ import gc
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -87,9 +88,25 @@ def edge_limits(settings: HttpSettings) -> EdgeLimits:
                       settings.http_request_timeout_s)
 
 
-def serve(app: ASGIApp, host: str, port: int, log_level: str, limits: EdgeLimits) -> None:
+class _Server(uvicorn.Server):
+    """uvicorn's server, calling ``on_exit`` first thing when it stops (before it waits for
+    open responses to finish)."""
+
+    def __init__(self, config: uvicorn.Config, on_exit: Callable[[], None] | None) -> None:
+        super().__init__(config)
+        self._on_exit = on_exit
+
+    async def shutdown(self, sockets: Any = None) -> None:
+        if self._on_exit is not None:
+            self._on_exit()
+        await super().shutdown(sockets)
+
+
+def serve(app: ASGIApp, host: str, port: int, log_level: str, limits: EdgeLimits,
+          on_exit: Callable[[], None] | None = None) -> None:
     """Serve until SIGINT/SIGTERM; uvicorn then stops accepting, finishes requests, runs lifespan
-    shutdown (which closes Kafka and Redis clients).
+    shutdown (which closes Kafka and Redis clients). ``on_exit`` runs as the stop begins (the
+    api ends its rank-change streams there, which would otherwise hold the stop).
 
     The server enforces the edge ``limits`` (head and URL size, time for a request to arrive)
     and never rewrites the client address from X-Forwarded-For: whether that header is trusted
@@ -109,7 +126,7 @@ def serve(app: ASGIApp, host: str, port: int, log_level: str, limits: EdgeLimits
     # make that one a clean exit, so a graceful stop exits 0 rather than "killed by SIGTERM".
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _exit_cleanly)
-    uvicorn.Server(config).run()
+    _Server(config, on_exit).run()
 
 
 def _exit_cleanly(signum: int, frame: object) -> None:

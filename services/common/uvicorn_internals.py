@@ -5,7 +5,9 @@ Checked against uvicorn 0.54.0 (``uvicorn/protocols/http/httptools_impl.py``) an
 0.9.0. ``tests/unit/test_uvicorn_internals.py`` fails if what is used here moves: the
 ``HttpToolsProtocol`` methods overridden or called, its per-connection attributes
 (``parser``, ``transport``, ``cycle``, ``url``, ``client``, ``loop``), ``RequestResponseCycle``'s
-``response_started`` / ``disconnected``, and ``Config(http=<protocol class>)``.
+``response_started`` / ``disconnected``, and ``Config(http=<protocol class>)``; for
+``write_would_wait`` (ingest's single-vote route), that a response's ``send`` is a bound method
+of the ``RequestResponseCycle``, whose ``flow.write_paused`` and ``transport`` it reads.
 
 httptools (llhttp) has no limit of its own on a request's head, and uvicorn none on the time a
 request may take to arrive. ``EdgeProtocol`` adds three limits:
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, ClassVar
@@ -255,6 +258,18 @@ class _Sweeper:
             loop.call_later(interval, cls._sweep, loop, interval)
         else:
             del cls._watched[loop]
+
+
+def write_would_wait(send: Callable[..., Any], max_buffered: int) -> bool:
+    """Whether uvicorn's ``send`` of a response may wait: it waits only while the connection's
+    transport is paused (``cycle.flow.write_paused``: a client reading its answers slower than
+    they come); more than ``max_buffered`` bytes unsent counts as about to. True on another
+    server (no such state to see): the caller then writes where waiting costs nobody else."""
+    cycle = getattr(send, "__self__", None)
+    flow = getattr(cycle, "flow", None)
+    transport = getattr(cycle, "transport", None)
+    return (flow is None or transport is None or getattr(flow, "write_paused", True)
+            or transport.get_write_buffer_size() > max_buffered)
 
 
 def edge_protocol(limits: EdgeLimits) -> type[EdgeProtocol]:

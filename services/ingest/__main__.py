@@ -9,14 +9,13 @@ from services.common.runtime import (
     tune_gc_for_batches,
 )
 from services.ingest.app import create_app
-from services.ingest.fastpath import VoteFastPath
 from shared.settings import IngestSettings
 
 
 def main() -> None:
     settings = IngestSettings()
     configure_logging(settings.log_level, "ingest", settings.log_format)
-    app = VoteFastPath(create_app(settings), settings)  # the hot write skips FastAPI's routing
+    app = create_app(settings)
     # a batch of 2,000 votes is ~10,000 live containers: at the default threshold the collector
     # walked them again and again (parse + encode 7.0 -> 4.5 us a vote in process)
     tune_gc_for_batches()

@@ -14,12 +14,9 @@ group, so that it sees the first one's outcome (a duplicate if it was accepted).
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
@@ -30,99 +27,29 @@ from services.common.http import (
 )
 from services.common.logcontext import request_context
 from services.common.metrics import IngestMetrics
-from services.common.redis_client import REDIS_UNAVAILABLE, RedisClient, RedisPipeline
+from services.common.redis_client import REDIS_UNAVAILABLE, RedisClient
 from services.common.registry import ModelRegistry
-from services.ingest.auth import ClientRecord, RegisteredKeys, key_digest, key_id
+from services.ingest.client_key_check import ClientKeyCheck
+from services.ingest.client_keys import ClientRecord
 from services.ingest.limits import LimitRequest, RateLimiter, Verdict
-from services.ingest.publisher import (
-    PublishUnavailable,
-    VoteIdMemory,
-    VotePublisher,
-    VotesInProgress,
+from services.ingest.publisher import PublishUnavailable, VotePublisher
+from services.ingest.submission import (
+    UNAUTHORIZED_HEADERS,
+    Answer,
+    Submission,
+    accepted_and_duplicates,
+    first_copies,
+    refused,
+    unknown_models_detail,
 )
+from services.ingest.vote_ids import VoteIdMemory, VotesInProgress
 from shared.events import Vote, stamp_received, utc_now
-from shared.keys import KeyLayout
 from shared.settings import IngestSettings
 
 log = logging.getLogger(__name__)
 
-UNAUTHORIZED_HEADERS = {"WWW-Authenticate": "Bearer"}
 # Groups of at most this many votes are accepted with one Redis call (see _one_trip_possible).
 ONE_TRIP_MAX_VOTES = 256
-
-
-@dataclass(slots=True)
-class Submission:
-    """One request's votes and who sent them. ``api_key`` is a client key still to check (the
-    fast path leaves that to the group); otherwise ``client`` is already authenticated."""
-
-    votes: Sequence[Vote]
-    ip: str
-    client: str | None = None
-    api_key: str | None = None
-    request_id: str | None = None  # for the log lines about this request
-    # writes the answer to the client, if it can now without waiting (False: it cannot, the
-    # caller writes it once ``submit`` returns). The group calls it for a 202 right after
-    # Kafka's ack, which saves the turn of the event loop that waking the request's own task
-    # for it takes: every vote's latency.
-    respond: Callable[[Answer], Awaitable[bool]] | None = None
-
-
-@dataclass(slots=True)  # not frozen: one per request, and frozen's __init__ costs ~0.5 us more
-class Answer:
-    status: int
-    body: dict[str, Any]
-    headers: dict[str, str] = field(default_factory=dict)
-    reason: str = ""  # why the votes were refused (metrics label), "" when accepted
-
-
-def _refused(status: int, reason: str, detail: Any, headers: dict[str, str] | None = None
-             ) -> Answer:
-    return Answer(status, {"detail": detail}, headers or {}, reason)
-
-
-def first_copies(votes: Sequence[Vote]) -> Sequence[Vote]:
-    """The votes of a request with each vote_id once: its first copy (the rule everywhere: the
-    first copy of an id counts, in a request as across requests; later ones are duplicates)."""
-    if len(votes) < 2:
-        return votes
-    seen: set[str] = set()
-    firsts = []
-    for v in votes:
-        if v.vote_id not in seen:
-            seen.add(v.vote_id)
-            firsts.append(v)
-    return votes if len(firsts) == len(votes) else firsts
-
-
-def accepted_and_duplicates(sent: Sequence[Vote], published: Sequence[Vote]
-                            ) -> tuple[list[str], list[str]]:
-    """A 202's two lists: ``accepted``, each vote_id of the request once, in order; and
-    ``duplicates``, one entry per copy that was not published: seen before (a retry) or repeated
-    in the request after its first copy."""
-    ids = [v.vote_id for v in sent]
-    if len(published) == len(ids):  # every copy new, so no id repeated
-        return ids, []
-    new = {v.vote_id for v in published}
-    accepted: list[str] = []
-    duplicates: list[str] = []
-    listed: set[str] = set()
-    for vote_id in ids:
-        if vote_id in listed:
-            duplicates.append(vote_id)
-            continue
-        listed.add(vote_id)
-        accepted.append(vote_id)
-        if vote_id not in new:
-            duplicates.append(vote_id)
-    return accepted, duplicates
-
-
-def unknown_models_detail(missing: Sequence[str]) -> list[dict[str, Any]]:
-    """The 422 ``detail`` naming unregistered models."""
-    return [{"loc": ["body"], "type": "unknown_model", "models": list(missing),
-             "msg": f"unknown model(s) {', '.join(missing)}: register them first "
-                    "(POST /v1/admin/models)"}]
 
 
 @dataclass(slots=True)
@@ -130,90 +57,6 @@ class _Pending:
     submission: Submission
     answer: asyncio.Future[Answer]
     client: str | None = None
-
-
-class ClientKeyCheck:
-    """Checks the client keys of a group with one HMGET in the group's lookup pipeline (each
-    stored record parsed once)."""
-
-    def __init__(self, keys: KeyLayout, settings: IngestSettings,
-                 registered: RegisteredKeys | None = None) -> None:
-        self._key = keys.clients()
-        self._settings = settings
-        self._registered = registered
-        self._parsed: dict[bytes | str, ClientRecord] = {}
-        self._digests: dict[str, str] = {}  # client key -> its digest (looked up per request)
-        # key digest -> (key id, stored record, record) of keys found valid: a later group
-        # confirms the stored record unchanged inside its rate-limit call (one round trip)
-        self._valid: dict[str, tuple[str, bytes | str, ClientRecord]] = {}
-
-    def remembered(self, api_key: str) -> tuple[str, bytes | str, ClientRecord] | None:
-        """The key's (key id, stored record, record) when it was last found valid."""
-        return self._valid.get(self._digest(api_key))
-
-    def forget(self, api_key: str) -> None:
-        self._valid.pop(self._digest(api_key), None)
-
-    async def may_be_registered(self, api_key: str) -> bool:
-        """False for a key this process knows nobody registered (no Redis trip for it)."""
-        if self._registered is None:
-            return True
-        digest = self._digest(api_key)
-        return digest in self._valid or await self._registered.admits(key_id(digest), digest)
-
-    def _digest(self, api_key: str) -> str:
-        """``key_digest``, kept for the keys seen (a SHA-256 per request showed in profiles)."""
-        digest = self._digests.get(api_key)
-        if digest is None:
-            if len(self._digests) > 10_000:
-                self._digests.clear()
-            digest = self._digests[api_key] = key_digest(api_key)
-        return digest
-
-    def queue(
-        self, pipe: RedisPipeline, api_keys: Sequence[str]
-    ) -> Callable[[Iterator[Any]], dict[str, ClientRecord | Answer]]:
-        """Add the lookup of ``api_keys`` to a pipeline; returns what reads, from its replies,
-        each distinct key -> its client record, or the 401 answer for it."""
-        digests = {k: self._digest(k) for k in set(api_keys)}
-        kids = sorted({key_id(d) for d in digests.values()})
-        if kids:
-            pipe.hmget(self._key, kids)
-
-        def checked(replies: Iterator[Any]) -> dict[str, ClientRecord | Answer]:
-            found = dict(zip(kids, next(replies), strict=True)) if kids else {}
-            verdicts: dict[str, ClientRecord | Answer] = {}
-            for api_key, digest in digests.items():
-                kid = key_id(digest)
-                verdict = verdicts[api_key] = self._verdict(found[kid], digest)
-                if isinstance(verdict, ClientRecord):
-                    if len(self._valid) > 10_000:
-                        self._valid.clear()
-                    self._valid[digest] = (kid, found[kid], verdict)
-                else:
-                    self._valid.pop(digest, None)
-            return verdicts
-
-        return checked
-
-    def _verdict(self, stored: bytes | str | None, digest: str) -> ClientRecord | Answer:
-        record = None if stored is None else self._record(stored)
-        if record is None or not hmac.compare_digest(record.digest, digest):
-            return _refused(401, "unauthorized", "unknown or revoked client key",
-                            UNAUTHORIZED_HEADERS)
-        if self._settings.ingest_require_signature or record.require_signature:
-            return _refused(401, "unauthorized",
-                            "this client must sign its requests (X-Podium-Signature)",
-                            UNAUTHORIZED_HEADERS)
-        return record
-
-    def _record(self, stored: bytes | str) -> ClientRecord:
-        record = self._parsed.get(stored)
-        if record is None:
-            if len(self._parsed) > 10_000:
-                self._parsed.clear()
-            record = self._parsed[stored] = ClientRecord.model_validate_json(stored)
-        return record
 
 
 class VoteAcceptor:
@@ -301,7 +144,7 @@ class VoteAcceptor:
         except REDIS_UNAVAILABLE as exc:  # Redis down, restarting or saturated: retryable
             note_redis_unavailable(exc)
             for p in group:
-                self._answer(p, _refused(503, "redis_unavailable", REDIS_UNAVAILABLE_DETAIL,
+                self._answer(p, refused(503, "redis_unavailable", REDIS_UNAVAILABLE_DETAIL,
                                          dict(REDIS_UNAVAILABLE_HEADERS)))
         except Exception as exc:  # never leave a request hanging
             log.exception("accepting a group of %d requests failed", len(group))
@@ -355,7 +198,7 @@ class VoteAcceptor:
             if key is None or await self._client_keys.may_be_registered(key):
                 live.append(p)
             else:
-                self._answer(p, _refused(401, "unauthorized", "unknown or revoked client key",
+                self._answer(p, refused(401, "unauthorized", "unknown or revoked client key",
                                          UNAUTHORIZED_HEADERS))
         return live
 
@@ -441,7 +284,7 @@ class VoteAcceptor:
             if not theirs:
                 live.append(p)
                 continue
-            self._answer(p, _refused(422, "unknown_model", unknown_models_detail(theirs)))
+            self._answer(p, refused(422, "unknown_model", unknown_models_detail(theirs)))
         return live
 
     async def _accept_held(self, group: list[_Pending], seen: set[str]) -> None:
@@ -463,11 +306,11 @@ class VoteAcceptor:
             if verdict.allowed:
                 allowed.append((p, list(verdict.votes)))
             elif verdict.never:
-                self._answer(p, _refused(422, "over_limit", [{
+                self._answer(p, refused(422, "over_limit", [{
                     "loc": ["body"], "type": "over_limit", "limit": verdict.limit,
                     "msg": verdict.never}]))
             else:
-                self._answer(p, _refused(
+                self._answer(p, refused(
                     429, "rate_limited",
                     f"rate limit exceeded ({verdict.limit}); retry after "
                     f"{verdict.retry_after_s}s",
@@ -478,7 +321,7 @@ class VoteAcceptor:
         except PublishUnavailable as exc:
             log.warning("503 for %d votes: %s", len(to_publish), exc)
             for p, _ in allowed:
-                self._answer(p, _refused(
+                self._answer(p, refused(
                     503, "kafka_unavailable",
                     "Kafka could not acknowledge the votes; retry with the same vote_id",
                     {"Retry-After": "1"}))

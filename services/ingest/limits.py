@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib.resources import files
+from typing import Any
 
 import redis.asyncio as aioredis
 from fastapi import Request
@@ -120,6 +121,13 @@ class RateLimiter:
                 raise
             log.warning("rate limits unavailable, accepting without them: %s", exc)
             return [Verdict(True, votes=tuple(r.votes)) for r in requests]
+        return self._verdicts(requests, plans, reply)
+
+    def _verdicts(self, requests: Sequence[LimitRequest],
+                  plans: list[tuple[list[str], list[tuple[str, str]]]], reply: list[Any]
+                  ) -> list[Verdict]:
+        """Each request's verdict, from the script's reply (3 values a request, then, for an
+        allowed one, how many of its votes each prompt-hash counter allows)."""
         verdicts: list[Verdict] = []
         at = 0
         for request, (voters, order) in zip(requests, plans, strict=True):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from services.rating.batch import ArenaSlice, RawRecord, fold, style_battles
+from services.rating.arena_slices import ArenaSlice, RawRecord, fold, style_battles
 from services.rating.engine import BattleColumns, PairCounts
 from shared.events import Vote
 

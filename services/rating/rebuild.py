@@ -26,6 +26,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib.resources import files
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -33,7 +34,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from services.common.redis_client import RedisClient
 from services.common.redis_client import connect as redis_connect
 from services.common.runtime import configure_logging
-from services.rating.batch import RawRecord
+from services.rating.arena_slices import RawRecord
 from services.rating.engine import FitOptions
 from services.rating.packed_counts import decode_board, names_by_number
 from services.rating.processor import RatingProcessor
@@ -44,12 +45,7 @@ from shared.settings import RatingSettings
 
 log = logging.getLogger("podium.rebuild")
 
-_SWITCH = """
-if redis.call('HGET', KEYS[1], ARGV[2]) ~= ARGV[3] then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-redis.call('HDEL', KEYS[1], ARGV[2])
-return 1
-"""
+SWITCH_SCRIPT = files("services.rating").joinpath("switch_generation.lua").read_text()
 LAST_GENERATION = "last"
 
 
@@ -136,7 +132,7 @@ async def _rebuild(
                                 f"{settings.rating_rebuild_sync_timeout_s}s; not switched")
         await replay.step(timeout_ms=200)
 
-    switched = await client.eval(_SWITCH, 1, base.generations(), ACTIVE, NEXT, target.prefix)
+    switched = await client.eval(SWITCH_SCRIPT, 1, base.generations(), ACTIVE, NEXT, target.prefix)
     if not switched:
         raise RebuildFailed(f"another rebuild replaced {target.prefix} as next; not switched")
     await client.publish(base.board_changes(), ALL_BOARDS)  # the api's cached boards are stale

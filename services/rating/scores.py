@@ -17,11 +17,11 @@ import redis.asyncio as aioredis
 from pydantic import ValidationError
 
 from services.common.redis_client import RedisClient
-from services.rating.batch import RawRecord
-from services.rating.boards import rank_changes
+from services.rating.arena_slices import RawRecord
 from services.rating.engine import rank_upper_bound
 from services.rating.processor import Publish
 from services.rating.read_models import ReadModelWriter
+from services.rating.standings import rank_changes
 from shared.events import BENCH_ARENA, ScoreEvent, SourcePosition, utc_now
 from shared.keys import KeyLayout, board_name, text
 

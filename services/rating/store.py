@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from importlib.resources import files
 
 from services.common.redis_client import RedisClient, execute_and_publish
-from services.rating.batch import ArenaSlice, lua_args
+from services.rating.arena_slices import ArenaSlice, lua_args
 from services.rating.engine import BattleColumns, PairCounts
 from services.rating.packed_counts import decode_board, names_by_number
 from shared.generations import Generations, read_generations

@@ -14,18 +14,19 @@ import redis.asyncio as aioredis
 from aiokafka.errors import KafkaError
 
 from services.common.logcontext import batch_context
-from services.common.metrics import RatingMetrics
 from services.common.redis_client import RedisClient
 from services.common.redis_client import connect as redis_connect
 from services.rating import kafka_consumer
-from services.rating.batch import RawRecord
+from services.rating.arena_slices import RawRecord
 from services.rating.engine import FitOptions, StyleOptions
-from services.rating.ops import OpsEndpoint
-from services.rating.processor import RatingProcessor
+from services.rating.health_server import HealthServer
+from services.rating.metrics import RatingMetrics
+from services.rating.processor import Publish, RatingProcessor
 from services.rating.read_models import ReadModelWriter
 from services.rating.scores import ScoreProcessor
-from services.rating.screen import ScreenOptions, VoterScreen
 from services.rating.store import RatingStore
+from services.rating.voter_screen import VoterScreen
+from services.rating.voter_stats import ScreenOptions
 from shared.kafka import ensure_topics
 from shared.settings import RatingSettings
 
@@ -56,93 +57,117 @@ def build_worker(settings: RatingSettings, metrics: RatingMetrics | None = None,
     votes = app.topic(
         topics.votes, key_type=bytes, value_type=bytes, partitions=settings.votes_partitions
     )
-    dead_letters = app.topic(topics.votes_dlq, key_type=bytes, value_type=bytes, partitions=1)
-    rank_changes = app.topic(topics.rank_changes, key_type=bytes, value_type=bytes, partitions=1)
+    publish_dead = _publisher(app.topic(topics.votes_dlq, key_type=bytes, value_type=bytes,
+                                        partitions=1))
+    publish_changes = _publisher(app.topic(topics.rank_changes, key_type=bytes,
+                                           value_type=bytes, partitions=1))
     scores = app.topic(topics.scores, key_type=bytes, value_type=bytes, partitions=1)
-
-    def read_model_writer(client: RedisClient) -> ReadModelWriter:
-        return ReadModelWriter(client, settings.keys, settings.rating_history_interval_s,
-                               settings.rating_history_max_points, time.monotonic,
-                               matrices_interval_s=settings.rating_matrices_interval_s)
-
-    async def publish_to(topic: Any, values: Sequence[bytes]) -> None:
-        pending = [await topic.send(value=v) for v in values]
-        await asyncio.gather(*pending)  # wait for the broker's acks
-
-    async def publish_dead(values: Sequence[bytes]) -> None:
-        await publish_to(dead_letters, values)
-
-    async def publish_changes(values: Sequence[bytes]) -> None:
-        await publish_to(rank_changes, values)
 
     @app.agent(votes, name="rate-votes")
     async def rate(stream: faust.StreamT[bytes]) -> None:
         assert isinstance(stream, faust.Stream)  # take_events is on the class, not on StreamT
-        await wait_for_kafka(settings)
-        client = redis_connect(settings.redis_url)
-        options = FitOptions(preliminary_votes=settings.rating_preliminary_votes,
-                             tol=settings.rating_fit_tol)
-        processor = RatingProcessor(
-            RatingStore(client, settings.keys),
-            options,
-            publish_dead,
-            publish_changes,
-            read_models=read_model_writer(client),
-            metrics=metrics,
-            screen=voter_screen(client, settings),
-            generations_of=settings.keys,
-            style=style_options(options, settings),
-        )
-        refitter = asyncio.ensure_future(refit_style_boards(processor, settings))
-        flusher = asyncio.ensure_future(flush_read_models(processor, flush_tick_s(settings)))
-        try:
-            async for events in stream.take_events(
-                settings.rating_batch_max, within=settings.rating_batch_within_s
-            ):
-                records = [
-                    RawRecord(e.message.topic, e.message.partition, e.message.offset, e.value)
-                    for e in events
-                ]
-                with batch_context(_describe(records)):
-                    await _finish_even_if_cancelled(processor.process(records))
-        finally:
-            for task in (refitter, flusher):
-                task.cancel()
-            await asyncio.gather(refitter, flusher, return_exceptions=True)
-            await flush_everything_owed(processor)
-            await client.aclose()
+        await rate_votes(stream, settings, metrics, publish_dead, publish_changes)
 
     if settings.rating_metrics_port:
-        endpoint = OpsEndpoint(settings, metrics)
-
-        @app.service
-        class OpsService(mode.Service):
-            async def on_start(self) -> None:
-                await endpoint.start()
-
-            async def on_stop(self) -> None:
-                await endpoint.stop()
+        _serve_health(app, HealthServer(settings, metrics))
 
     @app.agent(scores, name="rate-scores")
     async def rate_scores(stream: faust.StreamT[bytes]) -> None:
         assert isinstance(stream, faust.Stream)
-        await wait_for_kafka(settings)
-        client = redis_connect(settings.redis_url)
-        processor = ScoreProcessor(client, settings.keys, publish_changes,
-                                   read_models=read_model_writer(client))
-        try:
-            async for events in stream.take_events(
-                settings.rating_batch_max, within=settings.rating_batch_within_s
-            ):
-                records = [
-                    RawRecord(e.message.topic, e.message.partition, e.message.offset, e.value)
-                    for e in events
-                ]
-                await _finish_even_if_cancelled(processor.process(records))
-        finally:
-            await client.aclose()
+        await rate_benchmark_scores(stream, settings, publish_changes)
 
     return app
+
+
+def _publisher(topic: Any) -> Publish:
+    """Sends values to a faust topic and waits for the broker's acks of all of them."""
+
+    async def publish(values: Sequence[bytes]) -> None:
+        pending = [await topic.send(value=v) for v in values]
+        await asyncio.gather(*pending)
+
+    return publish
+
+
+def _serve_health(app: faust.App, server: HealthServer) -> None:
+    """Run the health and metrics server as a service of the faust app."""
+
+    @app.service
+    class HealthService(mode.Service):
+        async def on_start(self) -> None:
+            await server.start()
+
+        async def on_stop(self) -> None:
+            await server.stop()
+
+
+def read_model_writer(client: RedisClient, settings: RatingSettings) -> ReadModelWriter:
+    return ReadModelWriter(client, settings.keys, settings.rating_history_interval_s,
+                           settings.rating_history_max_points, time.monotonic,
+                           matrices_interval_s=settings.rating_matrices_interval_s)
+
+
+def _records(events: Sequence[Any]) -> list[RawRecord]:
+    return [RawRecord(e.message.topic, e.message.partition, e.message.offset, e.value)
+            for e in events]
+
+
+async def rate_votes(
+    stream: faust.Stream[bytes],
+    settings: RatingSettings,
+    metrics: RatingMetrics,
+    publish_dead: Publish,
+    publish_changes: Publish,
+) -> None:
+    """The votes agent: each batch of events through the processor, with the style refit and
+    owed read model timers beside it; owed read models are written before it stops."""
+    await wait_for_kafka(settings)
+    client = redis_connect(settings.redis_url)
+    options = FitOptions(preliminary_votes=settings.rating_preliminary_votes,
+                         tol=settings.rating_fit_tol)
+    processor = RatingProcessor(
+        RatingStore(client, settings.keys),
+        options,
+        publish_dead,
+        publish_changes,
+        read_models=read_model_writer(client, settings),
+        metrics=metrics,
+        screen=voter_screen(client, settings),
+        generations_of=settings.keys,
+        style=style_options(options, settings),
+    )
+    refitter = asyncio.ensure_future(refit_style_boards(processor, settings))
+    flusher = asyncio.ensure_future(flush_read_models(processor, flush_tick_s(settings)))
+    try:
+        async for events in stream.take_events(
+            settings.rating_batch_max, within=settings.rating_batch_within_s
+        ):
+            records = _records(events)
+            with batch_context(_describe(records)):
+                await _finish_even_if_cancelled(processor.process(records))
+    finally:
+        for task in (refitter, flusher):
+            task.cancel()
+        await asyncio.gather(refitter, flusher, return_exceptions=True)
+        await flush_everything_owed(processor)
+        await client.aclose()
+
+
+async def rate_benchmark_scores(
+    stream: faust.Stream[bytes], settings: RatingSettings, publish_changes: Publish
+) -> None:
+    """The scores agent: each batch of benchmark score events through ``ScoreProcessor``."""
+    await wait_for_kafka(settings)
+    client = redis_connect(settings.redis_url)
+    processor = ScoreProcessor(client, settings.keys, publish_changes,
+                               read_models=read_model_writer(client, settings))
+    try:
+        async for events in stream.take_events(
+            settings.rating_batch_max, within=settings.rating_batch_within_s
+        ):
+            await _finish_even_if_cancelled(processor.process(_records(events)))
+    finally:
+        await client.aclose()
 
 
 def style_options(options: FitOptions, settings: RatingSettings) -> StyleOptions:

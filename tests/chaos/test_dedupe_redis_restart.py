@@ -23,8 +23,7 @@ import redis.asyncio as aioredis
 from services.common.registry import ModelRegistry
 from services.demo.arena import SyntheticArena
 from services.ingest.app import create_app
-from services.ingest.fastpath import VoteFastPath
-from services.ingest.publisher import VoteIdMemory
+from services.ingest.vote_ids import VoteIdMemory
 from shared.events import decode_vote_record
 from shared.settings import IngestSettings
 from tests.support.infra import DEV_API_KEY, ROOT, Infra, free_port, redis_script, redis_server
@@ -64,7 +63,7 @@ async def ingest_on_own_redis(infra: Infra, prefix: str, **settings: Any) -> Asy
         app = create_app(config)
         async with app.router.lifespan_context(app):
             await wait_until(lambda: _ready(app.state.publisher), 30, "the Kafka producer")
-            transport = httpx.ASGITransport(app=VoteFastPath(app, config))
+            transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://ingest",
                                          timeout=60) as client:
                 yield Rig(client, app.state.memory, app.state.registry, redis_env, run_dir,

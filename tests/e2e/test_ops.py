@@ -51,7 +51,9 @@ async def test_metrics_count_what_happened(json_stack: dict[str, ServiceProcess]
     metrics = await scrape(ingest.url)
     assert metrics["podium_ingest_votes_accepted_total"] == 50
     assert metrics["podium_ingest_votes_duplicate_total"] == 1
-    assert metrics['podium_ingest_votes_rejected_total{reason="invalid"}'] == 1 + 3 + 1
+    assert metrics['podium_ingest_votes_rejected_total{reason="invalid"}'] == 1 + 3
+    # the POST without a body (nor a Content-Type) is refused as 415 since issue #16
+    assert metrics['podium_ingest_votes_rejected_total{reason="unsupported_media_type"}'] == 1
     assert metrics["podium_ingest_batch_votes_count"] == 3
     assert metrics["podium_ingest_batch_votes_sum"] == 51
     assert metrics['podium_ingest_http_requests_total{method="POST",route="/v1/votes",'

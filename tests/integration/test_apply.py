@@ -11,7 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from services.demo.arena import SyntheticArena
-from services.rating.batch import RawRecord, decode, fold
+from services.rating.arena_slices import RawRecord, decode, fold
 from services.rating.engine import BattleColumns, EloState, FitOptions, PairCounts
 from services.rating.packed_counts import INCREMENT
 from services.rating.processor import RatingProcessor
@@ -215,7 +215,7 @@ async def test_style_boards_refit_on_demand_and_the_cache_equals_redis(
     store = RatingStore(redis_client, keys)
     _, stored = await store.load_battles("text", "overall")
     assert stored == expected_battles(recs)
-    cached = processor._arenas["text"].battles["overall"]  # extended in memory after each apply
+    cached = processor.counts.cached("text").battles["overall"]  # extended after each apply
     assert cached == stored
     doc = orjson.loads(await redis_client.get(keys.standings("text", "overall+style")))
     assert doc["board"] == "text/overall+style" and doc["battles"] == len(stored)
@@ -225,7 +225,7 @@ async def test_style_boards_refit_on_demand_and_the_cache_equals_redis(
     assert any(orjson.loads(c)["board"] == "text/overall+style" for c in changes)
     # a fresh worker (a restart) loads the same battles from Redis
     fresh = RatingProcessor(RatingStore(redis_client, keys), FitOptions(), publish, publish)
-    assert await fresh._style_snapshot("text", "overall") == stored
+    assert await fresh.style.snapshot("text", "overall") == stored
 
 
 async def test_packed_counts_stay_exact_as_models_join_and_slices_replay(
@@ -311,7 +311,7 @@ async def test_a_failing_board_refit_leaves_the_other_boards_written(
 ) -> None:
     """The boards of a batch are refitted together: one whose fit raises is logged and left
     as it was; every other board is written and its rank changes are published."""
-    import services.rating.processor as processor_module
+    import services.rating.board_refits as processor_module
 
     keys = KeyLayout(prefix)
     changes: list[bytes] = []
@@ -335,7 +335,7 @@ async def test_a_failing_board_refit_leaves_the_other_boards_written(
                                 publish_changes)
     recs = records(1500, seed=11)
     await processor.process(recs[:500])
-    broken[0] = processor._arenas["text"].counts["coding"]  # the coding board breaks
+    broken[0] = processor.counts.cached("text").counts["coding"]  # the coding board breaks
     coding_before = await redis_client.get(keys.standings("text", "coding"))
     overall_before = orjson.loads(await redis_client.get(keys.standings("text", "overall")))
     changes.clear()

@@ -13,7 +13,6 @@ from typing import Any
 import httpx
 import orjson
 import redis.asyncio as aioredis
-from fastapi import FastAPI
 
 from services.api.app import create_app
 from services.api.board_cache import RenderedBoards
@@ -33,7 +32,7 @@ BOARD = "/v1/leaderboards/text/overall"
 
 @asynccontextmanager
 async def api_app(infra: Infra, prefix: str, fast_path: bool = True, **settings: Any
-                  ) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+                  ) -> AsyncIterator[tuple[BoardFastPath, httpx.AsyncClient]]:
     """The api as ``python -m services.api`` serves it (fast path in front), or the bare
     FastAPI app; lifespan run and the board-changes subscription up."""
     app = create_app(ApiSettings(redis_url=infra.redis_url, key_prefix=prefix,
@@ -45,7 +44,7 @@ async def api_app(infra: Infra, prefix: str, fast_path: bool = True, **settings:
             return cache.pushed
 
         await wait_until(subscribed, 10, "the board-changes subscription", interval=0.02)
-        served = BoardFastPath(app) if fast_path else app
+        served = app if fast_path else app.app
         transport = httpx.ASGITransport(app=served)
         async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
             yield app, client

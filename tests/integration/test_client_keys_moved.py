@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
-from services.ingest.auth import ClientKeys, ClientRecord, key_digest, key_id
+from services.ingest.client_keys import ClientKeys, ClientRecord, key_digest, key_id
 from shared.keys import KeyLayout
 
 

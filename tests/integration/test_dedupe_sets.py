@@ -6,7 +6,7 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 
 from services.ingest.limits import LimitRequest, RateLimiter
-from services.ingest.publisher import DEDUPE_EXPIRY_MARGIN_S, VoteIdMemory
+from services.ingest.vote_ids import DEDUPE_EXPIRY_MARGIN_S, VoteIdMemory
 from shared.events import Vote
 from shared.keys import DEDUPE_SHARDS, KeyLayout, dedupe_shard
 from shared.settings import IngestSettings

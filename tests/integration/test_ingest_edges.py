@@ -13,7 +13,7 @@ import httpx
 import orjson
 import pytest
 
-from services.ingest.auth import sign
+from services.ingest.client_keys import sign
 from shared.events import decode_vote_record
 from tests.support.infra import ADMIN_TOKEN, Infra, service_env
 from tests.support.kafka import read_topic

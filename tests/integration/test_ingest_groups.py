@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from services.ingest.auth import sign
+from services.ingest.client_keys import sign
 from shared.events import decode_vote_record
 from tests.support.infra import ADMIN_TOKEN, DEV_API_KEY, Infra, service_env
 from tests.support.kafka import read_topic

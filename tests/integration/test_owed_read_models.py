@@ -12,7 +12,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from services.demo.arena import SyntheticArena
-from services.rating.batch import RawRecord
+from services.rating.arena_slices import RawRecord
 from services.rating.engine import FitOptions
 from services.rating.processor import RatingProcessor
 from services.rating.read_models import ReadModelWriter
@@ -210,7 +210,7 @@ async def test_an_owed_write_survives_the_cached_state_being_dropped(
     await worker.process(recs[:400])
     clock.now += 0.5
     await worker.process(recs[400:])
-    worker._arenas.clear()  # as RatingProcessor._process does on a lost connection
+    worker.counts.forget()  # as RatingProcessor._process does on a lost connection
     clock.now += 2
     assert await worker.flush_read_models() >= len(VIEWS)
     assert await matrix_battles(redis_client, keys, "overall") == 1000

@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 from services.api.app import create_app
 from services.common.registry import ModelRegistry
 from services.demo.arena import SyntheticArena
-from services.rating.batch import RawRecord
+from services.rating.arena_slices import RawRecord
 from services.rating.engine import FitOptions
 from services.rating.processor import RatingProcessor
 from services.rating.read_models import ReadModelWriter

@@ -15,7 +15,6 @@ import redis.asyncio as aioredis
 
 from services.demo.arena import SyntheticArena
 from services.ingest.app import create_app
-from services.ingest.fastpath import VoteFastPath
 from shared.settings import IngestSettings
 from tests.support.infra import ADMIN_TOKEN, Infra
 from tests.support.ingest_app import RecordingPublisher, ingest_settings
@@ -30,7 +29,7 @@ async def instance(settings: IngestSettings) -> AsyncIterator[httpx.AsyncClient]
     """One ingest instance in process, behind its fast path (its own Redis client)."""
     app = create_app(settings, publisher=RecordingPublisher())
     async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=VoteFastPath(app, settings))
+        transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as client:
             yield client
 

@@ -11,11 +11,12 @@ import orjson
 import redis.asyncio as aioredis
 
 from services.demo.arena import SyntheticArena
-from services.rating.batch import RawRecord
+from services.rating.arena_slices import RawRecord
 from services.rating.engine import FitOptions
 from services.rating.processor import RatingProcessor
-from services.rating.screen import ScreenOptions, VoterScreen
 from services.rating.store import RatingStore
+from services.rating.voter_screen import VoterScreen
+from services.rating.voter_stats import ScreenOptions
 from shared.events import Vote, encode_vote_record
 from shared.keys import KeyLayout
 from tests.support.infra import ADMIN_TOKEN, Infra

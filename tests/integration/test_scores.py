@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import orjson
 import redis.asyncio as aioredis
 
-from services.rating.batch import RawRecord
+from services.rating.arena_slices import RawRecord
 from services.rating.scores import ScoreProcessor
 from shared.events import RankChange, ScoreEvent
 from shared.keys import KeyLayout

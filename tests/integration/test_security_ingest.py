@@ -7,7 +7,7 @@ import time
 import orjson
 import redis.asyncio as aioredis
 
-from services.ingest.auth import KEY_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from services.ingest.client_keys import KEY_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from shared.keys import KeyLayout
 from shared.settings import IngestSettings
 from tests.support.infra import ADMIN_TOKEN, DEV_API_KEY, Infra

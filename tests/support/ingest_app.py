@@ -22,6 +22,16 @@ class RecordingPublisher:
         self.votes: list[Vote] = []
         self.scores: list[ScoreEvent] = []
 
+    @property
+    def ready(self) -> bool:
+        return True
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
     async def publish(self, votes: Sequence[Vote]) -> None:
         self.votes.extend(votes)
 

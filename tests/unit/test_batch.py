@@ -6,7 +6,7 @@ import numpy as np
 import orjson
 import pytest
 
-from services.rating.batch import (
+from services.rating.arena_slices import (
     EloOptions,
     RawRecord,
     decode,

@@ -76,7 +76,7 @@ async def test_invalid_votes_are_not_retried() -> None:
 
 
 async def test_writes_carry_the_client_key_or_a_fresh_signature_per_attempt() -> None:
-    from services.ingest.auth import key_digest, key_id, sign
+    from services.ingest.client_keys import key_digest, key_id, sign
 
     seen: list[httpx.Headers] = []
 
@@ -109,7 +109,7 @@ async def test_writes_carry_the_client_key_or_a_fresh_signature_per_attempt() ->
 
 
 async def test_a_signature_covers_the_query_string_as_the_server_computes_it() -> None:
-    from services.ingest.auth import sign
+    from services.ingest.client_keys import sign
 
     settings = ClientSettings(ingest_url="http://ingest", client_api_key="pdm_k",
                               client_sign_requests=True)

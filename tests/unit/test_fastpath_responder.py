@@ -10,8 +10,8 @@ import httpx
 import uvicorn
 
 from services.common.runtime import SERVER_STACK
-from services.ingest.acceptor import Answer
-from services.ingest.fastpath import QUIET_WRITE_BUFFER_BYTES, _Responder
+from services.ingest.single_vote_route import QUIET_WRITE_BUFFER_BYTES, _Responder
+from services.ingest.submission import Answer
 from tests.support.infra import free_port
 
 

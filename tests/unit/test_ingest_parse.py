@@ -3,7 +3,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from services.ingest.app import NDJSON, InvalidBody, _parse_items, parse_batch
+from services.ingest.batch_body import NDJSON, InvalidBody, _parse_items, parse_batch
 
 
 def vote(i: int, **extra: object) -> dict[str, object]:

@@ -11,7 +11,7 @@ import pytest
 
 from services.common.logcontext import batch_context, bind_votes, request_id_var, vote_id_var
 from services.common.runtime import JsonFormatter, TextFormatter
-from services.ingest.observability import rejection_reason, votes_in
+from services.ingest.rejection_metrics import rejection_reason, votes_in
 from shared.settings_doc import SECTIONS, markdown_table, replaced
 
 README = Path(__file__).resolve().parents[2] / "README.md"

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from services.ingest.publisher import KafkaVotePublisher, PublishUnavailable
+from services.ingest.kafka_publisher import KafkaVotePublisher
+from services.ingest.publisher import PublishUnavailable
 from shared.events import Vote
 from shared.settings import IngestSettings
 

@@ -8,7 +8,7 @@ import random
 import orjson
 import pytest
 
-from services.rating.screen import ScreenOptions, Side, VoterStats, sides
+from services.rating.voter_stats import ScreenOptions, Side, VoterStats, sides
 
 OUTCOMES = ("model_a", "model_b", "tie", "tie_bothbad")
 

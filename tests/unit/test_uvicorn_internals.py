@@ -12,7 +12,7 @@ from importlib.metadata import version
 
 import httptools
 import uvicorn
-from uvicorn.protocols.http import httptools_impl
+from uvicorn.protocols.http import flow_control, httptools_impl
 from uvicorn.protocols.websockets import auto
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import ServerState
@@ -24,6 +24,7 @@ from services.common.uvicorn_internals import (
     EdgeLimits,
     EdgeProtocol,
     edge_protocol,
+    write_would_wait,
 )
 
 
@@ -87,3 +88,19 @@ async def test_a_connection_has_the_state_the_limits_read() -> None:
     source = inspect.getsource(httptools_impl.RequestResponseCycle)
     for attribute in ("self.response_started", "self.disconnected", "self.message_event"):
         assert attribute in source, attribute
+
+
+def test_a_response_send_leads_to_the_state_write_would_wait_reads() -> None:
+    """A response's ``send`` is the cycle's bound method; the cycle keeps the connection's flow
+    control (``write_paused``) and transport (tests/unit/test_fastpath_responder.py checks the
+    same through a running server)."""
+    source = inspect.getsource(httptools_impl.RequestResponseCycle)
+    for attribute in ("self.flow", "self.transport", "async def send(self, message"):
+        assert attribute in source, attribute
+    assert "self.write_paused" in inspect.getsource(flow_control.FlowControl)
+
+    async def bare_send(message: object) -> None:  # another server's: nothing to see
+        return None
+
+    assert write_would_wait(bare_send, 16 * 1024)
+

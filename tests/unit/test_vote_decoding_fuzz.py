@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from services.rating.batch import RawRecord, decode
+from services.rating.arena_slices import RawRecord, decode
 from shared.events import Vote, decode_vote_record
 
 VALID: dict[str, Any] = {"vote_id": "v1", "arena": "text", "model_a": "a", "model_b": "b",

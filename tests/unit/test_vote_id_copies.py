@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.ingest.acceptor import accepted_and_duplicates, first_copies
+from services.ingest.submission import accepted_and_duplicates, first_copies
 from shared.events import Vote
 
 

@@ -1,4 +1,4 @@
-"""The screen's win probability (RatingProcessor._win_probability, from the arena's overall fit
+"""The screen's win probability (WinProbabilities, from the arena's overall fit
 kept as plain lists) is the one computed from the fit's numpy arrays, bit for bit, and follows
 refits."""
 
@@ -6,18 +6,12 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Any, cast
 
 from services.rating.engine import FitOptions
 from services.rating.engine.board import BoardFit, fit_board
 from services.rating.engine.counts import PairCounts
-from services.rating.processor import RatingProcessor
-from services.rating.store import RatingStore
+from services.rating.win_probability import WinProbabilities
 from shared.keys import board_name
-
-
-async def ignore(values: object) -> None:
-    return None
 
 
 def random_fit(rng: random.Random, options: FitOptions) -> BoardFit:
@@ -45,9 +39,9 @@ def numpy_formula(fit: BoardFit, a_id: str, b_id: str) -> float | None:
 def test_the_probability_of_the_fit_bit_for_bit() -> None:
     rng = random.Random(5)
     options = FitOptions(preliminary_votes=250)
-    processor = RatingProcessor(cast(RatingStore, None), options, ignore, ignore)
-    fits = cast(dict[str, Any], processor._fits)
-    assert processor._win_probability("text", "model-00", "model-01") is None  # no fit yet
+    fits: dict[str, BoardFit] = {}  # board -> last fit, as the refits keep it
+    win_probability = WinProbabilities(fits).of
+    assert win_probability("text", "model-00", "model-01") is None  # no fit yet
     for _ in range(3):  # each refit replaces the fit: the probabilities follow it
         fit = fits[board_name("text", "overall")] = random_fit(rng, options)
         assert fit.preliminary.any() and not fit.preliminary.all()
@@ -55,5 +49,5 @@ def test_the_probability_of_the_fit_bit_for_bit() -> None:
         for a in names:
             for b in names:
                 if a != b:
-                    assert processor._win_probability("text", a, b) == numpy_formula(fit, a, b)
-        assert processor._win_probability("other", "model-00", "model-01") is None
+                    assert win_probability("text", a, b) == numpy_formula(fit, a, b)
+        assert win_probability("other", "model-00", "model-01") is None

@@ -12,7 +12,7 @@ from fastapi.params import Depends as DependsParam
 
 from services.common.http import OrjsonResponse
 from services.common.redis_client import REDIS_UNAVAILABLE, RedisClient
-from services.ingest.auth import (
+from services.ingest.client_keys import (
     KEY_HEADER,
     KEY_ID_HEADER,
     SIGNATURE_HEADER,
@@ -21,8 +21,8 @@ from services.ingest.auth import (
     register_dev_key,
     writer_auth,
 )
+from services.ingest.defence_admin import defence_admin_router
 from services.ingest.limits import RateLimiter, client_ip
-from services.ingest.security_admin import security_admin_router
 from shared.events import Vote
 from shared.settings import IngestSettings
 
@@ -46,7 +46,7 @@ def install(app: FastAPI, settings: IngestSettings) -> list[DependsParam]:
                            TIMESTAMP_HEADER, SIGNATURE_HEADER],
             max_age=600,
         )
-    app.include_router(security_admin_router(settings))
+    app.include_router(defence_admin_router(settings))
     return [Depends(writer_auth(settings))]
 
 

@@ -1,14 +1,20 @@
-"""From counts to standings: refit a board with the engine, shape its document, diff ranks."""
+"""A board's standings as the worker writes them: the document made from a fit
+(``engine/board.py`` fits), the rows of the last one written, and the rank changes between."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from services.rating.engine import BoardFit
+from services.rating.store import RatingStore
 from shared.events import RankChange, SourcePosition
 from shared.keys import board_name
+
+Publish = Callable[[Sequence[bytes]], Awaitable[None]]  # values to a Kafka topic, acked
 
 
 def standings_document(
@@ -66,3 +72,21 @@ def rank_changes(
             )
         )
     return changes
+
+
+class LastRows:
+    """The rows of each board's standings as last written by this worker (what its next refit
+    diffs ranks against); read from Redis the first time a board is refitted."""
+
+    def __init__(self) -> None:
+        self._rows: dict[str, list[dict[str, Any]]] = {}
+
+    async def of(self, store: RatingStore, arena: str, view: str) -> list[dict[str, Any]]:
+        rows = self._rows.get(board_name(arena, view))
+        if rows is None:
+            stored = await store.read_standings(arena, view)
+            rows = orjson.loads(stored)["rows"] if stored else []
+        return rows
+
+    def remember(self, board: str, rows: list[dict[str, Any]]) -> None:
+        self._rows[board] = rows

@@ -14,14 +14,15 @@ from aiokafka.errors import KafkaError
 from prometheus_client import generate_latest
 
 from services.common.health import KafkaProbe, redis_ready
-from services.common.metrics import CONTENT_TYPE_LATEST, RatingMetrics
+from services.common.metrics import CONTENT_TYPE_LATEST
 from services.common.redis_client import connect as redis_connect
+from services.rating.metrics import RatingMetrics
 from shared.settings import RatingSettings
 
 log = logging.getLogger(__name__)
 
 
-class OpsEndpoint:
+class HealthServer:
     """The server and the clients its probes use; ``start`` and ``stop`` are awaited by the
     faust service that owns it."""
 

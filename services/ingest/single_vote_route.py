@@ -16,7 +16,9 @@ from typing import Any
 import orjson
 from fastapi import FastAPI
 from pydantic import ValidationError
+from starlette.datastructures import State
 from starlette.requests import ClientDisconnect
+from starlette.routing import Router
 from starlette.types import Receive, Scope, Send
 
 from services.common.http import (
@@ -28,7 +30,9 @@ from services.common.http import (
     replay_body,
 )
 from services.common.metrics import IngestMetrics
-from services.ingest.acceptor import Answer, Submission, VoteAcceptor
+from services.common.uvicorn_internals import write_would_wait
+from services.ingest.acceptor import VoteAcceptor
+from services.ingest.submission import Answer, Submission
 from shared.events import Vote
 from shared.settings import IngestSettings
 
@@ -52,6 +56,16 @@ class VoteFastPath:
         self._metrics: IngestMetrics | None = None
         self._counted: dict[int, Any] = {}
         self._timed: Any = None
+
+    @property
+    def state(self) -> State:
+        """The FastAPI app's state (the acceptor, publisher, ... once its lifespan ran)."""
+        return self.app.state
+
+    @property
+    def router(self) -> Router:
+        """The FastAPI app's router (its lifespan context, for tests running it in process)."""
+        return self.app.router
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         acceptor: VoteAcceptor | None = None
@@ -88,9 +102,7 @@ class VoteFastPath:
         try:
             body, complete = await read_body(receive, self._settings.ingest_max_body_bytes)
         except ClientDisconnect:  # nothing to publish, nobody to answer: counted, logged
-            await client_gone(scope, send)
-            acceptor.metrics.requests.labels("POST", PATH, str(CLIENT_CLOSED_REQUEST)).inc()
-            acceptor.metrics.votes_rejected.labels("client_disconnected").inc()
+            await self._client_gone(scope, send, acceptor.metrics)
             return
         if not complete:  # over the limit
             await BodyLimitMiddleware(self.app, self._settings.ingest_max_body_bytes).reject(send)
@@ -113,13 +125,22 @@ class VoteFastPath:
         if answer.reason:
             metrics.votes_rejected.labels(answer.reason).inc()
         await responder(answer)  # unless the group has
+        self._count(metrics, answer.status, started)
+
+    @staticmethod
+    async def _client_gone(scope: Scope, send: Send, metrics: IngestMetrics) -> None:
+        await client_gone(scope, send)
+        metrics.requests.labels("POST", PATH, str(CLIENT_CLOSED_REQUEST)).inc()
+        metrics.votes_rejected.labels("client_disconnected").inc()
+
+    def _count(self, metrics: IngestMetrics, status: int, started: float) -> None:
+        """Count the answer and time the request, as the middleware would."""
         if metrics is not self._metrics:  # a new acceptor: its own metric children
             self._metrics, self._counted = metrics, {}
             self._timed = metrics.latency.labels("POST", PATH)
-        counted = self._counted.get(answer.status)
+        counted = self._counted.get(status)
         if counted is None:  # labelled children looked up once (a lookup per request showed)
-            counted = self._counted[answer.status] = metrics.requests.labels(
-                "POST", PATH, str(answer.status))
+            counted = self._counted[status] = metrics.requests.labels("POST", PATH, str(status))
         counted.inc()
         self._timed.observe(time.perf_counter() - started)
 
@@ -141,15 +162,10 @@ class _Responder:
         self._sent = False
 
     async def if_ready(self, answer: Answer) -> bool:
-        """Write the answer now if uvicorn will not wait to write it: its ``send`` waits only
-        while the connection's transport is paused (a client that reads its answers slower
-        than they come), and one such client must not hold up the answers of its group. On
-        another server (no such state to see), the request's own task writes."""
-        cycle = getattr(self._send, "__self__", None)
-        flow = getattr(cycle, "flow", None)
-        transport = getattr(cycle, "transport", None)
-        if (flow is None or transport is None or getattr(flow, "write_paused", True)
-                or transport.get_write_buffer_size() > QUIET_WRITE_BUFFER_BYTES):
+        """Write the answer now if uvicorn will not wait to write it: one client that reads
+        its answers slower than they come must not hold up the answers of its group. Else
+        (or on another server) the request's own task writes."""
+        if write_would_wait(self._send, QUIET_WRITE_BUFFER_BYTES):
             return False
         await self(answer)
         return True

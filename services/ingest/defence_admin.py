@@ -10,7 +10,7 @@ from fastapi import APIRouter, Body, Depends, HTTPException, Path, Request, stat
 from pydantic import BaseModel, Field
 
 from services.common.redis_client import RedisClient
-from services.ingest.auth import (
+from services.ingest.client_keys import (
     ClientInfo,
     ClientKeys,
     CreatedClient,
@@ -42,14 +42,24 @@ class Released(BaseModel):
     released: int = Field(description="Votes re-published to podium.votes, marked released.")
 
 
-def security_admin_router(settings: IngestSettings) -> APIRouter:
+ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Missing or wrong admin key."},
+    403: {"description": "Admin endpoints are disabled (no admin key configured)."},
+}
+
+
+def defence_admin_router(settings: IngestSettings) -> APIRouter:
+    """``/v1/admin/clients`` and ``/v1/admin/quarantine``, behind the admin key."""
     router = APIRouter(prefix="/v1/admin", tags=["admin"],
                        dependencies=[Depends(admin_auth(settings))])
-    errors: dict[int | str, dict[str, Any]] = {
-        401: {"description": "Missing or wrong admin key."},
-        403: {"description": "Admin endpoints are disabled (no admin key configured)."},
-    }
-    keys: KeyLayout = settings.keys
+    add_client_key_routes(router)
+    add_quarantine_routes(router, settings.keys)
+    return router
+
+
+def add_client_key_routes(router: APIRouter) -> None:
+    """Create, list and revoke client keys."""
+    errors = ADMIN_ERRORS
 
     def store(request: Request) -> ClientKeys:
         found: ClientKeys = request.app.state.client_keys
@@ -78,6 +88,11 @@ def security_admin_router(settings: IngestSettings) -> APIRouter:
     async def revoke_client(request: Request, key_id: KeyIdPath) -> None:
         if not await store(request).revoke(key_id):
             raise HTTPException(404, f"no client key {key_id!r}")
+
+
+def add_quarantine_routes(router: APIRouter, keys: KeyLayout) -> None:
+    """List the quarantined voters (with evidence); release one (its kept votes counted)."""
+    errors = ADMIN_ERRORS
 
     @router.get("/quarantine", response_model=list[QuarantinedVoter], responses=errors,
                 summary="Voters flagged by the rating worker's outlier test, with evidence")
@@ -121,5 +136,3 @@ def security_admin_router(settings: IngestSettings) -> APIRouter:
             await client.ltrim(keys.quarantine(arena, voter), len(raw), -1)
             released += len(votes)
         return Released(arena=arena, voter=voter, released=released)
-
-    return router

@@ -1,4 +1,4 @@
-"""Model-registry admin endpoints of ingest, behind the admin key (services.ingest.auth)."""
+"""Model-registry admin endpoints of ingest, behind the admin key (services.ingest.client_keys)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Request
 
 from services.common.registry import ModelRegistry
-from services.ingest.auth import admin_auth
+from services.ingest.client_keys import admin_auth
 from shared.events import ModelFields, ModelInfo
 from shared.settings import IngestSettings
 

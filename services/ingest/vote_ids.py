@@ -1,0 +1,269 @@
+"""The vote ids ingest remembers: ``VoteIdMemory`` (dedupe markers in Redis for the dedupe
+window, kept in process while Redis refuses them) and ``VotesInProgress`` (the ids this process
+is accepting right now)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import math
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from importlib.resources import files
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from services.common.redis_client import RedisClient, RedisPipeline
+from shared.keys import KeyLayout, dedupe_shard
+
+log = logging.getLogger(__name__)
+
+
+class VotesInProgress:
+    """The vote_ids this process is accepting right now. A request holds its ids from the dedupe
+    lookup until they are remembered, so a concurrent request with one of them waits and then
+    finds it remembered (a duplicate), instead of producing it a second time."""
+
+    def __init__(self) -> None:
+        self._held: dict[str, asyncio.Event] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, vote_ids: Iterable[str]) -> AsyncIterator[None]:
+        release = await self.acquire(vote_ids)
+        try:
+            yield
+        finally:
+            release()
+
+    async def acquire(self, vote_ids: Iterable[str]) -> Callable[[], None]:
+        """Hold ``vote_ids`` (waiting for whoever holds any of them); returns the release."""
+        wanted = set(vote_ids)
+        while busy := {self._held[v] for v in wanted if v in self._held}:
+            await asyncio.gather(*(event.wait() for event in busy))
+        released = asyncio.Event()
+        for v in wanted:
+            self._held[v] = released
+
+        def release() -> None:
+            for v in wanted:
+                del self._held[v]
+            released.set()
+
+        return release
+
+
+class VoteIdMemory:
+    """Remembers accepted vote ids for the dedupe window, so a client retry is not a new vote.
+
+    Ids are members of sets, one per shard (``DEDUPE_SHARDS`` hash tags) and per window-long
+    bucket of time (``bucket = unix time // window``). A bucket's sets expire two windows after
+    the bucket began, so an id is remembered for at least one window and at most two. A lookup
+    checks the current bucket, the one before, and, in the last minute of a bucket, the next
+    one (another ingest instance's clock may be a little ahead). One SADD per shard a group
+    touches (in one script call), instead of a key with a TTL per vote: a new key cost Redis
+    ~5 us, a set member ~1 (docs/decisions.md)."""
+
+    def __init__(
+        self, client: RedisClient, keys: KeyLayout, window_s: int,
+        clock: Callable[[], float] = time.time,
+        write_retry_s: float = 15.0,
+        unremembered_max: int = 1_000_000,
+    ) -> None:
+        self._redis = client
+        self._keys = keys
+        self._window_s = window_s
+        self._clock = clock
+        self._remember = client.register_script(REMEMBER_SCRIPT)
+        self._write_retry_s = write_retry_s
+        # ids whose markers Redis has not taken yet (insertion order: oldest first), and the
+        # task that keeps writing them
+        self._unremembered: dict[str, None] = {}
+        self._unremembered_max = unremembered_max
+        self._writer: asyncio.Task[None] | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self._window_s > 0
+
+    def _buckets(self) -> list[int]:
+        """The buckets a lookup looks in now: current, previous and, near its end, next."""
+        now, window = self._clock(), self._window_s
+        bucket = int(now // window)
+        if now >= (bucket + 1) * window - DEDUPE_CLOCK_SKEW_S:
+            return [bucket, bucket - 1, bucket + 1]
+        return [bucket, bucket - 1]
+
+    def lookup_plan(self, vote_ids: Sequence[str]) -> tuple[list[str], list[int], int]:
+        """For a lookup inside another script call: the sets to look in (``per_shard`` for
+        each shard the ids fall in: see ``_buckets``), per id its shard's slot (1-based: its
+        sets are keys ``per_shard * (slot - 1) + 1 ..`` of the list), and ``per_shard``."""
+        buckets = self._buckets()
+        slot_of: dict[int, int] = {}
+        slots = [slot_of.setdefault(dedupe_shard(v), len(slot_of) + 1) for v in vote_ids]
+        sets = self._keys.dedupe_ids
+        keys = [sets(shard, b) for shard in slot_of for b in buckets]
+        return keys, slots, len(buckets)
+
+    async def seen(self, vote_ids: Sequence[str]) -> set[str]:
+        """The ids remembered within the window: one round trip."""
+        if not self._window_s or not vote_ids:
+            return set()
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                found = self.queue_lookup(pipe, vote_ids)
+                return found(iter(await pipe.execute()))
+        except aioredis.RedisError as exc:  # fail open: Kafka stays the system of record
+            log.warning("dedupe lookup failed, accepting without it: %s", exc)
+            return set()
+
+    def queue_lookup(
+        self, pipe: RedisPipeline, vote_ids: Sequence[str]
+    ) -> Callable[[Iterator[Any]], set[str]]:
+        """Add the lookup of ``vote_ids`` to a pipeline shared with other commands; returns what
+        reads the seen ids from its replies (consuming them): one SMISMEMBER per shard and
+        bucket looked in."""
+        if not self._window_s or not vote_ids:
+            return lambda replies: set()
+        buckets = self._buckets()
+        by_shard = _by_shard(vote_ids)
+        sets = self._keys.dedupe_ids
+        for shard, ids in by_shard.items():
+            for b in buckets:
+                pipe.smismember(sets(shard, b), ids)
+
+        def found(replies: Iterator[Any]) -> set[str]:
+            hits = self.unremembered(vote_ids)
+            for ids in by_shard.values():
+                for _ in buckets:
+                    hits.update(v for v, hit in zip(ids, next(replies), strict=True) if hit)
+            return hits
+
+        return found
+
+    def unremembered(self, vote_ids: Iterable[str]) -> set[str]:
+        """The ids among ``vote_ids`` accepted by this process whose markers Redis has not
+        taken yet (Redis was down past the retries): remembered here meanwhile."""
+        if not self._unremembered:
+            return set()
+        return {v for v in vote_ids if v in self._unremembered}
+
+    @property
+    def unremembered_count(self) -> int:
+        return len(self._unremembered)
+
+    async def remember(self, vote_ids: Iterable[str]) -> None:
+        """Write the ids' markers, retried on failure (fresh connections, backoff) for up to
+        ``write_retry_s``: long enough to ride out a Redis restart. Ids still unwritten then
+        are kept in process (``unremembered``) and written by a background task. Never raises:
+        the votes are in Kafka already."""
+        if not self._window_s:
+            return
+        ids = list(vote_ids)
+        if not ids:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._write_retry_s
+        delay = REMEMBER_RETRY_FIRST_S
+        while True:
+            try:
+                await self._write(ids)
+                return
+            except aioredis.RedisError as exc:
+                if loop.time() + delay > deadline:
+                    log.warning("could not remember %d vote ids for %.1f s (%s): kept in "
+                                "process until Redis takes them", len(ids),
+                                self._write_retry_s, exc)
+                    self._keep_unremembered(ids)
+                    return
+            await asyncio.sleep(delay)  # a backoff between attempts, not a wait for a state
+            delay = min(delay * 2, REMEMBER_RETRY_MAX_S)
+
+    def _keep_unremembered(self, ids: list[str]) -> None:
+        kept = self._unremembered
+        kept.update(dict.fromkeys(ids))
+        if len(kept) > self._unremembered_max:
+            dropped = len(kept) - self._unremembered_max
+            for vote_id in list(itertools.islice(kept, dropped)):
+                del kept[vote_id]
+            log.error("%d unremembered vote ids dropped (more than %d kept): a retry of them "
+                      "would be counted again", dropped, self._unremembered_max)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.ensure_future(self._write_unremembered())
+
+    async def _write_unremembered(self) -> None:
+        """Until every kept id is written: write them (in chunks), backing off while Redis
+        refuses."""
+        delay = REMEMBER_RETRY_FIRST_S
+        while self._unremembered:
+            chunk = list(itertools.islice(self._unremembered, UNREMEMBERED_CHUNK))
+            try:
+                await self._write(chunk)
+            except aioredis.RedisError as exc:
+                log.debug("unremembered vote ids not written yet: %s", exc)
+                await asyncio.sleep(delay)  # backoff while Redis is down
+                delay = min(delay * 2, REMEMBER_RETRY_MAX_S)
+                continue
+            for vote_id in chunk:
+                self._unremembered.pop(vote_id, None)
+            delay = REMEMBER_RETRY_FIRST_S
+        log.info("unremembered vote ids written to Redis")
+
+    async def close(self, timeout_s: float = 5.0) -> None:
+        """At shutdown: give the kept ids ``timeout_s`` more to reach Redis; log what is lost."""
+        writer = self._writer
+        if writer is None:
+            return
+        try:
+            async with asyncio.timeout(timeout_s):
+                await asyncio.shield(writer)
+        except TimeoutError:
+            writer.cancel()
+            log.error("shutdown: %d accepted vote ids never reached Redis's dedupe markers: a "
+                      "retry of them would be counted again", len(self._unremembered))
+        with contextlib.suppress(asyncio.CancelledError):
+            await writer
+
+    async def _write(self, vote_ids: Iterable[str]) -> None:
+        """Add ids to the current bucket's sets: one script call (per shard an SADD and an
+        EXPIRE; a pipeline of those cost a group of single votes more of ingest's CPU)."""
+        by_shard = _by_shard(vote_ids)
+        if not by_shard:
+            return
+        window = self._window_s
+        now = self._clock()
+        bucket = int(now // window)
+        # relative: Redis expires by its own clock
+        ttl = math.ceil((bucket + 2) * window + DEDUPE_EXPIRY_MARGIN_S - now)
+        sets = self._keys.dedupe_ids
+        keys = [sets(shard, bucket) for shard in by_shard]
+        args: list[str | int] = [ttl, *(len(ids) for ids in by_shard.values())]
+        for ids in by_shard.values():
+            args += ids
+        await self._remember(keys=keys, args=args)
+
+
+REMEMBER_SCRIPT = files("services.ingest").joinpath("remember_ids.lua").read_text()
+
+# how far apart the clocks of ingest instances may be: sets are kept this much past two
+# windows, and the next bucket is looked in this long before it begins
+DEDUPE_CLOCK_SKEW_S = 60
+DEDUPE_EXPIRY_MARGIN_S = DEDUPE_CLOCK_SKEW_S
+# backoff between attempts to write dedupe markers (Redis down): 50 ms doubling to 1 s
+REMEMBER_RETRY_FIRST_S = 0.05
+REMEMBER_RETRY_MAX_S = 1.0
+UNREMEMBERED_CHUNK = 10_000
+
+
+def _by_shard(vote_ids: Iterable[str]) -> dict[int, list[str]]:
+    out: dict[int, list[str]] = {}
+    for v in vote_ids:
+        shard = dedupe_shard(v)
+        ids = out.get(shard)
+        if ids is None:
+            out[shard] = [v]
+        else:
+            ids.append(v)
+    return out
