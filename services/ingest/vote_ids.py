@@ -58,13 +58,13 @@ class VotesInProgress:
 class VoteIdMemory:
     """Remembers accepted vote ids for the dedupe window, so a client retry is not a new vote.
 
-    Ids are members of sets, one per shard (``DEDUPE_SHARDS`` hash tags) and per window-long
-    bucket of time (``bucket = unix time // window``). A bucket's sets expire two windows after
-    the bucket began, so an id is remembered for at least one window and at most two. A lookup
-    checks the current bucket, the one before, and, in the last minute of a bucket, the next
-    one (another ingest instance's clock may be a little ahead). One SADD per shard a group
-    touches (in one script call), instead of a key with a TTL per vote: a new key cost Redis
-    ~5 us, a set member ~1 (docs/decisions.md)."""
+    Ids are members of sets, one per shard (``DEDUPE_SHARDS``, all under ingest's one hash tag)
+    and per window-long bucket of time (``bucket = unix time // window``). A bucket's sets
+    expire two windows after the bucket began, so an id is remembered for at least one window
+    and at most two. A lookup checks the current bucket, the one before, and, in the last minute
+    of a bucket, the next one (another ingest instance's clock may be a little ahead). One SADD
+    per shard a group touches (in one script call), instead of a key with a TTL per vote: a new
+    key cost Redis ~5 us, a set member ~1 (docs/decisions.md)."""
 
     def __init__(
         self, client: RedisClient, keys: KeyLayout, window_s: int,
