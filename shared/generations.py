@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from shared.keys import ACTIVE, NEXT, KeyLayout, text
 
@@ -19,7 +20,7 @@ class Generations:
     next: KeyLayout | None
 
 
-async def read_generations(client: aioredis.Redis, base: KeyLayout) -> Generations:
+async def read_generations(client: Redis | RedisCluster, base: KeyLayout) -> Generations:
     active, following = await client.hmget(base.generations(), [ACTIVE, NEXT])
     return Generations(
         active=KeyLayout(text(active)) if active is not None else base,
@@ -27,5 +28,5 @@ async def read_generations(client: aioredis.Redis, base: KeyLayout) -> Generatio
     )
 
 
-async def active_layout(client: aioredis.Redis, base: KeyLayout) -> KeyLayout:
+async def active_layout(client: Redis | RedisCluster, base: KeyLayout) -> KeyLayout:
     return (await read_generations(client, base)).active

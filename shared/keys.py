@@ -19,15 +19,15 @@
 | ``{p}:{arena}:history:{view}:{model}`` | list | the model's history points on the board, JSON |
 | ``{p}:{bench}:scores:{benchmark}`` | hash | model -> latest score event of a benchmark, JSON |
 | ``{p}:models``                   | hash   | model id -> registry entry (ModelInfo JSON)      |
-| ``{p}:{dedupe-N}:ids:{bucket}``  | set    | vote ids ingest accepted in one dedupe window    |
-|                                  |        | (``bucket`` = unix time // window), 16 shards;   |
+| ``{p}:{ingest}:ids:{N}:{bucket}`` | set   | vote ids ingest accepted in one dedupe window    |
+|                                  |        | (``bucket`` = unix time // window), 16 shards N; |
 |                                  |        | expires 2 windows after the bucket's start       |
-| ``{p}:clients``                  | hash   | key id -> ingest client (ClientRecord JSON: the  |
+| ``{p}:{ingest}:clients``         | hash   | key id -> ingest client (ClientRecord JSON: the  |
 |                                  |        | key's sha256, never the key)                     |
 | ``{p}:replay:{signature}``       | string | a signed request seen (TTL = 2 x window)         |
-| ``{p}:{limits}:{kind}:{id}``     | string | token buckets (``ip-bucket``, ``client-bucket``),|
-|                                  |        | prompt-hash counts; one hash tag: one Lua call   |
-| ``{p}:{limits}:voters:{day}``    | hash   | (client, voter) -> its token bucket and its      |
+| ``{p}:{ingest}:{kind}:{id}``     | string | token buckets (``ip-bucket``, ``client-bucket``),|
+|                                  |        | prompt-hash counts                               |
+| ``{p}:{ingest}:voters:{day}``    | hash   | (client, voter) -> its token bucket and its      |
 |                                  |        | count of the UTC day (day = unix time // 86400)  |
 | ``{p}:{arena}:voters``           | hash   | voter -> screen stats, packed (voter_stats.py)   |
 | ``{p}:{arena}:flagged``          | hash   | voter -> evidence JSON (votes quarantined)       |
@@ -46,6 +46,16 @@ arena-scoped key keeps the ``{arena}`` hash tag in every generation, so one aren
 generations share a Redis Cluster slot. Dedupe markers, the registry, clients, limits, voter
 screening, matrices and history are not counted state: they stay in the base key space.
 
+Keys used together must share a hash tag (one Redis Cluster slot): the Lua apply and every
+transaction of an arena use ``{arena}`` keys only (both generations of an arena included);
+ingest's one Lua call per group of requests (``services/ingest/limits.lua``: client keys, rate
+limits, voters, dedupe sets) and its dedupe-marker script use ``{ingest}`` keys only. So all of
+ingest's state is one slot, on one master, as it was on one Redis; the boards, the bulk of the
+data and the work, spread over the masters by arena. ``tests/unit/test_key_slots.py`` checks
+every group. (Before the cluster client, client keys were ``{p}:clients``, rate limits
+``{p}:{limits}:..`` and dedupe sets ``{p}:{dedupe-N}:..``: ingest moves the client keys over at
+start, ``legacy_clients``; the others expire.)
+
 Score events live in the pseudo-arena ``bench`` (``shared.events.BENCH_ARENA``): a benchmark is a
 view of it, so ``bench/{benchmark}`` boards share every key above with the vote boards.
 """
@@ -61,6 +71,7 @@ from shared.events import Outcome
 FIELD_SEP = "|"
 ALL_BOARDS = "*"  # a board-changes message meaning: every board may have changed
 DEDUPE_SHARDS = 16
+INGEST_TAG = "ingest"  # the hash tag of every key of ingest (see the module's docstring)
 
 
 def dedupe_shard(vote_id: str) -> int:
@@ -165,21 +176,29 @@ class KeyLayout:
         """Counter bumped on every registry change (lets readers cache the registry)."""
         return f"{self.prefix}:models:version"
 
+    def _ingest(self) -> str:
+        """Ingest's keys: one hash tag, as its Lua call checks them together."""
+        return f"{self.prefix}:{{{INGEST_TAG}}}"
+
     def dedupe_ids(self, shard: int, bucket: int) -> str:
         """The set of vote ids accepted in one dedupe window (``bucket``) whose
-        ``dedupe_shard`` is ``shard``: ids spread over ``DEDUPE_SHARDS`` hash tags so they would
-        still spread over a Redis Cluster."""
-        return f"{self.prefix}:{{dedupe-{shard}}}:ids:{bucket}"
+        ``dedupe_shard`` is ``shard`` (``DEDUPE_SHARDS`` sets per window keep each set small;
+        they share ingest's hash tag, as the limits script looks ids up with the limits)."""
+        return f"{self._ingest()}:ids:{shard}:{bucket}"
 
     def clients(self) -> str:
+        return f"{self._ingest()}:clients"
+
+    def legacy_clients(self) -> str:
+        """Where client keys were before they took ingest's hash tag (moved over at start)."""
         return f"{self.prefix}:clients"
 
     def replay(self, signature: str) -> str:
         return f"{self.prefix}:replay:{signature}"
 
     def limit(self, kind: str, ident: str) -> str:
-        """A rate-limit key; all share the hash tag ``{limits}`` so one Lua call checks them."""
-        return f"{self.prefix}:{{limits}}:{kind}:{ident}"
+        """A rate-limit key; ingest's hash tag, so one Lua call checks them with the rest."""
+        return f"{self._ingest()}:{kind}:{ident}"
 
     def voters(self, day: int) -> str:
         """Ingest's per-voter state of a UTC day (token bucket and daily count), a hash."""

@@ -21,7 +21,12 @@ class PodiumSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PODIUM_", extra="ignore")
 
     kafka_bootstrap: str = Field(default="127.0.0.1:9092", description="Kafka bootstrap servers.")
-    redis_url: str = Field(default="redis://127.0.0.1:6380/0", description="Redis URL.")
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6380/0",
+        description="Redis URL: `redis://host:port/db` for one Redis, "
+        "`redis+cluster://host:port,host:port,.../0` for a Redis Cluster (every node listed is a "
+        "seed; db 0 only; `rediss+cluster://` with TLS).",
+    )
     topic_prefix: str = Field(default="", description="Prefix of every Kafka topic name.")
     key_prefix: str = Field(
         default="podium", pattern=r"^[A-Za-z0-9_.-]+$", description="Prefix of every Redis key."

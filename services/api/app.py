@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager, suppress
 from importlib.resources import files
 
-import redis.asyncio as aioredis
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 
@@ -23,19 +22,20 @@ from services.api.standings import StandingsReader
 from services.common.health import KafkaProbe, RedisProbe
 from services.common.http import OrjsonResponse, RequestAdmission, install_error_handlers
 from services.common.metrics import ApiMetrics, RequestContextMiddleware, metrics_response
-from services.common.redis_client import connect_for_requests
+from services.common.redis_client import RedisClient, check_topology, connect_for_requests
 from services.common.registry import ModelRegistry
 from shared.settings import ApiSettings
 
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: ApiSettings, redis_client: aioredis.Redis | None = None) -> BoardFastPath:
+def create_app(settings: ApiSettings, redis_client: RedisClient | None = None) -> BoardFastPath:
     metrics = ApiMetrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         client = redis_client or connect_for_requests(settings)
+        await check_topology(client)
         app.state.settings = settings
         app.state.redis = client
         app.state.reader = StandingsReader(client, settings.keys)

@@ -32,11 +32,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import RedisCluster
 
 from services.api.rows import labelled
 from services.api.standings import StandingsReader
+from services.common.redis_client import RedisClient
 from services.common.registry import ModelRegistry
 from shared.keys import ALL_BOARDS, split_board, text
 
@@ -169,7 +170,7 @@ class BoardChanges:
     """The api's subscriber to ``KeyLayout.board_changes()``: invalidates ``RenderedBoards`` on
     each message, and tells it whether the subscription is alive (pings when quiet)."""
 
-    def __init__(self, client: aioredis.Redis, channel: str, cache: RenderedBoards,
+    def __init__(self, client: RedisClient, channel: str, cache: RenderedBoards,
                  retry_s: float = 0.5) -> None:
         self._redis = client
         self._channel = channel
@@ -194,6 +195,10 @@ class BoardChanges:
             await asyncio.sleep(self._retry_s)
 
     async def _listen(self) -> None:
+        if isinstance(self._redis, RedisCluster):
+            # the cluster's subscription picks its node from the slots: read them first (a
+            # client that has not talked to the cluster yet fails with a KeyError otherwise)
+            await self._redis.initialize()
         pubsub = self._redis.pubsub()
         try:
             await pubsub.subscribe(self._channel)

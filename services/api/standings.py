@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
 
+from services.common.redis_client import RedisClient
 from shared.generations import active_layout
 from shared.keys import KeyLayout, board_name, text
 
@@ -16,7 +16,7 @@ class StandingsReader:
     (``shared.generations``): after a rebuild switches, the next read comes from the rebuilt
     one. Matrices and history are read-side records of the base key space."""
 
-    def __init__(self, client: aioredis.Redis, keys: KeyLayout) -> None:
+    def __init__(self, client: RedisClient, keys: KeyLayout) -> None:
         self._redis = client
         self._keys = keys
 

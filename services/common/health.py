@@ -10,17 +10,25 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisClusterException
 
-from services.common.redis_client import connect
+from services.common.redis_client import RedisClient, connect
 
 log = logging.getLogger(__name__)
 
 
-async def redis_ready(client: aioredis.Redis, timeout_s: float = 2.0) -> bool:
+async def redis_ready(client: RedisClient, timeout_s: float = 2.0) -> bool:
+    """A single Redis answers PING; a cluster says ``cluster_state:ok`` (every slot has a
+    master that answers, as a node sees it)."""
     try:
         async with asyncio.timeout(timeout_s):
+            if isinstance(client, RedisCluster):
+                info = await client.cluster_info()
+                return bool(info.get("cluster_state") == "ok")
             await client.ping()
-    except (aioredis.RedisError, OSError, TimeoutError):
+    except (aioredis.RedisError, RedisClusterException, OSError, TimeoutError) as exc:
+        log.debug("redis probe failed: %r", exc)
         return False
     return True
 

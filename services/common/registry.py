@@ -10,12 +10,13 @@ from collections.abc import Iterable
 
 import redis.asyncio as aioredis
 
+from services.common.redis_client import RedisClient, execute_and_publish
 from shared.events import ModelFields, ModelInfo
 from shared.keys import ALL_BOARDS, KeyLayout, text
 
 
 class ModelRegistry:
-    def __init__(self, client: aioredis.Redis, keys: KeyLayout) -> None:
+    def __init__(self, client: RedisClient, keys: KeyLayout) -> None:
         self._redis = client
         self._key = keys.models()
         self._version_key = keys.models_version()
@@ -44,10 +45,8 @@ class ModelRegistry:
 
     async def _changed(self) -> None:
         """Bump the version, then tell the api's board caches (boards show registry facts)."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.incr(self._version_key)
-            pipe.publish(self._changes, ALL_BOARDS)
-            await pipe.execute()
+        await execute_and_publish(self._redis, lambda pipe: pipe.incr(self._version_key),
+                                  self._changes, ALL_BOARDS)
 
     async def unknown(self, model_ids: Iterable[str]) -> list[str]:
         """The ids among ``model_ids`` that are not registered, in sorted order."""

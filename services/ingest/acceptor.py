@@ -27,7 +27,7 @@ from services.common.http import (
 )
 from services.common.logcontext import request_context
 from services.common.metrics import IngestMetrics
-from services.common.redis_client import REDIS_UNAVAILABLE
+from services.common.redis_client import REDIS_UNAVAILABLE, RedisClient
 from services.common.registry import ModelRegistry
 from services.ingest.client_key_check import ClientKeyCheck
 from services.ingest.client_keys import ClientRecord
@@ -71,7 +71,7 @@ class VoteAcceptor:
         limiter: RateLimiter,
         client_keys: ClientKeyCheck,
         metrics: IngestMetrics,
-        redis_client: aioredis.Redis,
+        redis_client: RedisClient,
         max_group_votes: int = 20_000,
         max_groups_in_flight: int = 4,
     ) -> None:

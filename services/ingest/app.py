@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
-import redis.asyncio as aioredis
 from fastapi import FastAPI
 
 from services.common.health import RedisProbe
@@ -20,7 +19,7 @@ from services.common.http import (
     install_error_handlers,
 )
 from services.common.metrics import IngestMetrics, RequestContextMiddleware
-from services.common.redis_client import connect_for_requests
+from services.common.redis_client import RedisClient, check_topology, connect_for_requests
 from services.common.registry import ModelRegistry
 from services.ingest import defences
 from services.ingest.acceptor import VoteAcceptor
@@ -38,7 +37,7 @@ from shared.settings import IngestSettings
 def create_app(
     settings: IngestSettings,
     publisher: VotePublisher | None = None,
-    redis_client: aioredis.Redis | None = None,
+    redis_client: RedisClient | None = None,
 ) -> VoteFastPath:
     """The ingest service as deployed: its FastAPI app behind the single-vote fast path. Tests
     may pass their own publisher or Redis client."""
@@ -74,7 +73,7 @@ def lifespan(
     settings: IngestSettings,
     metrics: IngestMetrics,
     publisher: VotePublisher | None,
-    redis_client: aioredis.Redis | None,
+    redis_client: RedisClient | None,
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     """Connect Redis and Kafka (``publisher`` and ``redis_client`` when given: the caller's),
     build the acceptor; at shutdown drain it and close what was opened here."""
@@ -82,6 +81,7 @@ def lifespan(
     @asynccontextmanager
     async def running(app: FastAPI) -> AsyncIterator[None]:
         client = redis_client or connect_for_requests(settings)
+        await check_topology(client)
         memory = VoteIdMemory(client, settings.keys, settings.ingest_dedupe_window_s,
                               write_retry_s=settings.ingest_dedupe_write_retry_s,
                               unremembered_max=settings.ingest_unremembered_max)

@@ -7,8 +7,7 @@ import hmac
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from redis.asyncio.client import Pipeline
-
+from services.common.redis_client import RedisPipeline
 from services.ingest.client_keys import ClientRecord, RegisteredKeys, key_digest, key_id
 from services.ingest.submission import UNAUTHORIZED_HEADERS, Answer, refused
 from shared.keys import KeyLayout
@@ -54,7 +53,7 @@ class ClientKeyCheck:
         return digest
 
     def queue(
-        self, pipe: Pipeline, api_keys: Sequence[str]
+        self, pipe: RedisPipeline, api_keys: Sequence[str]
     ) -> Callable[[Iterator[Any]], dict[str, ClientRecord | Answer]]:
         """Add the lookup of ``api_keys`` to a pipeline; returns what reads, from its replies,
         each distinct key -> its client record, or the 401 answer for it."""

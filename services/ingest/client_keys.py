@@ -20,11 +20,11 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated
 
-import redis.asyncio as aioredis
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
+from services.common.redis_client import RedisClient
 from shared.events import OpaqueId
 from shared.keys import KeyLayout, text
 from shared.settings import IngestSettings
@@ -109,7 +109,7 @@ class RegisteredKeys:
     registered by another ingest instance may be refused for up to ``max_age_s`` (one
     registered here is added at once)."""
 
-    def __init__(self, client: aioredis.Redis, keys: KeyLayout, max_age_s: float,
+    def __init__(self, client: RedisClient, keys: KeyLayout, max_age_s: float,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._redis = client
         self._key = keys.clients()
@@ -158,14 +158,27 @@ class RegisteredKeys:
 
 
 class ClientKeys:
-    """The client-key store in Redis (``{p}:clients``: key id -> ClientRecord JSON), and this
-    process's copy of which keys exist (``registered``)."""
+    """The client-key store in Redis (``{p}:{ingest}:clients``: key id -> ClientRecord JSON),
+    and this process's copy of which keys exist (``registered``)."""
 
-    def __init__(self, client: aioredis.Redis, keys: KeyLayout,
+    def __init__(self, client: RedisClient, keys: KeyLayout,
                  refresh_s: float = 1.0) -> None:
         self._redis = client
         self._keys = keys
         self.registered = RegisteredKeys(client, keys, refresh_s)
+
+    async def adopt_legacy(self) -> int:
+        """Move the keys of the hash used before ingest's keys shared one hash tag
+        (``KeyLayout.legacy_clients``) into the current one, keeping a key registered since;
+        returns how many moved. Idempotent: the old hash is deleted once copied."""
+        old = await self._redis.hgetall(self._keys.legacy_clients())
+        if not old:
+            return 0
+        for kid, raw in old.items():
+            await self._redis.hsetnx(self._keys.clients(), kid, raw)
+        await self._redis.delete(self._keys.legacy_clients())
+        log.info("client keys: %d moved to %s", len(old), self._keys.clients())
+        return len(old)
 
     async def add(self, api_key: str, client: str, require_signature: bool = False) -> ClientRecord:
         digest = key_digest(api_key)
@@ -260,7 +273,7 @@ async def _check_signature(
     expected = hmac.new(bytes.fromhex(record.digest), payload, "sha256").hexdigest()
     if not hmac.compare_digest(expected, signature.strip().lower()):
         raise _unauthorized("bad request signature")
-    client: aioredis.Redis = request.app.state.redis
+    client: RedisClient = request.app.state.redis
     keys: KeyLayout = request.app.state.keys
     # a replay of the same signed request within the window (2x: clocks may differ either way)
     fresh = await client.set(keys.replay(expected), b"1", nx=True, ex=2 * window)

@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import orjson
-import redis.asyncio as aioredis
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Request, status
 from pydantic import BaseModel, Field
 
+from services.common.redis_client import RedisClient
 from services.ingest.client_keys import (
     ClientInfo,
     ClientKeys,
@@ -97,7 +97,7 @@ def add_quarantine_routes(router: APIRouter, keys: KeyLayout) -> None:
     @router.get("/quarantine", response_model=list[QuarantinedVoter], responses=errors,
                 summary="Voters flagged by the rating worker's outlier test, with evidence")
     async def list_quarantine(request: Request) -> list[QuarantinedVoter]:
-        client: aioredis.Redis = request.app.state.redis
+        client: RedisClient = request.app.state.redis
         out: list[QuarantinedVoter] = []
         for arena in sorted(text(a) for a in await client.smembers(keys.arenas())):
             flagged = await client.hgetall(keys.flagged(arena))
@@ -113,7 +113,7 @@ def add_quarantine_routes(router: APIRouter, keys: KeyLayout) -> None:
                             503: {"description": "Kafka did not acknowledge; retry."}},
                  summary="Unflag a voter and count their kept votes (re-published, once)")
     async def release(request: Request, arena: SlugPath, voter: VoterPath) -> Released:
-        client: aioredis.Redis = request.app.state.redis
+        client: RedisClient = request.app.state.redis
         evidence = await client.hget(keys.flagged(arena), voter)
         if evidence is None:
             raise HTTPException(404, f"voter {voter!r} is not flagged in arena {arena!r}")

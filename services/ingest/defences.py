@@ -3,14 +3,15 @@ security admin endpoints. ``create_app`` calls these few functions and nothing e
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
-import redis.asyncio as aioredis
 from fastapi import Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.params import Depends as DependsParam
 
 from services.common.http import OrjsonResponse
+from services.common.redis_client import REDIS_UNAVAILABLE, RedisClient
 from services.ingest.client_keys import (
     KEY_HEADER,
     KEY_ID_HEADER,
@@ -24,6 +25,8 @@ from services.ingest.defence_admin import defence_admin_router
 from services.ingest.limits import RateLimiter, client_ip
 from shared.events import Vote
 from shared.settings import IngestSettings
+
+log = logging.getLogger(__name__)
 
 WRITE_RESPONSES: dict[int | str, dict[str, str]] = {
     401: {"description": "Missing, unknown or revoked client key; bad, expired or replayed "
@@ -47,13 +50,17 @@ def install(app: FastAPI, settings: IngestSettings) -> list[DependsParam]:
     return [Depends(writer_auth(settings))]
 
 
-async def start(app: FastAPI, client: aioredis.Redis, settings: IngestSettings) -> None:
+async def start(app: FastAPI, client: RedisClient, settings: IngestSettings) -> None:
     """Lifespan part: the client-key store (with the dev key) and the rate limiter."""
     app.state.redis = client
     app.state.keys = settings.keys
     app.state.client_keys = ClientKeys(client, settings.keys,
                                        settings.ingest_client_keys_refresh_s)
     app.state.limiter = RateLimiter(client, settings.keys, settings)
+    try:
+        await app.state.client_keys.adopt_legacy()
+    except REDIS_UNAVAILABLE as exc:  # at the next start, then
+        log.warning("client keys: the old hash not checked, Redis unavailable: %s", exc)
     await register_dev_key(app.state.client_keys, settings)
 
 

@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 from fastapi import Request
 
 from services.common.http import ip_of
+from services.common.redis_client import RedisClient
 from shared.events import Vote
 from shared.keys import KeyLayout
 from shared.settings import IngestSettings
@@ -66,7 +67,7 @@ def client_ip(request: Request, trust_forwarded_for: bool) -> str:
 class RateLimiter:
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: RedisClient,
         keys: KeyLayout,
         settings: IngestSettings,
         clock: Callable[[], float] = time.time,

@@ -15,8 +15,8 @@ from importlib.resources import files
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.asyncio.client import Pipeline
 
+from services.common.redis_client import RedisClient, RedisPipeline
 from shared.keys import KeyLayout, dedupe_shard
 
 log = logging.getLogger(__name__)
@@ -58,16 +58,16 @@ class VotesInProgress:
 class VoteIdMemory:
     """Remembers accepted vote ids for the dedupe window, so a client retry is not a new vote.
 
-    Ids are members of sets, one per shard (``DEDUPE_SHARDS`` hash tags) and per window-long
-    bucket of time (``bucket = unix time // window``). A bucket's sets expire two windows after
-    the bucket began, so an id is remembered for at least one window and at most two. A lookup
-    checks the current bucket, the one before, and, in the last minute of a bucket, the next
-    one (another ingest instance's clock may be a little ahead). One SADD per shard a group
-    touches (in one script call), instead of a key with a TTL per vote: a new key cost Redis
-    ~5 us, a set member ~1 (docs/decisions.md)."""
+    Ids are members of sets, one per shard (``DEDUPE_SHARDS``, all under ingest's one hash tag)
+    and per window-long bucket of time (``bucket = unix time // window``). A bucket's sets
+    expire two windows after the bucket began, so an id is remembered for at least one window
+    and at most two. A lookup checks the current bucket, the one before, and, in the last minute
+    of a bucket, the next one (another ingest instance's clock may be a little ahead). One SADD
+    per shard a group touches (in one script call), instead of a key with a TTL per vote: a new
+    key cost Redis ~5 us, a set member ~1 (docs/decisions.md)."""
 
     def __init__(
-        self, client: aioredis.Redis, keys: KeyLayout, window_s: int,
+        self, client: RedisClient, keys: KeyLayout, window_s: int,
         clock: Callable[[], float] = time.time,
         write_retry_s: float = 15.0,
         unremembered_max: int = 1_000_000,
@@ -120,7 +120,7 @@ class VoteIdMemory:
             return set()
 
     def queue_lookup(
-        self, pipe: Pipeline, vote_ids: Sequence[str]
+        self, pipe: RedisPipeline, vote_ids: Sequence[str]
     ) -> Callable[[Iterator[Any]], set[str]]:
         """Add the lookup of ``vote_ids`` to a pipeline shared with other commands; returns what
         reads the seen ids from its replies (consuming them): one SMISMEMBER per shard and

@@ -14,6 +14,8 @@ import signal
 
 import faust
 
+from services.common.redis_client import check_topology
+from services.common.redis_client import connect as redis_connect
 from services.common.runtime import configure_logging, tune_gc_for_batches
 from services.rating.worker import build_worker, wait_for_kafka
 from shared.settings import RatingSettings
@@ -36,11 +38,22 @@ def main() -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):  # until faust installs its own handlers
         signal.signal(sig, _exit_cleanly)
     # faust gives up if Kafka is not there as it starts
+    asyncio.run(check_redis(settings))  # a bad Redis URL stops the worker here
     replication_factor = asyncio.run(wait_for_kafka(settings))
     app = build_worker(settings, replication_factor=replication_factor)
     worker = RatingWorker(app, settings)
     tune_gc_for_batches()
     worker.execute_from_commandline()  # handles SIGINT/SIGTERM: stops agents, commits, closes
+
+
+async def check_redis(settings: RatingSettings) -> None:
+    """A malformed URL (ValueError) or a ``redis+cluster://`` URL naming a node that is not in
+    cluster mode (NotACluster) stops the worker before it consumes anything."""
+    client = redis_connect(settings.redis_url)
+    try:
+        await check_topology(client)
+    finally:
+        await client.aclose()
 
 
 def _exit_cleanly(signum: int, frame: object) -> None:

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 import orjson
-import redis.asyncio as aioredis
 
+from services.common.redis_client import RedisClient
 from services.rating.engine import BoardFit, PairCounts, predicted_win_matrix, win_rate_matrix
 from services.rating.store import VERSION_FIELD
 from shared.events import RankChange
@@ -104,7 +104,7 @@ class ReadModelWriter:
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: RedisClient,
         keys: KeyLayout,
         history_interval_s: float,
         history_max_points: int,

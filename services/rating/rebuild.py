@@ -28,10 +28,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.resources import files
 
-import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from services.common.redis_client import RedisClient
 from services.common.redis_client import connect as redis_connect
 from services.common.runtime import configure_logging
 from services.rating.arena_slices import RawRecord
@@ -85,7 +85,7 @@ async def rebuild(settings: RatingSettings, progress_every_s: float = 2.0) -> Re
 
 async def _rebuild(
     settings: RatingSettings,
-    client: aioredis.Redis,
+    client: RedisClient,
     consumer: AIOKafkaConsumer,
     progress_every_s: float,
 ) -> RebuildResult:
@@ -179,18 +179,18 @@ async def _partitions(bootstrap: str, topic: str) -> list[TopicPartition]:
     return [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
 
 
-async def _clear(client: aioredis.Redis, layout: KeyLayout) -> None:
+async def _clear(client: RedisClient, layout: KeyLayout) -> None:
     """A fresh generation number has no keys, unless a crashed rebuild left some: drop them."""
     async for key in client.scan_iter(match=f"{layout.prefix}:*", count=1000):
         await client.delete(key)
 
 
-async def _arenas(client: aioredis.Redis, layout: KeyLayout) -> list[str]:
+async def _arenas(client: RedisClient, layout: KeyLayout) -> list[str]:
     return sorted(text(a) for a in await client.smembers(layout.arenas()))
 
 
 async def _check_arena(
-    client: aioredis.Redis, live: KeyLayout, new: KeyLayout, arena: str
+    client: RedisClient, live: KeyLayout, new: KeyLayout, arena: str
 ) -> ArenaCheck:
     """Fences and counts of both generations of one arena, read atomically (same slot). The
     generations number their models independently (in the order each saw them), so counts are

@@ -16,6 +16,7 @@ import orjson
 import redis.asyncio as aioredis
 from pydantic import ValidationError
 
+from services.common.redis_client import RedisClient
 from services.rating.arena_slices import RawRecord
 from services.rating.engine import rank_upper_bound
 from services.rating.processor import Publish
@@ -62,7 +63,7 @@ class ScoreProcessor:
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: RedisClient,
         keys: KeyLayout,
         publish_rank_changes: Publish,
         read_models: ReadModelWriter | None = None,

@@ -6,8 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib.resources import files
 
-import redis.asyncio as aioredis
-
+from services.common.redis_client import RedisClient, execute_and_publish
 from services.rating.arena_slices import ArenaSlice, lua_args
 from services.rating.engine import BattleColumns, PairCounts
 from services.rating.packed_counts import decode_board, names_by_number
@@ -38,7 +37,7 @@ class ArenaSnapshot:
 
 
 class RatingStore:
-    def __init__(self, client: aioredis.Redis, keys: KeyLayout) -> None:
+    def __init__(self, client: RedisClient, keys: KeyLayout) -> None:
         self._redis = client
         self._keys = keys
         self._apply = client.register_script(APPLY_SCRIPT)
@@ -143,10 +142,10 @@ class RatingStore:
             await self._redis.sadd(self._keys.arenas(), *sorted(arenas))
 
     async def write_standings(self, arena: str, view: str, document: bytes) -> None:
-        async with self._redis.pipeline(transaction=False) as pipe:  # and tell the api's cache
-            pipe.set(self._keys.standings(arena, view), document)
-            pipe.publish(self._keys.board_changes(), board_name(arena, view))
-            await pipe.execute()
+        key = self._keys.standings(arena, view)
+        await execute_and_publish(  # and tell the api's cache
+            self._redis, lambda pipe: pipe.set(key, document), self._keys.board_changes(),
+            board_name(arena, view))
 
     async def write_style_standings(
         self, arena: str, view: str, document: bytes, version: int

@@ -21,8 +21,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
 
-import redis.asyncio as aioredis
-
+from services.common.redis_client import RedisClient
 from services.rating.arena_slices import RawRecord
 from services.rating.screen_decision import ScreenDecision, ScreenState, WinProbability, decide
 from services.rating.voter_stats import ScreenOptions, VoterStats
@@ -36,7 +35,7 @@ class VoterScreen:
     """The screen's Redis side: loads an arena's flags, fences and the batch's voters'
     statistics, has ``decide`` judge the votes, and saves the outcome in one MULTI."""
 
-    def __init__(self, client: aioredis.Redis, keys: KeyLayout, options: ScreenOptions) -> None:
+    def __init__(self, client: RedisClient, keys: KeyLayout, options: ScreenOptions) -> None:
         self._redis = client
         self._keys = keys
         self._options = options

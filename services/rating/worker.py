@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 from aiokafka.errors import KafkaError
 
 from services.common.logcontext import batch_context
+from services.common.redis_client import RedisClient
 from services.common.redis_client import connect as redis_connect
 from services.rating import kafka_consumer
 from services.rating.arena_slices import RawRecord
@@ -100,7 +101,7 @@ def _serve_health(app: faust.App, server: HealthServer) -> None:
             await server.stop()
 
 
-def read_model_writer(client: aioredis.Redis, settings: RatingSettings) -> ReadModelWriter:
+def read_model_writer(client: RedisClient, settings: RatingSettings) -> ReadModelWriter:
     return ReadModelWriter(client, settings.keys, settings.rating_history_interval_s,
                            settings.rating_history_max_points, time.monotonic,
                            matrices_interval_s=settings.rating_matrices_interval_s)
@@ -233,7 +234,7 @@ def _describe(records: Sequence[RawRecord]) -> str:
     return f"{first.topic}/{first.partition}@{first.offset}-{last.offset} ({len(records)})"
 
 
-def voter_screen(client: aioredis.Redis, settings: RatingSettings) -> VoterScreen | None:
+def voter_screen(client: RedisClient, settings: RatingSettings) -> VoterScreen | None:
     if not settings.rating_screen_enabled:
         return None
     options = ScreenOptions(threshold=settings.rating_screen_threshold,

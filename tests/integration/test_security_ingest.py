@@ -8,6 +8,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from services.ingest.client_keys import KEY_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from shared.keys import KeyLayout
 from shared.settings import IngestSettings
 from tests.support.infra import ADMIN_TOKEN, DEV_API_KEY, Infra
 from tests.support.ingest_app import ingest_client, ingest_settings
@@ -87,7 +88,7 @@ async def test_writes_need_a_registered_key_and_a_valid_fresh_signature(
         r = await client.post("/v1/votes", content=body, headers={**signed(key, body),
                                                                   KEY_ID_HEADER: kid})
         assert r.status_code == 401
-        stored = await redis_client.hgetall(f"{prefix}:clients")
+        stored = await redis_client.hgetall(KeyLayout(prefix).clients())
         assert key.encode() not in b"".join(stored.values()), "keys are stored hashed"
 
         # admin endpoints need the admin key, not a client key

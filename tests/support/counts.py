@@ -10,8 +10,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
 
+from services.common.redis_client import RedisClient
 from services.rating.packed_counts import decode_board, names_by_number
 from shared.events import Vote
 from shared.generations import active_layout
@@ -32,7 +32,7 @@ def expected_counts(votes: Iterable[Mapping[str, Any]]) -> BoardCounts:
     return out
 
 
-async def stored_counts(client: aioredis.Redis, base: KeyLayout) -> BoardCounts:
+async def stored_counts(client: RedisClient, base: KeyLayout) -> BoardCounts:
     keys = await active_layout(client, base)
     out: BoardCounts = {}
     for arena in sorted(a.decode() for a in await client.smembers(keys.arenas())):
@@ -41,7 +41,7 @@ async def stored_counts(client: aioredis.Redis, base: KeyLayout) -> BoardCounts:
     return out
 
 
-async def board_counts(client: aioredis.Redis, keys: KeyLayout, arena: str,
+async def board_counts(client: RedisClient, keys: KeyLayout, arena: str,
                        view: str) -> Counter[str]:
     """One board's stored counts, decoded, by count field (``a|b|outcome``, a < b)."""
     async with client.pipeline(transaction=True) as pipe:  # index and cells of one moment
@@ -53,7 +53,7 @@ async def board_counts(client: aioredis.Redis, keys: KeyLayout, arena: str,
                     for (a, b, o), n in counts.triples().items()})
 
 
-async def standings(client: aioredis.Redis, keys: KeyLayout) -> dict[str, Any]:
+async def standings(client: RedisClient, keys: KeyLayout) -> dict[str, Any]:
     """Every board's standings document in one key space ("arena/view" -> document)."""
     out: dict[str, Any] = {}
     for arena in sorted(a.decode() for a in await client.smembers(keys.arenas())):
@@ -82,7 +82,7 @@ def assert_same_standings(live: Mapping[str, Any], rebuilt: Mapping[str, Any],
                 assert abs(row[num] - o[num]) <= tol, (board, model, num, row[num], o[num])
 
 
-async def wait_for_counts(client: aioredis.Redis, base: KeyLayout, want: BoardCounts,
+async def wait_for_counts(client: RedisClient, base: KeyLayout, want: BoardCounts,
                           timeout: float) -> None:
     """Wait until the live counts equal ``want`` exactly; on timeout, say how they differ."""
     deadline = time.monotonic() + timeout
