@@ -89,18 +89,10 @@ export PODIUM_DEV_API_KEY
 wait_http() {  # wait_http NAME URL PIDFILE
   local deadline=$((SECONDS + 60))
   until curl -fsS -o /dev/null "$2" 2>/dev/null; do
-    pid_alive "$3" || { tail -n 30 "$RUN_DIR/$1.log" >&2; die "$1 exited during start-up; see $RUN_DIR/$1.log$(cluster_hint)"; }
-    (( SECONDS < deadline )) || die "$1 not answering $2 after 60s; see $RUN_DIR/$1.log$(cluster_hint)"
+    pid_alive "$3" || { tail -n 30 "$RUN_DIR/$1.log" >&2; die "$1 exited during start-up; see $RUN_DIR/$1.log"; }
+    (( SECONDS < deadline )) || die "$1 not answering $2 after 60s; see $RUN_DIR/$1.log"
     sleep 0.2
   done
-}
-
-cluster_hint() {
-  [[ "$TOPOLOGY" == cluster ]] || return 0
-  printf '%s' ". In the cluster topology the services are given PODIUM_REDIS_URL=$PODIUM_REDIS_URL:" \
-    " until their Redis client speaks redis+cluster:// (issue #17, the step after the" \
-    " infrastructure) they cannot start. 'make up TOPOLOGY=cluster-infra' starts the brokers" \
-    " and the Redis Cluster alone; 'make down' stops what was started"
 }
 
 # start_service NAME [INSTANCE PORT]: one process of a service; INSTANCE names its files
