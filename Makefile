@@ -65,6 +65,8 @@ bench: install $(ARENA_VENV)/.installed
 	$(PY) bench/worker_cpu.py
 	$(PY) bench/ingest_cpu.py
 	$(PY) bench/memory_bench.py
+	$(PY) bench/storm_bench.py --sizes 1000 5000
+	$(PY) bench/fanout_bench.py --streams 5000
 
 clean:
 	rm -rf .run $(VENV) .cache
