@@ -18,6 +18,27 @@ pid_alive() {
   [[ "$(ps -o stat= -p "$pid" 2>/dev/null)" != Z* ]]
 }
 
+# pid_gone PID -> true when PID has exited and released what it held (sockets, files). A
+# SIGKILLed multi-threaded process (a JVM) shows its main thread as a zombie while the other
+# threads are still being torn down and its listening sockets still accept; it is gone when
+# kill -0 fails or it is a zombie with no thread left but the main one.
+pid_gone() {
+  local pid="$1"
+  kill -0 "$pid" 2>/dev/null || return 0
+  [[ "$(ps -o stat= -p "$pid" 2>/dev/null)" == Z* ]] || return 1
+  local tasks=(/proc/"$pid"/task/*)
+  [[ ! -e "${tasks[0]}" ]] || (( ${#tasks[@]} <= 1 ))
+}
+
+# wait_gone NAME PID SECONDS: wait until pid_gone PID, or die after SECONDS.
+wait_gone() {
+  local name="$1" pid="$2" deadline=$((SECONDS + $3))
+  until pid_gone "$pid"; do
+    (( SECONDS < deadline )) || die "$name: pid $pid still there ${3}s after SIGKILL"
+    sleep 0.05
+  done
+}
+
 # port_open PORT -> true when something accepts TCP connections on 127.0.0.1:PORT
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -28,9 +49,10 @@ stop_pidfile() {
   local pid; pid="$(cat "$f")"
   kill -TERM "$pid" 2>/dev/null || true
   local deadline=$((SECONDS + wait_s))
-  while kill -0 "$pid" 2>/dev/null; do
+  while ! pid_gone "$pid"; do
     if (( SECONDS >= deadline )); then
-      log "$name: still running after ${wait_s}s, sending SIGKILL"; kill -KILL "$pid" 2>/dev/null || true; break
+      log "$name: still running after ${wait_s}s, sending SIGKILL"; kill -KILL "$pid" 2>/dev/null || true
+      wait_gone "$name" "$pid" 10; break
     fi
     sleep 0.2
   done
@@ -57,11 +79,7 @@ kill_pidfile() {
   if ! pid_alive "$f"; then rm -f "$f"; log "$name: not running"; return 0; fi
   local pid; pid="$(cat "$f")"
   kill -KILL "$pid" 2>/dev/null || true
-  local deadline=$((SECONDS + 10))
-  while pid_alive "$f"; do
-    (( SECONDS < deadline )) || die "$name: pid $pid still there 10s after SIGKILL"
-    sleep 0.05
-  done
+  wait_gone "$name" "$pid" 10
   rm -f "$f"
   log "$name: killed (pid $pid, SIGKILL)"
 }
