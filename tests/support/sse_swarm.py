@@ -4,6 +4,7 @@ test process), and rank changes published straight to the topic."""
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import itertools
 import os
@@ -14,6 +15,7 @@ from datetime import UTC, datetime
 from aiokafka import AIOKafkaProducer
 
 from shared.events import RankChange, SourcePosition
+from shared.sse import SseComment, SseEvent, SseParser
 
 _models = itertools.count()
 
@@ -86,7 +88,8 @@ class SseSubscriber:
                   paused: asyncio.Event | None = None) -> None:
         """Read events until the stream ends (or the task is cancelled); while ``paused`` is
         clear, read nothing."""
-        pending = b""
+        parser = SseParser()
+        text = codecs.getincrementaldecoder("utf-8")()
         try:
             while True:
                 if paused is not None:
@@ -94,10 +97,9 @@ class SseSubscriber:
                 size = int((await reader.readline()).strip() or b"0", 16)
                 if size == 0:
                     break
-                pending += (await reader.readexactly(size + 2))[:-2]
-                *complete, pending = pending.split(b"\n\n")
-                for block in complete:
-                    self._take(block.decode())
+                chunk = (await reader.readexactly(size + 2))[:-2]
+                for item in parser.feed(text.decode(chunk)):
+                    self._take(item)
         except (asyncio.IncompleteReadError, ConnectionError, ValueError):
             pass
         finally:
@@ -107,20 +109,11 @@ class SseSubscriber:
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
 
-    def _take(self, block: str) -> None:
-        event, data, id_ = "message", "", None
-        for line in block.split("\n"):
-            name, _, value = line.partition(": ")
-            if name == "event":
-                event = value
-            elif name == "data":
-                data = value
-            elif name == "id":
-                id_ = value
-            elif line.startswith(":"):
-                event = "comment"
-        if event == "message" and not data:
-            return
+    def _take(self, item: SseEvent | SseComment) -> None:
+        if isinstance(item, SseComment):
+            event, data, id_ = "comment", item.text, None
+        else:
+            event, data, id_ = item.event, item.data, item.id
         at = time.monotonic()
         self.events.append(Received(event, id_, data, at))
         if event == "rank-change":
