@@ -41,14 +41,6 @@ async def publish(bootstrap: str, topic: str, changes: list[RankChange]) -> None
 
 
 @dataclass
-class Received:
-    event: str
-    id: str | None
-    data: str
-    at: float  # time.monotonic() when it arrived
-
-
-@dataclass
 class SseSubscriber:
     """One stream: its events as they arrive (``events``), and whether it has ended."""
 
@@ -57,7 +49,7 @@ class SseSubscriber:
     query: str = ""
     last_event_id: str | None = None
     recv_buffer: int | None = None  # a small SO_RCVBUF makes a slow reader
-    events: list[Received] = field(default_factory=list)
+    events: list[SseEvent] = field(default_factory=list)  # comments as event "comment"
     change_times: list[float] = field(default_factory=list)  # arrival of each rank change
     status: int | None = None
     ended: bool = False
@@ -98,8 +90,7 @@ class SseSubscriber:
                 if size == 0:
                     break
                 chunk = (await reader.readexactly(size + 2))[:-2]
-                for item in parser.feed(text.decode(chunk)):
-                    self._take(item)
+                self._take(parser.feed(text.decode(chunk)))
         except (asyncio.IncompleteReadError, ConnectionError, ValueError):
             pass
         finally:
@@ -109,18 +100,18 @@ class SseSubscriber:
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
 
-    def _take(self, item: SseEvent | SseComment) -> None:
-        if isinstance(item, SseComment):
-            event, data, id_ = "comment", item.text, None
-        else:
-            event, data, id_ = item.event, item.data, item.id
-        at = time.monotonic()
-        self.events.append(Received(event, id_, data, at))
-        if event == "rank-change":
-            self.change_times.append(at)
-        if id_ is not None:
-            self.last_event_id = id_
-        self.arrived.set()
+    def _take(self, items: list[SseEvent | SseComment]) -> None:
+        for item in items:
+            if isinstance(item, SseComment):
+                self.events.append(SseEvent("comment", item.text))
+                continue
+            self.events.append(item)
+            if item.event == "rank-change":
+                self.change_times.append(time.monotonic())
+            if item.id is not None:
+                self.last_event_id = item.id
+        if items:
+            self.arrived.set()
 
 
 def kafka_connections(pid: int, port: int) -> int:

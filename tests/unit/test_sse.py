@@ -38,6 +38,12 @@ def test_what_the_standard_ignores_is_ignored() -> None:
     assert parser.retry_ms is None
 
 
+def test_line_by_line() -> None:
+    parser = SseParser()
+    fed = [parser.feed_line(line) for line in ["\ufeff: hi", "id: 7", "data: x", "", ""]]
+    assert fed == [SseComment("hi"), None, None, SseEvent("message", "x", "7"), None]
+
+
 def test_lines_end_with_crlf_lf_or_cr_split_anywhere() -> None:
     text = "event: e\r\ndata: 1\rdata: 2\n\r\ndata: 3\r\rdata: \u2028\x85\x0c\n\n"
     want = [SseEvent("e", "1\n2", None), SseEvent("message", "3", None),
