@@ -8,7 +8,7 @@ ARENA_VENV := .cache/arena-rank-venv
 # TOPOLOGY=cluster-infra: the brokers and the Redis Cluster alone (docs/operations.md)
 TOPOLOGY ?= $(or $(PODIUM_TOPOLOGY),single)
 
-.PHONY: help install up down status run rebuild test test-only lint bench clean
+.PHONY: help install up down status run rebuild test test-only lint bench settings-doc clean
 
 help:
 	@echo "make run    start Kafka, Redis, ingest, rating, api + demo votes; prints the leaderboard URL"
@@ -18,6 +18,7 @@ help:
 	@echo "                           (TOPOLOGY=cluster-infra: the brokers and Redis Cluster only)"
 	@echo "make rebuild  replay podium.votes into a fresh Redis key space, check it, switch to it"
 	@echo "make bench  benchmarks (see bench/RESULTS.md)"
+	@echo "make settings-doc  regenerate the settings table of docs/configuration.md"
 
 $(VENV)/.installed: pyproject.toml
 	$(PY_BOOT) -m venv $(VENV)
@@ -67,6 +68,9 @@ bench: install $(ARENA_VENV)/.installed
 	$(PY) bench/memory_bench.py
 	$(PY) bench/storm_bench.py --sizes 1000 5000
 	$(PY) bench/fanout_bench.py --streams 5000
+
+settings-doc: $(VENV)/.installed
+	$(PY) -m shared.settings_doc --write docs/configuration.md
 
 clean:
 	rm -rf .run $(VENV) .cache

@@ -32,6 +32,7 @@ from pydantic import BaseModel
 
 from shared.events import ModelInfo, RankChange, Vote
 from shared.settings import ClientSettings
+from shared.sse import sse_events
 
 log = logging.getLogger(__name__)
 
@@ -207,13 +208,13 @@ class PodiumClient:
                         if response.status_code != 200:
                             await response.aread()
                         _raise_for_status(response)
-                        async for kind, data, event_id in _sse(response):
+                        async for event in sse_events(response.aiter_text()):
                             retry = 0
-                            if event_id is not None:
-                                last_event_id = event_id
-                            if kind == "rank-change" and event_id is not None:
-                                yield RankChangeEvent(event_id,
-                                                      RankChange.model_validate_json(data))
+                            if event.id is not None:
+                                last_event_id = event.id
+                            if event.event == "rank-change" and event.id is not None:
+                                yield RankChangeEvent(event.id,
+                                                      RankChange.model_validate_json(event.data))
             except (httpx.TransportError, httpx.StreamError) as exc:
                 log.info("rank-change stream interrupted (%r); resuming after %s",
                          exc, last_event_id)
@@ -262,29 +263,6 @@ class PodiumClient:
                 log.info("%s %s: %s; retry %d in %.2fs", method, url, last, attempt, wait)
                 await self._sleep(wait)
         raise PodiumUnavailable(f"{method} {url}: {last} after {self.retry.attempts} attempts")
-
-
-async def _sse(response: httpx.Response) -> AsyncIterator[tuple[str, str, str | None]]:
-    """(event, data, id) of each event of a ``text/event-stream``; comments are skipped."""
-    kind, event_id = "message", None
-    data: list[str] = []
-    async for line in response.aiter_lines():
-        if line == "":
-            if data:
-                yield kind, "\n".join(data), event_id
-            kind, event_id = "message", None
-            data = []
-            continue
-        if line.startswith(":"):
-            continue
-        name, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if name == "event":
-            kind = value
-        elif name == "data":
-            data.append(value)
-        elif name == "id":
-            event_id = value
 
 
 def _retry_after(response: httpx.Response) -> float | None:

@@ -64,7 +64,7 @@ class VoteIdMemory:
     and at most two. A lookup checks the current bucket, the one before, and, in the last minute
     of a bucket, the next one (another ingest instance's clock may be a little ahead). One SADD
     per shard a group touches (in one script call), instead of a key with a TTL per vote: a new
-    key cost Redis ~5 us, a set member ~1 (docs/decisions.md)."""
+    key cost Redis ~5 us, a set member ~1 (bench/RESULTS.md; docs/decisions.md, record 38)."""
 
     def __init__(
         self, client: RedisClient, keys: KeyLayout, window_s: int,

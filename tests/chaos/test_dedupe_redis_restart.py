@@ -126,7 +126,7 @@ async def register_models(rig: Rig, votes: list[dict[str, Any]]) -> None:
 async def produced(infra: Infra, prefix: str) -> Counter[str]:
     """Records per vote_id on the votes topic."""
     topic = IngestSettings(topic_prefix=prefix + ".").topics.votes
-    values = await read_topic(infra.kafka_bootstrap, topic, settle_s=0)
+    values = await read_topic(infra.kafka_bootstrap, topic)
     return Counter(v.vote_id for raw in values for v in decode_vote_record(raw))
 
 

@@ -68,7 +68,7 @@ async def test_poison_messages_are_dead_lettered_and_good_votes_counted(
         await wait_for_counts(redis_client, KeyLayout(prefix), expected_counts(good), 120)
 
         async def all_dead_lettered() -> list[dict[str, Any]] | None:
-            values = await read_topic(infra.kafka_bootstrap, topic + ".dlq", settle_s=0)
+            values = await read_topic(infra.kafka_bootstrap, topic + ".dlq")
             return [orjson.loads(v) for v in values] if len(values) >= len(positions) else None
 
         dead = await wait_until(all_dead_lettered, 60, "every poison message dead-lettered")

@@ -138,7 +138,7 @@ async def test_acks_all_writes_survive_a_killed_broker_which_rejoins(
         assert await live_brokers(cluster.kafka_bootstrap) == survivors
     finally:
         await producer.stop()
-    assert sorted(await read_topic(cluster.kafka_bootstrap, topic, settle_s=0)) == sorted(sent)
+    assert sorted(await read_topic(cluster.kafka_bootstrap, topic)) == sorted(sent)
 
     cluster.restart_broker(victim)
 

@@ -13,10 +13,11 @@ import pytest
 import websockets
 
 from shared.events import RankChange
+from shared.sse import SseComment, SseEvent
 from tests.support.infra import Infra
 from tests.support.kafka import read_topic
 from tests.support.processes import ServiceProcess
-from tests.support.sse import SseEvent, next_event, sse_events
+from tests.support.sse import Item, next_event, next_event_or_comment, sse_items
 from tests.support.wait import wait_until
 
 _ids = itertools.count()
@@ -30,7 +31,7 @@ async def battle(ingest: httpx.AsyncClient, winner: str, loser: str, n: int) -> 
     assert r.status_code == 202, r.text
 
 
-async def ready(events: AsyncIterator[SseEvent]) -> SseEvent:
+async def ready(events: AsyncIterator[Item]) -> SseEvent:
     return await next_event(events, DEADLINE_S, kinds=("ready",))
 
 
@@ -43,7 +44,7 @@ async def test_a_flipped_rank_arrives_over_sse_within_the_deadline(
         async with api.stream("GET", "/v1/events/rank-changes", params=params) as response:
             assert response.status_code == 200
             assert response.headers["content-type"].startswith("text/event-stream")
-            events = sse_events(response)
+            events = sse_items(response)
             await ready(events)
             await battle(ingest, "ursa", "vega", 20)  # ursa 1st, vega 2nd: both new
             first = {RankChange.model_validate_json((await next_event(events, DEADLINE_S)).data)
@@ -55,8 +56,8 @@ async def test_a_flipped_rank_arrives_over_sse_within_the_deadline(
             assert flipped.board == "text/overall" and flipped.old_rank is not None
             assert {flipped.model: (flipped.old_rank, flipped.new_rank)} in (
                 {"vega": (2, 1)}, {"ursa": (1, 2)})
-            heartbeat = await next_event(events, 5, kinds=("comment",))
-            assert heartbeat.data == "heartbeat"
+            heartbeat = await next_event_or_comment(events, 5, kinds=())
+            assert isinstance(heartbeat, SseComment) and heartbeat.text == "heartbeat"
 
         bad = await api.get("/v1/events/rank-changes", headers={"Last-Event-ID": "zero"})
         assert bad.status_code == 400 and "Last-Event-ID" in bad.text
@@ -70,7 +71,7 @@ async def test_reconnect_with_last_event_id_receives_exactly_the_missed_events(
     async with (httpx.AsyncClient(base_url=live_stack["ingest"].url, timeout=30) as ingest,
                 httpx.AsyncClient(base_url=live_stack["api"].url, timeout=30) as api):
         async with api.stream("GET", "/v1/events/rank-changes") as response:
-            events = sse_events(response)
+            events = sse_items(response)
             await ready(events)
             await battle(ingest, "ursa", "vega", 20)
             seen = [await next_event(events, DEADLINE_S) for _ in range(4)]  # overall + coding
@@ -82,7 +83,7 @@ async def test_reconnect_with_last_event_id_receives_exactly_the_missed_events(
         # the worker could count both in one batch, and the ranks would not change at all)
         def produced_after_last(n: int) -> Callable[[], Awaitable[list[bytes] | None]]:
             async def probe() -> list[bytes] | None:
-                values = await read_topic(infra.kafka_bootstrap, topic, settle_s=0)
+                values = await read_topic(infra.kafka_bootstrap, topic)
                 return values[last + 1:] if len(values) >= last + 1 + n else None
             return probe
 
@@ -93,19 +94,19 @@ async def test_reconnect_with_last_event_id_receives_exactly_the_missed_events(
 
         headers = {"Last-Event-ID": last_id}
         async with api.stream("GET", "/v1/events/rank-changes", headers=headers) as response:
-            events = sse_events(response)
+            events = sse_items(response)
             assert (await ready(events)).id == last_id
             got = [await next_event(events, DEADLINE_S) for _ in range(len(missed))]
             assert [e.id for e in got] == [f"0:{last + 1 + i}" for i in range(len(missed))]
             assert [orjson.loads(e.data) for e in got] == [orjson.loads(v) for v in missed]
             # and nothing else: the next thing is a heartbeat
-            after = await next_event(events, 5, kinds=("rank-change", "comment"))
-            assert after.event == "comment"
+            after = await next_event_or_comment(events, 5)
+            assert isinstance(after, SseComment)
 
         # the same resume point with a filter: only that board's missed events
         async with api.stream("GET", "/v1/events/rank-changes", headers=headers,
                               params={"board": "text/coding", "model": "vega"}) as response:
-            events = sse_events(response)
+            events = sse_items(response)
             await ready(events)
             wanted = [orjson.loads(v) for v in missed]
             wanted = [c for c in wanted if c["board"] == "text/coding" and c["model"] == "vega"]

@@ -13,6 +13,7 @@ from shared.settings import ClientSettings
 from tests.support.infra import Infra, free_port, service_env
 from tests.support.metrics import scrape
 from tests.support.processes import ServiceProcess
+from tests.support.wait import wait_until
 
 VOTES = [Vote(vote_id=f"c{i}", arena="text", model_a="m-a", model_b="m-b", winner="tie")
          for i in range(5)]
@@ -23,9 +24,19 @@ async def test_votes_sent_before_ingest_is_up_are_accepted_once_it_is(
 ) -> None:
     ingest = ServiceProcess("ingest", service_env(infra, prefix), log_name=f"ingest-{prefix}")
     policy = RetryPolicy(attempts=200, base_s=0.05, max_s=0.3)
-    async with PodiumClient(ClientSettings(ingest_url=ingest.url), retry=policy) as client:
+    backoffs: list[float] = []
+
+    async def backoff(seconds: float) -> None:
+        backoffs.append(seconds)
+        await asyncio.sleep(seconds)
+
+    async def refused_twice() -> bool:
+        return len(backoffs) >= 2
+
+    async with PodiumClient(ClientSettings(ingest_url=ingest.url), retry=policy,
+                            sleep=backoff) as client:
         sending = asyncio.create_task(client.post_votes(VOTES))
-        await asyncio.sleep(0.3)
+        await wait_until(refused_twice, 30, "the client refused and retrying")
         assert not sending.done()  # connection refused: still retrying
         try:
             await ingest.start()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -21,11 +20,10 @@ async def partitions_of(bootstrap: str, topic: str) -> list[int]:
         await admin.close()
 
 
-async def read_topic(
-    bootstrap: str, topic: str, settle_s: float = 1.0, timeout: float = 30
-) -> list[bytes]:
-    """Every record value of ``topic``, read until the end offsets as of ``settle_s`` from now."""
-    await asyncio.sleep(settle_s)
+async def read_topic(bootstrap: str, topic: str, timeout: float = 30) -> list[bytes]:
+    """Every record value of ``topic`` up to its end offsets as of this call. Call it after the
+    writes it must see have been acknowledged (a 202 of ingest, a producer's ack, a stopped
+    service); to wait for writes of another process, poll it with ``wait_until``."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
     )

@@ -1,51 +1,49 @@
-"""A minimal Server-Sent Events reader over an httpx streaming response."""
+"""Reading a rank-change stream in tests, with the project's one SSE parser (``shared/sse.py``)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 
+from shared.sse import SseComment, SseEvent, sse_stream
 
-@dataclass(frozen=True)
-class SseEvent:
-    event: str  # "message", a named event, or "comment" for ": ..." lines
-    data: str
-    id: str | None
+Item = SseEvent | SseComment
 
 
-async def sse_events(response: httpx.Response) -> AsyncIterator[SseEvent]:
-    event, data, event_id = "message", [], None
-    async for line in response.aiter_lines():
-        if line == "":
-            if data:
-                yield SseEvent(event, "\n".join(data), event_id)
-            event, data, event_id = "message", [], None
-        elif line.startswith(":"):
-            yield SseEvent("comment", line[1:].strip(), None)
-        else:
-            name, _, value = line.partition(":")
-            value = value.removeprefix(" ")
-            if name == "event":
-                event = value
-            elif name == "data":
-                data.append(value)
-            elif name == "id":
-                event_id = value
+def sse_items(response: httpx.Response) -> AsyncIterator[Item]:
+    """The events and comments of a streaming response, as they arrive."""
+    return sse_stream(response.aiter_text())
 
 
-async def next_event(events: AsyncIterator[SseEvent], timeout: float,
-                     kinds: tuple[str, ...] = ("rank-change",)) -> SseEvent:
-    """The next event of one of ``kinds`` (others are skipped), or AssertionError after timeout."""
-    async def find() -> SseEvent:
-        async for ev in events:
-            if ev.event in kinds:
-                return ev
+async def _next(items: AsyncIterator[Item], timeout: float, wanted: Callable[[Item], bool],
+                what: str) -> Item:
+    async def find() -> Item:
+        async for item in items:
+            if wanted(item):
+                return item
         raise AssertionError("the stream ended")
 
     try:
         return await asyncio.wait_for(find(), timeout)
     except TimeoutError:
-        raise AssertionError(f"no {kinds} event within {timeout}s") from None
+        raise AssertionError(f"no {what} within {timeout}s") from None
+
+
+async def next_event(items: AsyncIterator[Item], timeout: float,
+                     kinds: tuple[str, ...] = ("rank-change",)) -> SseEvent:
+    """The next event of one of ``kinds`` (others and comments are skipped), or AssertionError
+    after ``timeout``."""
+    item = await _next(items, timeout, lambda i: isinstance(i, SseEvent) and i.event in kinds,
+                       f"{kinds} event")
+    assert isinstance(item, SseEvent)
+    return item
+
+
+async def next_event_or_comment(items: AsyncIterator[Item], timeout: float,
+                                kinds: tuple[str, ...] = ("rank-change",)) -> Item:
+    """The next comment or event of one of ``kinds`` (other events are skipped)."""
+    return await _next(items, timeout,
+                       lambda i: isinstance(i, SseComment) or i.event in kinds,
+                       f"comment or {kinds} event")

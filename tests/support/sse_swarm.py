@@ -4,6 +4,7 @@ test process), and rank changes published straight to the topic."""
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import itertools
 import os
@@ -14,6 +15,7 @@ from datetime import UTC, datetime
 from aiokafka import AIOKafkaProducer
 
 from shared.events import RankChange, SourcePosition
+from shared.sse import SseComment, SseEvent, SseParser
 
 _models = itertools.count()
 
@@ -39,14 +41,6 @@ async def publish(bootstrap: str, topic: str, changes: list[RankChange]) -> None
 
 
 @dataclass
-class Received:
-    event: str
-    id: str | None
-    data: str
-    at: float  # time.monotonic() when it arrived
-
-
-@dataclass
 class SseSubscriber:
     """One stream: its events as they arrive (``events``), and whether it has ended."""
 
@@ -55,7 +49,7 @@ class SseSubscriber:
     query: str = ""
     last_event_id: str | None = None
     recv_buffer: int | None = None  # a small SO_RCVBUF makes a slow reader
-    events: list[Received] = field(default_factory=list)
+    events: list[SseEvent] = field(default_factory=list)  # comments as event "comment"
     change_times: list[float] = field(default_factory=list)  # arrival of each rank change
     status: int | None = None
     ended: bool = False
@@ -86,7 +80,8 @@ class SseSubscriber:
                   paused: asyncio.Event | None = None) -> None:
         """Read events until the stream ends (or the task is cancelled); while ``paused`` is
         clear, read nothing."""
-        pending = b""
+        parser = SseParser()
+        text = codecs.getincrementaldecoder("utf-8")()
         try:
             while True:
                 if paused is not None:
@@ -94,10 +89,8 @@ class SseSubscriber:
                 size = int((await reader.readline()).strip() or b"0", 16)
                 if size == 0:
                     break
-                pending += (await reader.readexactly(size + 2))[:-2]
-                *complete, pending = pending.split(b"\n\n")
-                for block in complete:
-                    self._take(block.decode())
+                chunk = (await reader.readexactly(size + 2))[:-2]
+                self._take(parser.feed(text.decode(chunk)))
         except (asyncio.IncompleteReadError, ConnectionError, ValueError):
             pass
         finally:
@@ -107,27 +100,18 @@ class SseSubscriber:
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
 
-    def _take(self, block: str) -> None:
-        event, data, id_ = "message", "", None
-        for line in block.split("\n"):
-            name, _, value = line.partition(": ")
-            if name == "event":
-                event = value
-            elif name == "data":
-                data = value
-            elif name == "id":
-                id_ = value
-            elif line.startswith(":"):
-                event = "comment"
-        if event == "message" and not data:
-            return
-        at = time.monotonic()
-        self.events.append(Received(event, id_, data, at))
-        if event == "rank-change":
-            self.change_times.append(at)
-        if id_ is not None:
-            self.last_event_id = id_
-        self.arrived.set()
+    def _take(self, items: list[SseEvent | SseComment]) -> None:
+        for item in items:
+            if isinstance(item, SseComment):
+                self.events.append(SseEvent("comment", item.text))
+                continue
+            self.events.append(item)
+            if item.event == "rank-change":
+                self.change_times.append(time.monotonic())
+            if item.id is not None:
+                self.last_event_id = item.id
+        if items:
+            self.arrived.set()
 
 
 def kafka_connections(pid: int, port: int) -> int:
