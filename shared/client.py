@@ -30,7 +30,7 @@ import httpx
 import orjson
 from pydantic import BaseModel
 
-from shared.events import ModelInfo, RankChange, Vote
+from shared.events import ModelInfo, RankChange, SignificanceLevel, Vote
 from shared.settings import ClientSettings
 from shared.sse import sse_events
 
@@ -185,6 +185,7 @@ class PodiumClient:
         model: str | None = None,
         organization: str | None = None,
         top: int | None = None,
+        significance: SignificanceLevel | None = None,
         last_event_id: str | None = None,
         idle_timeout_s: float = 60.0,
     ) -> AsyncIterator[RankChangeEvent]:
@@ -192,7 +193,8 @@ class PodiumClient:
         ``idle_timeout_s`` without even a heartbeat) it reconnects with backoff and resumes
         after the last event seen; pass ``last_event_id`` to resume from an earlier session."""
         params = {k: v for k, v in {"board": board, "model": model,
-                                    "organization": organization, "top": top}.items()
+                                    "organization": organization, "top": top,
+                                    "significance": significance}.items()
                   if v is not None}
         url = f"{self.settings.api_url}/v1/events/rank-changes"
         retry = 0

@@ -24,6 +24,8 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 Outcome = Literal["model_a", "model_b", "tie", "tie_bothbad"]
 OUTCOMES: tuple[Outcome, ...] = ("model_a", "model_b", "tie", "tie_bothbad")
+Significance = Literal["published", "separated", "reordered"]
+SignificanceLevel = Literal["published", "separated", "any"]  # what a subscriber asks for
 
 # A model id: letters, digits and . _ - + : @ /, starting with a letter or digit (e.g.
 # "qwen3.5-max-preview", "meta/llama-4-maverick"). "|" is excluded: it separates fields in keys.
@@ -249,7 +251,13 @@ class SourcePosition(_Event):
 
 
 class RankChange(_Event):
-    """A model's rank on a board changed after a refit."""
+    """A model's rank (score order) or published rank (``rank_ub``) on a board changed after a
+    refit. ``significance``: ``published`` (``rank_ub`` moved, or the model is new on the board),
+    ``separated`` (it swapped places with a model whose interval is now apart from its own) or
+    ``reordered`` (swaps inside overlapping intervals only). ``damped``: the same move was
+    announced less than the hysteresis window ago (filtered feeds leave it out). ``passed``: the
+    models it moved ahead of. Records written before these fields existed read as
+    ``reordered``, not damped."""
 
     board: str
     model: ModelId
@@ -261,6 +269,21 @@ class RankChange(_Event):
     votes: int
     timestamp: datetime
     position: SourcePosition
+    old_rank_ub: int | None = None
+    significance: Significance = "reordered"
+    damped: bool = False
+    passed: list[ModelId] = Field(default_factory=list)
+
+    def heard_at(self, level: SignificanceLevel) -> bool:
+        """Whether a subscriber asking for ``level`` hears this change: ``any`` hears every
+        change; ``separated`` the published and separated ones; ``published`` only those;
+        damped repeats only ``any``."""
+        if level == "any":
+            return True
+        if self.damped:
+            return False
+        return self.significance == "published" or (
+            level == "separated" and self.significance == "separated")
 
 
 def utc_now() -> datetime:

@@ -243,6 +243,12 @@ class RatingSettings(PodiumSettings):
         default=1e-12, gt=0, description="Newton convergence (theta units): small enough that "
         "a fit does not depend on its warm start (rebuilds match live scores within 1e-9)."
     )
+    rating_rank_change_window_s: float = Field(
+        default=300.0, ge=0, le=86_400, description="Hysteresis of rank changes: the same move "
+        "(a model's published rank going from one value to another, or one model passing "
+        "another) is announced at most once per this many seconds each way; repeats within it "
+        "are marked `damped` and left out of the `published`/`separated` feeds (0: no damping)."
+    )
     rating_style_refit_s: float = Field(
         default=5.0, gt=0, le=3600, description="Cadence of the style-controlled boards "
         "(`{view}+style`): every this many seconds, boards with new style battles are refitted "

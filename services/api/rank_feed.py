@@ -21,7 +21,7 @@ from aiokafka.structs import ConsumerRecord
 from pydantic import ValidationError
 
 from services.common.registry import ModelRegistry
-from shared.events import RankChange
+from shared.events import RankChange, SignificanceLevel
 from shared.kafka import ensure_topics
 
 log = logging.getLogger(__name__)
@@ -88,12 +88,15 @@ class ChangeFilter:
     model: str | None = None
     organization: str | None = None
     top: int | None = None
+    significance: SignificanceLevel = "any"
 
     def matches_all(self) -> bool:
         return self == ChangeFilter()
 
     async def matches(self, change: RankChange, registry: ModelRegistry,
                       organizations: dict[str, str | None]) -> bool:
+        if not change.heard_at(self.significance):
+            return False
         if self.board is not None and change.board != self.board:
             return False
         if self.model is not None and change.model != self.model:

@@ -29,6 +29,7 @@ from services.api.rank_feed import (
 from services.api.rank_stream import RankStream, StreamLimits
 from services.api.schemas import BOARD_PATTERN
 from services.common.http import OrjsonResponse, ip_of
+from shared.events import SignificanceLevel
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["rank changes"])
@@ -44,13 +45,19 @@ class StreamFilters(BaseModel):
     organization: str | None = Field(default=None, max_length=200, examples=["Google"])
     top: int | None = Field(default=None, ge=1, le=10_000,
                             description="Only changes into, out of or within the top N.")
+    significance: SignificanceLevel = Field(
+        default="any", description="`published`: only moves of the published rank (rank_ub) "
+        "and models new on the board; `separated`: those and swaps with a model whose interval "
+        "is now apart; `any`: every change, overlapping-interval reorderings and damped repeats "
+        "included (the page and `podium tail` ask for `separated`).")
     last_event_id: str | None = Field(
         default=None, description="Resume after this event id (for clients that cannot send "
         "the Last-Event-ID header); the header wins."
     )
 
     def change_filter(self) -> ChangeFilter:
-        return ChangeFilter(self.board, self.model, self.organization, self.top)
+        return ChangeFilter(self.board, self.model, self.organization, self.top,
+                            self.significance)
 
 
 class StreamSlots:

@@ -23,7 +23,7 @@ from rich.table import Table
 from services.cli.lmarena import RowError
 from services.cli.replay import ReplaySummary, replay
 from shared.client import PodiumClient, PodiumError, PodiumUnavailable
-from shared.events import ModelInfo
+from shared.events import ModelInfo, RankChange
 from shared.settings import ClientSettings
 
 T = TypeVar("T")
@@ -45,6 +45,12 @@ REBUILD_MODULE = "services.rating.rebuild"
 class ExportFormat(StrEnum):
     json = "json"
     csv = "csv"
+
+
+class SignificanceChoice(StrEnum):
+    PUBLISHED = "published"
+    SEPARATED = "separated"
+    ANY = "any"
 
 
 class LicenseChoice(StrEnum):
@@ -176,6 +182,18 @@ def export(
         err.print(f"wrote {len(data)} bytes to {output}")
 
 
+def describe_change(c: RankChange) -> str:
+    """One line for a person: the move, the published rank, whom it passed, its kind."""
+    old = "new" if c.old_rank is None else f"#{c.old_rank}"
+    published = (f"  rank (UB) {c.old_rank_ub} -> {c.rank_ub}"
+                 if c.old_rank_ub is not None and c.old_rank_ub != c.rank_ub
+                 else f"  rank (UB) {c.rank_ub}")
+    passed = f"  passes {', '.join(c.passed[:3])}" if c.passed else ""
+    damped = " (repeat)" if c.damped else ""
+    return (f"{c.board}  {c.model}  {old} -> #{c.new_rank}{published}  "
+            f"score {c.new_score:.1f}  votes {c.votes}{passed}  [{c.significance}{damped}]")
+
+
 @tail_app.command("rank-changes")
 def tail_rank_changes(
     ctx: typer.Context,
@@ -183,6 +201,10 @@ def tail_rank_changes(
     model: Annotated[str | None, typer.Option()] = None,
     organization: Annotated[str | None, typer.Option()] = None,
     top: Annotated[int | None, typer.Option(min=1)] = None,
+    significance: Annotated[SignificanceChoice, typer.Option(
+        help="published: moves of the published rank (rank_ub) and new models; separated: "
+        "also swaps with a model whose interval is now apart; any: every reordering.")
+    ] = SignificanceChoice.SEPARATED,
     last_event_id: Annotated[str | None, typer.Option(
         help="Resume after this event id (partition:offset).")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Stop after N changes.")] = None,
@@ -195,6 +217,7 @@ def tail_rank_changes(
         seen = 0
         async for event in client.rank_changes(board=board, model=model,
                                                organization=organization, top=top,
+                                               significance=significance.value,
                                                last_event_id=last_event_id):
             c = event.change
             if json_lines:
@@ -202,9 +225,7 @@ def tail_rank_changes(
                 sys.stdout.write(orjson.dumps(line).decode() + "\n")
                 sys.stdout.flush()
             else:
-                old = "new" if c.old_rank is None else f"#{c.old_rank}"
-                out.print(f"{event.id}  {c.board}  {c.model}  {old} -> #{c.new_rank}  "
-                          f"score {c.new_score:.1f}  votes {c.votes}")
+                out.print(f"{event.id}  {describe_change(c)}")
             seen += 1
             if limit is not None and seen >= limit:
                 return

@@ -107,7 +107,8 @@ class BoardRefitter:
         await store.write_standings(arena, view, orjson.dumps(doc))
         self._fits[board] = fit
         self._last_rows.remember(board, doc["rows"])
-        changes: list[RankChange] = rank_changes(board, old_rows, doc["rows"], now, position)
+        changes: list[RankChange] = rank_changes(board, old_rows, doc["rows"], now, position,
+                                     self._last_rows.moves)
         if self._read_models is not None:
             await self._read_models.after_refit(arena, view, counts, fit, doc["rows"], changes, now)
         return changes

@@ -29,6 +29,7 @@ from services.rating.arena_slices import (
 from services.rating.board_refits import BoardRefitter, Boards
 from services.rating.counts_applier import CountsApplier
 from services.rating.engine import FitOptions, StyleOptions
+from services.rating.engine.significance import RankMoves
 from services.rating.generation_copier import GenerationCopier
 from services.rating.read_models import ReadModelWriter
 from services.rating.standings import LastRows, Publish
@@ -76,10 +77,11 @@ class RatingProcessor:
         screen: VoterScreen | None = None,
         generations_of: KeyLayout | None = None,
         style: StyleOptions | None = None,
+        rank_change_window_s: float = 0.0,
     ) -> None:
         elo = elo or EloOptions()
         self._lock = asyncio.Lock()  # batches and style refits take turns with the cached state
-        last_rows = LastRows()
+        last_rows = LastRows(RankMoves(rank_change_window_s))
         self.counts = CountsApplier(store, elo)
         self.boards = BoardRefitter(self.counts, options, clock, last_rows, read_models)
         self.style = StyleRefitter(self.counts, style or StyleOptions(board=FitOptions(

@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from services.rating.engine import BoardFit
+from services.rating.engine.significance import RankMoves
 from services.rating.store import RatingStore
 from shared.events import RankChange, SourcePosition
 from shared.keys import board_name
@@ -49,26 +50,30 @@ def rank_changes(
     new_rows: Sequence[Mapping[str, Any]],
     now: datetime,
     position: SourcePosition,
+    moves: RankMoves | None = None,
 ) -> list[RankChange]:
-    """One RankChange per model whose rank differs from the previous standings (or is new)."""
-    before = {r["model"]: r for r in old_rows}
+    """One RankChange per model whose rank or published rank differs from the previous
+    standings, that is new, or whose overtake of another got confirmed; classified and damped
+    by ``moves`` (``engine.significance``; it remembers the board's settled pairs)."""
     changes = []
-    for row in new_rows:
-        old = before.get(row["model"])
-        if old is not None and old["rank"] == row["rank"]:
-            continue
+    for move in (moves or RankMoves()).moves(board, old_rows, new_rows, now.timestamp()):
+        old, row = move.old, move.new
         changes.append(
             RankChange(
                 board=board,
-                model=row["model"],
+                model=move.model,
                 old_rank=None if old is None else int(old["rank"]),
                 new_rank=int(row["rank"]),
                 old_score=None if old is None else float(old["score"]),
                 new_score=float(row["score"]),
                 rank_ub=int(row["rank_ub"]),
+                old_rank_ub=None if old is None else int(old["rank_ub"]),
                 votes=int(row["votes"]),
                 timestamp=now,
                 position=position,
+                significance=move.significance,
+                damped=move.damped,
+                passed=list(move.passed),
             )
         )
     return changes
@@ -76,10 +81,12 @@ def rank_changes(
 
 class LastRows:
     """The rows of each board's standings as last written by this worker (what its next refit
-    diffs ranks against); read from Redis the first time a board is refitted."""
+    diffs ranks against); read from Redis the first time a board is refitted. ``moves``: what
+    the classification of rank changes remembers (settled pairs, recent announcements)."""
 
-    def __init__(self) -> None:
+    def __init__(self, moves: RankMoves | None = None) -> None:
         self._rows: dict[str, list[dict[str, Any]]] = {}
+        self.moves = moves or RankMoves()
 
     async def of(self, store: RatingStore, arena: str, view: str) -> list[dict[str, Any]]:
         rows = self._rows.get(board_name(arena, view))

@@ -96,7 +96,8 @@ class StyleRefitter:
                 return 0
             self._fits[board] = fit
             self._last_rows.remember(board, doc["rows"])
-            changes = rank_changes(board, old_rows, doc["rows"], now, position)
+            changes = rank_changes(board, old_rows, doc["rows"], now, position,
+                                     self._last_rows.moves)
         if changes:
             await self._publish_changes([c.model_dump_json().encode() for c in changes])
         return 1

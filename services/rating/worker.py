@@ -135,6 +135,7 @@ async def rate_votes(
         screen=voter_screen(client, settings),
         generations_of=settings.keys,
         style=style_options(options, settings),
+        rank_change_window_s=settings.rating_rank_change_window_s,
     )
     refitter = asyncio.ensure_future(refit_style_boards(processor, settings))
     flusher = asyncio.ensure_future(flush_read_models(processor, flush_tick_s(settings)))

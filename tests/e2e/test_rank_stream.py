@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -146,3 +147,46 @@ async def test_websocket_stream_with_resume(
             with pytest.raises(websockets.ConnectionClosed) as closed:
                 await ws.recv()
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+
+
+async def test_a_stream_hears_the_significance_it_asks_for(
+    live_stack: dict[str, ServiceProcess], infra: Infra, prefix: str
+) -> None:
+    """`published` hears published-rank moves only, `separated` those and confirmed overtakes,
+    `any` every change; each exactly as the worker published them to the topic."""
+    topic = f"{prefix}.podium.rank-changes"
+    board = "text/overall"
+    levels = ("published", "separated", "any")
+    async with (httpx.AsyncClient(base_url=live_stack["ingest"].url, timeout=30) as ingest,
+                httpx.AsyncClient(base_url=live_stack["api"].url, timeout=30) as api,
+                contextlib.AsyncExitStack() as streams):
+        opened = {}
+        for level in levels:
+            response = await streams.enter_async_context(api.stream(
+                "GET", "/v1/events/rank-changes",
+                params={"board": board, "significance": level}))
+            assert response.status_code == 200
+            opened[level] = sse_items(response)
+            await ready(opened[level])
+        async def ahead(winner: str, loser: str) -> list[tuple[str, RankChange]] | None:
+            """This board's changes on the topic, once they put ``winner`` above ``loser``."""
+            values = await read_topic(infra.kafka_bootstrap, topic)
+            changes = [RankChange.model_validate_json(v) for v in values]
+            ours = [(f"0:{i}", c) for i, c in enumerate(changes) if c.board == board]
+            last = {c.model: c.new_rank for _, c in ours}
+            return ours if last.get(winner, 99) < last.get(loser, 0) else None
+
+        # three models, one overtakes clearly; two near-equal ones swap places. One batch at a
+        # time (the worker could count battles sent together in one batch)
+        for winner, loser, n in [("orion", "lyra", 30), ("lyra", "deneb", 30),
+                                 ("mira", "nova", 5), ("nova", "mira", 6),
+                                 ("deneb", "orion", 400)]:
+            await battle(ingest, winner, loser, n)
+            published = await wait_until(lambda w=winner, lo=loser: ahead(w, lo),  # type: ignore[misc]
+                                         DEADLINE_S, f"{winner} above {loser}")
+        assert {c.significance for _, c in published} >= {"published"}
+        for level in levels:
+            wanted = [(i, c) for i, c in published if c.heard_at(level)]
+            got = [await next_event(opened[level], DEADLINE_S) for _ in wanted]
+            assert [(e.id, RankChange.model_validate_json(e.data)) for e in got] == wanted, level
+        assert len([1 for _, c in published if c.heard_at("published")]) < len(published)
