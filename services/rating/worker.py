@@ -14,6 +14,8 @@ import redis.asyncio as aioredis
 from aiokafka.errors import KafkaError
 
 from services.common.logcontext import batch_context
+from services.common.quarantine_records import QuarantineRecords
+from services.common.records import Book, RecordWriter, Replayer
 from services.common.redis_client import RedisClient
 from services.common.redis_client import connect as redis_connect
 from services.rating import kafka_consumer
@@ -23,7 +25,7 @@ from services.rating.health_server import HealthServer
 from services.rating.metrics import RatingMetrics
 from services.rating.processor import Publish, RatingProcessor
 from services.rating.read_models import ReadModelWriter
-from services.rating.scores import ScoreProcessor
+from services.rating.scores import ScoreProcessor, raw_records, restored_marker
 from services.rating.store import RatingStore
 from services.rating.voter_screen import VoterScreen
 from services.rating.voter_stats import ScreenOptions
@@ -74,7 +76,7 @@ def build_worker(settings: RatingSettings, metrics: RatingMetrics | None = None,
     @app.agent(scores, name="rate-scores")
     async def rate_scores(stream: faust.StreamT[bytes]) -> None:
         assert isinstance(stream, faust.Stream)
-        await rate_benchmark_scores(stream, settings, publish_changes)
+        await rate_benchmark_scores(stream, settings, publish_changes, metrics)
 
     return app
 
@@ -154,20 +156,49 @@ async def rate_votes(
 
 
 async def rate_benchmark_scores(
-    stream: faust.Stream[bytes], settings: RatingSettings, publish_changes: Publish
+    stream: faust.Stream[bytes], settings: RatingSettings, publish_changes: Publish,
+    metrics: RatingMetrics | None = None,
 ) -> None:
-    """The scores agent: each batch of benchmark score events through ``ScoreProcessor``."""
+    """The scores agent: each batch of benchmark score events through ``ScoreProcessor``, into
+    the live generation. Beside it, the replayer of what Redis must not lose: the scores topic
+    into a live generation that lacks it, the quarantine topic (services/common/records.py)."""
     await wait_for_kafka(settings)
     client = redis_connect(settings.redis_url)
     processor = ScoreProcessor(client, settings.keys, publish_changes,
-                               read_models=read_model_writer(client, settings))
+                               read_models=read_model_writer(client, settings),
+                               generations_of=settings.keys)
+    replayer = worker_replayer(client, settings, processor, metrics)
+    replayer.start()
     try:
         async for events in stream.take_events(
             settings.rating_batch_max, within=settings.rating_batch_within_s
         ):
             await _finish_even_if_cancelled(processor.process(_records(events)))
     finally:
+        await replayer.stop()
         await client.aclose()
+
+
+def worker_replayer(client: RedisClient, settings: RatingSettings, scores: ScoreProcessor,
+                    metrics: RatingMetrics | None) -> Replayer:
+    """Replays the scores topic into the live generation and the quarantine topic into Redis,
+    at start and whenever Redis lost them (checked every ``records_check_s``)."""
+    keys, topics = settings.keys, settings.topics
+    decisions = QuarantineRecords(client, keys, None, topics.quarantine)
+
+    async def apply_scores(records: Sequence[Any]) -> None:
+        await scores.process(raw_records(records))
+
+    async def scores_marker() -> str:
+        return await restored_marker(client, keys, topics.scores)
+
+    async def quarantine_marker() -> str:
+        return keys.restored(topics.quarantine)
+
+    books = [Book(topics.quarantine, decisions.apply_records, quarantine_marker),
+             Book(topics.scores, apply_scores, scores_marker)]
+    return Replayer(client, settings.kafka_bootstrap, books, settings.records_check_s,
+                    None if metrics is None else metrics.restore)
 
 
 def style_options(options: FitOptions, settings: RatingSettings) -> StyleOptions:
@@ -239,7 +270,10 @@ def voter_screen(client: RedisClient, settings: RatingSettings) -> VoterScreen |
         return None
     options = ScreenOptions(threshold=settings.rating_screen_threshold,
                             epsilon=settings.rating_screen_epsilon)
-    return VoterScreen(client, settings.keys, options)
+    records = RecordWriter(settings.kafka_bootstrap, [settings.topics.quarantine],
+                           client_id="podium-rating-records")
+    decisions = QuarantineRecords(client, settings.keys, records, settings.topics.quarantine)
+    return VoterScreen(client, settings.keys, options, decisions)
 
 
 def worker_topics(settings: RatingSettings) -> dict[str, int]:
@@ -250,13 +284,14 @@ def worker_topics(settings: RatingSettings) -> dict[str, int]:
 
 
 async def wait_for_kafka(settings: RatingSettings) -> int:
-    """Wait until Kafka is up and the worker's topics exist (creating them); returns the
-    replication factor that topics get on this cluster."""
-    wanted = worker_topics(settings)
+    """Wait until Kafka is up and the worker's topics exist (creating them, the quarantine
+    topic compacted); returns the replication factor that topics get on this cluster."""
+    wanted = {**worker_topics(settings), settings.topics.quarantine: 1}
     delay = 0.2
     while True:
         try:
-            return await ensure_topics(settings.kafka_bootstrap, wanted)
+            return await ensure_topics(settings.kafka_bootstrap, wanted,
+                                       compacted=[settings.topics.quarantine])
         except (KafkaError, OSError) as exc:
             log.warning("could not create topics yet (%s); retrying", exc)
             await asyncio.sleep(delay)
