@@ -24,6 +24,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
@@ -134,6 +135,7 @@ class Book:
     apply: Apply
     marker: Callable[[], Awaitable[str]]
     restored: Callable[[], Awaitable[None]] | None = None
+    compacted: bool = True  # a system-of-record topic (the scores topic is not)
     replays: int = field(default=0)
 
 
@@ -193,6 +195,9 @@ class Replayer:
 
     async def restore_missing(self, at_start: bool = False) -> int:
         """Replay every book whose marker is gone; returns how many were replayed."""
+        if at_start:  # the compacted ones: created here if no write has created them yet
+            await ensure_record_topics(self._bootstrap,
+                                       [b.topic for b in self._books if b.compacted])
         missing = [b for b in self._books if not await self._redis.exists(await b.marker())]
         if missing:
             self._set_restoring(True)
@@ -231,17 +236,13 @@ async def replay_topic(bootstrap: str, topic: str, apply: Apply, batch_max: int 
     """Feed every record of ``topic`` (all partitions, from their start up to their end offsets
     as of now) to ``apply``, a batch per partition at a time; returns (records, sum of the end
     offsets)."""
+    tps = await topic_partitions(bootstrap, topic)
+    if not tps:
+        return 0, 0
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                                 auto_offset_reset="earliest")
     await consumer.start()
     try:
-        parts = consumer.partitions_for_topic(topic)
-        if not parts:
-            await consumer.force_metadata_update()
-            parts = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        if not tps:
-            return 0, 0
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         end = await consumer.end_offsets(tps)
@@ -259,6 +260,19 @@ async def replay_topic(bootstrap: str, topic: str, apply: Apply, batch_max: int 
         return count, sum(end.values())
     finally:
         await consumer.stop()
+
+
+async def topic_partitions(bootstrap: str, topic: str) -> list[TopicPartition]:
+    """The topic's partitions (none when it does not exist)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        [described] = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    if described.get("error_code", 0):
+        return []
+    return [TopicPartition(topic, p["partition"]) for p in described.get("partitions", [])]
 
 
 def record_key(record: Any) -> str:

@@ -139,7 +139,7 @@ def ingest_replayer(app: FastAPI, client: RedisClient, settings: IngestSettings,
         return name
 
     async def dev_key_again() -> None:
-        await register_dev_key(client_keys, settings)
+        await register_dev_key(client_keys, settings, durable=True)
 
     books = [
         Book(topics.models, registry.apply_records, marker(topics.models), registry.replayed),

@@ -215,9 +215,16 @@ class ClientKeys:
         self.registered.note(record)
         return record
 
+    async def recorded(self, kid: str) -> bool:
+        """Whether the key's record in Redis came from the clients topic."""
+        return bool(await self._redis.hexists(self._keys.client_offsets(), kid))
+
+    async def record(self, record: ClientRecord) -> None:
+        """Write a record that is in Redis alone to the clients topic (and Redis, its offset)."""
+        await self._write(record.key_id, record.model_dump_json())
+
     async def add_directly(self, api_key: str, client: str) -> ClientRecord:
-        """Register a key in Redis alone (the dev key: configuration, not a record; written
-        again at every start and after every replay)."""
+        """Register a key in Redis alone (the dev key at start: Kafka may be down)."""
         digest = key_digest(api_key)
         record = ClientRecord(key_id=key_id(digest), client=client, digest=digest,
                               created_at=datetime.now(UTC))
@@ -344,9 +351,22 @@ def admin_auth(settings: IngestSettings) -> Callable[..., None]:
     return require_admin
 
 
-async def register_dev_key(store: ClientKeys, settings: IngestSettings) -> None:
-    """Register ``PODIUM_DEV_API_KEY`` (when set) as client ``dev``, so local runs keep working."""
+async def register_dev_key(store: ClientKeys, settings: IngestSettings,
+                           durable: bool = False) -> None:
+    """Register ``PODIUM_DEV_API_KEY`` (when set) as client ``dev``, so local runs keep working.
+    At start (Kafka may be down) in Redis alone when Redis lacks it; ``durable`` (after the
+    clients topic was replayed, Kafka answering) also in the clients topic, as it is in Redis,
+    so that a wiped Redis gets the same record back."""
     if settings.dev_api_key is None:
         return
-    record = await store.add_directly(settings.dev_api_key.get_secret_value(), DEV_CLIENT)
+    api_key = settings.dev_api_key.get_secret_value()
+    digest = key_digest(api_key)
+    found = await store.get(key_id(digest))
+    if found is not None and hmac.compare_digest(found.digest, digest):
+        store.registered.note(found)
+        if durable and not await store.recorded(found.key_id):
+            await store.record(found)
+        return
+    record = await (store.add(api_key, DEV_CLIENT) if durable
+                    else store.add_directly(api_key, DEV_CLIENT))
     log.info("development client key registered (key id %s)", record.key_id)

@@ -22,6 +22,7 @@ from services.rating import kafka_consumer
 from services.rating.arena_slices import RawRecord
 from services.rating.engine import FitOptions, StyleOptions
 from services.rating.health_server import HealthServer
+from services.rating.kept_votes import restore_kept_votes
 from services.rating.metrics import RatingMetrics
 from services.rating.processor import Publish, RatingProcessor
 from services.rating.read_models import ReadModelWriter
@@ -195,8 +196,11 @@ def worker_replayer(client: RedisClient, settings: RatingSettings, scores: Score
     async def quarantine_marker() -> str:
         return keys.restored(topics.quarantine)
 
-    books = [Book(topics.quarantine, decisions.apply_records, quarantine_marker),
-             Book(topics.scores, apply_scores, scores_marker)]
+    async def kept_votes() -> None:  # the flags are back: their quarantine lists too
+        await restore_kept_votes(client, keys, settings.kafka_bootstrap)
+
+    books = [Book(topics.quarantine, decisions.apply_records, quarantine_marker, kept_votes),
+             Book(topics.scores, apply_scores, scores_marker, compacted=False)]
     return Replayer(client, settings.kafka_bootstrap, books, settings.records_check_s,
                     None if metrics is None else metrics.restore)
 
