@@ -135,8 +135,8 @@ async def test_rebuild_keeps_the_benchmark_boards(
     async with (httpx.AsyncClient(base_url=services["ingest"].url, timeout=60) as ingest,
                 httpx.AsyncClient(base_url=services["api"].url, timeout=10) as api):
         votes = await post_all(ingest, votes)
+        await settled(redis_client, base, votes, api)  # (vote boards only)
         await post_scores(ingest)
-        await settled(redis_client, base, votes, api)
         before = await gpqa_rows(api, 3)
         out = await run_rebuild(infra, prefix)
         assert f"{prefix}.g1 is live (was {prefix})" in out
