@@ -28,6 +28,11 @@ class QuarantineRecords:
         self._topic = topic
         self._store = RecordStore(client)
 
+    async def close(self) -> None:
+        """Stop the writer's producer (when there is one)."""
+        if self._records is not None:
+            await self._records.stop()
+
     def place(self, arena: str, voter: str) -> Place:
         return Place(self._keys.flagged(arena), voter, self._keys.flag_offsets(arena), voter)
 

@@ -167,6 +167,8 @@ class Replayer:
         self._check_every_s = check_every_s
         self._metrics = metrics
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._wake = asyncio.Event()
         self._set_restoring(True)  # until the first check is done
 
     @property
@@ -176,14 +178,23 @@ class Replayer:
     def start(self) -> None:
         self._task = asyncio.create_task(self._watch(), name="records-replayer")
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+    async def stop(self, grace_s: float = 10.0) -> None:
+        """Stop the watch: a replay under way finishes first (its Kafka clients closed), for at
+        most ``grace_s``; then it is cancelled, again until done (a Kafka client may swallow a
+        cancellation)."""
+        self._stopping = True
+        self._wake.set()
+        task = self._task
+        if task is None:
+            return
+        await asyncio.wait({task}, timeout=grace_s)
+        while not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=1.0)
 
     async def _watch(self) -> None:
         first = True
-        while True:
+        while not self._stopping:
             try:
                 await self.restore_missing(first)
                 first = False
@@ -191,7 +202,10 @@ class Replayer:
                 log.warning("systems of record not checked (%r); retrying", exc)
             except Exception:  # a bug must not stop the watch for good
                 log.exception("replaying a system of record failed; retrying")
-            await asyncio.sleep(self._check_every_s)
+            try:  # until the next check, or a stop
+                await asyncio.wait_for(self._wake.wait(), self._check_every_s)
+            except TimeoutError:
+                pass
 
     async def restore_missing(self, at_start: bool = False) -> int:
         """Replay every book whose marker is gone; returns how many were replayed."""
@@ -202,6 +216,8 @@ class Replayer:
         if missing:
             self._set_restoring(True)
             for book in missing:
+                if self._stopping:
+                    return 0
                 await self.replay(book, at_start)
         self._set_restoring(False)
         return len(missing)

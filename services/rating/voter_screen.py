@@ -86,6 +86,10 @@ class VoterScreen:
             stored={v for v, raw in zip(voters, stats_raw, strict=True) if raw is not None},
         )
 
+    async def close(self) -> None:
+        if self._decisions is not None:
+            await self._decisions.close()
+
     async def _record(self, arena: str, voter: str, evidence: bytes) -> int:
         """A new flag to the quarantine topic, retried until Kafka acknowledges it (the batch
         waits: its flag must not exist in Redis alone)."""

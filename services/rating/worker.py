@@ -128,6 +128,7 @@ async def rate_votes(
     client = redis_connect(settings.redis_url)
     options = FitOptions(preliminary_votes=settings.rating_preliminary_votes,
                          tol=settings.rating_fit_tol)
+    screen = voter_screen(client, settings)
     processor = RatingProcessor(
         RatingStore(client, settings.keys),
         options,
@@ -135,7 +136,7 @@ async def rate_votes(
         publish_changes,
         read_models=read_model_writer(client, settings),
         metrics=metrics,
-        screen=voter_screen(client, settings),
+        screen=screen,
         generations_of=settings.keys,
         style=style_options(options, settings),
     )
@@ -153,6 +154,8 @@ async def rate_votes(
             task.cancel()
         await asyncio.gather(refitter, flusher, return_exceptions=True)
         await flush_everything_owed(processor)
+        if screen is not None:
+            await screen.close()  # its producer of the quarantine topic
         await client.aclose()
 
 
