@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -13,6 +14,9 @@ log = logging.getLogger(__name__)
 
 # The votes topic is the system of record: keep it forever (rebuild replays it from offset 0).
 KEEP_FOREVER = {"retention.ms": "-1", "retention.bytes": "-1"}
+# A system-of-record topic (registry, client keys, quarantine): the latest record of each key is
+# kept forever, older ones and (after delete.retention.ms) tombstones are compacted away.
+COMPACTED = {"cleanup.policy": "compact"}
 
 
 def replication_for(brokers: int) -> tuple[int, int]:
@@ -41,11 +45,13 @@ async def _broker_default_factor(admin: AIOKafkaAdminClient, broker_id: int) -> 
     return 1
 
 
-async def ensure_topics(bootstrap: str, topics: dict[str, int], timeout_ms: int = 10_000) -> int:
+async def ensure_topics(bootstrap: str, topics: dict[str, int], timeout_ms: int = 10_000,
+                        compacted: Iterable[str] = ()) -> int:
     """Create each topic (name -> partitions) that does not exist yet; existing ones are kept.
     New topics get ``replication_for`` the live brokers, or for the cluster's default
     replication factor if that is higher (one broker of three down). Returns the replication
-    factor, for the topics that faust creates itself. Raises KafkaError on a refusal."""
+    factor, for the topics that faust creates itself. The topics named in ``compacted`` are
+    created compacted (``COMPACTED``) instead of kept whole. Raises KafkaError on a refusal."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=timeout_ms)
     await admin.start()
     try:
@@ -53,9 +59,12 @@ async def ensure_topics(bootstrap: str, topics: dict[str, int], timeout_ms: int 
         default = await _broker_default_factor(admin, brokers[0]["node_id"])
         factor, min_insync = replication_for(max(len(brokers), min(default, 3)))
         existing = set(await admin.list_topics())
-        configs = {**KEEP_FOREVER, "min.insync.replicas": str(min_insync)}
+        kept = {**KEEP_FOREVER, "min.insync.replicas": str(min_insync)}
+        compact = {**COMPACTED, "min.insync.replicas": str(min_insync)}
+        compact_names = set(compacted)
         new = [
-            NewTopic(name, num_partitions=parts, replication_factor=factor, topic_configs=configs)
+            NewTopic(name, num_partitions=parts, replication_factor=factor,
+                     topic_configs=compact if name in compact_names else kept)
             for name, parts in topics.items()
             if name not in existing
         ]

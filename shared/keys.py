@@ -18,7 +18,9 @@
 | ``{p}:{arena}:matrices:{view}``  | string | win-rate / predicted / battle matrices, JSON     |
 | ``{p}:{arena}:history:{view}:{model}`` | list | the model's history points on the board, JSON |
 | ``{p}:{bench}:scores:{benchmark}`` | hash | model -> latest score event of a benchmark, JSON |
-| ``{p}:models``                   | hash   | model id -> registry entry (ModelInfo JSON)      |
+| ``{p}:models``                   | hash   | model id -> registry entry (ModelInfo JSON), and |
+|                                  |        | ``#offset:{id}`` -> offset of its record in the  |
+|                                  |        | models topic (``#`` starts no model id)          |
 | ``{p}:{ingest}:ids:{N}:{bucket}`` | set   | vote ids ingest accepted in one dedupe window    |
 |                                  |        | (``bucket`` = unix time // window), 16 shards N; |
 |                                  |        | expires 2 windows after the bucket's start       |
@@ -32,6 +34,12 @@
 | ``{p}:{arena}:voters``           | hash   | voter -> screen stats, packed (voter_stats.py)   |
 | ``{p}:{arena}:flagged``          | hash   | voter -> evidence JSON (votes quarantined)       |
 | ``{p}:{arena}:quarantine:{voter}`` | list | the voter's quarantined votes, JSON, in order    |
+| ``{p}:{arena}:flagged-offsets``  | hash   | voter -> offset of its record in the quarantine  |
+|                                  |        | topic (a replay writes only newer records)       |
+| ``{p}:{ingest}:clients-offsets`` | hash   | key id -> offset of its record in the clients    |
+|                                  |        | topic                                            |
+| ``{p}:restored:{topic}``         | string | set after a system-of-record topic was replayed  |
+|                                  |        | into Redis; gone = Redis lost it: replay again   |
 | ``{p}:{arena}:screen-fence``     | hash   | ``topic/partition`` -> last screened offset      |
 | ``{p}:generations``              | hash   | ``active`` / ``next`` -> key prefix of that one  |
 | ``{p}:board-changes``            | pubsub | channel: ``arena/view`` whose standings were     |
@@ -212,6 +220,19 @@ class KeyLayout:
 
     def quarantine(self, arena: str, voter: str) -> str:
         return f"{self._arena(arena)}:quarantine:{voter}"
+
+    def flag_offsets(self, arena: str) -> str:
+        """voter -> offset in the quarantine topic of the flag or release last written."""
+        return f"{self._arena(arena)}:flagged-offsets"
+
+    def client_offsets(self) -> str:
+        """key id -> offset in the clients topic of the record last written."""
+        return f"{self._ingest()}:clients-offsets"
+
+    def restored(self, topic: str) -> str:
+        """Set once a system-of-record topic has been replayed into this key space; its absence
+        tells a service that Redis lost the state (services/common/records.py)."""
+        return f"{self.prefix}:restored:{topic}"
 
     def screen_fence(self, arena: str) -> str:
         return f"{self._arena(arena)}:screen-fence"

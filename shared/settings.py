@@ -62,6 +62,13 @@ class PodiumSettings(BaseSettings):
         description="Longest wait of a request for its turn (http_max_requests_in_flight); "
         "after it the request is answered 503 with Retry-After (load shed).",
     )
+    records_check_s: float = Field(
+        default=2.0, gt=0, le=300,
+        description="How often ingest and the rating worker check that Redis still holds what "
+        "their systems of record (the compacted models, clients and quarantine topics, and the "
+        "scores topic) hold; when Redis lost it (wiped, replaced), they replay the topic into "
+        "it, and /readyz says restoring until done.",
+    )
     log_level: str = Field(default="INFO", description="Python log level.")
     log_format: Literal["text", "json"] = Field(
         default="text", description="Log lines for people (text) or one JSON object a line "

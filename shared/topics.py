@@ -8,6 +8,11 @@ VOTES = "podium.votes"
 VOTES_DLQ = "podium.votes.dlq"
 SCORES = "podium.scores"
 RANK_CHANGES = "podium.rank-changes"
+# Systems of record of the state Redis holds and must not lose (compacted, one partition each:
+# the offset orders every write; docs/decisions.md "Systems of record")
+MODELS = "podium.models"
+CLIENTS = "podium.clients"
+QUARANTINE = "podium.quarantine"
 
 
 @dataclass(frozen=True)
@@ -29,3 +34,19 @@ class Topics:
     @property
     def rank_changes(self) -> str:
         return self.prefix + RANK_CHANGES
+
+    @property
+    def models(self) -> str:
+        """Model registry records: key model id, value ModelInfo JSON."""
+        return self.prefix + MODELS
+
+    @property
+    def clients(self) -> str:
+        """Client-key records: key key id, value ClientRecord JSON, a tombstone on revoke."""
+        return self.prefix + CLIENTS
+
+    @property
+    def quarantine(self) -> str:
+        """Voter quarantine decisions: key ``arena/voter``, value the evidence JSON of the flag,
+        a tombstone on release."""
+        return self.prefix + QUARANTINE

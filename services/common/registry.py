@@ -2,22 +2,33 @@
 
 ingest writes it (admin endpoints, auto-registration) and checks votes against it; the api reads
 it to label and filter rows. Entries are never deleted, so a positive lookup can be cached.
+
+With a ``RecordWriter`` (ingest), every write goes to the models topic first, its system of
+record (services/common/records.py), then to Redis with the record's offset (``#offset:{id}``
+in the same hash: ``#`` starts no model id), so a replay never puts an older entry back.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
+from typing import Any
 
-import redis.asyncio as aioredis
-
+from services.common.records import Place, RecordStore, RecordWriter, record_key
 from services.common.redis_client import RedisClient, execute_and_publish
 from shared.events import ModelFields, ModelInfo
 from shared.keys import ALL_BOARDS, KeyLayout, text
 
+OFFSET_FIELD = "#offset:"  # ``#offset:{model id}`` -> offset of its record in the models topic
+
 
 class ModelRegistry:
-    def __init__(self, client: RedisClient, keys: KeyLayout) -> None:
+    def __init__(self, client: RedisClient, keys: KeyLayout,
+                 records: RecordWriter | None = None, topic: str = "") -> None:
         self._redis = client
+        self._records = records
+        self._topic = topic
+        self._store = RecordStore(client)
         self._key = keys.models()
         self._version_key = keys.models_version()
         self._changes = keys.board_changes()
@@ -30,7 +41,37 @@ class ModelRegistry:
 
     async def all(self) -> dict[str, ModelInfo]:
         raw = await self._redis.hgetall(self._key)
-        return {text(k): ModelInfo.model_validate_json(v) for k, v in raw.items()}
+        return {name: ModelInfo.model_validate_json(v) for k, v in raw.items()
+                if not (name := text(k)).startswith(OFFSET_FIELD)}
+
+    def place(self, model_id: str) -> Place:
+        """Where the model's entry and its record's offset live in Redis."""
+        return Place(self._key, model_id, self._key, OFFSET_FIELD + model_id)
+
+    async def _write(self, info: ModelInfo) -> None:
+        """The entry to the models topic (when there is a writer), then to Redis."""
+        value = info.model_dump_json()
+        if self._records is None:
+            await self._redis.hset(self._key, info.id, value)
+            return
+        offset = await self._records.write(self._topic, info.id, value.encode())
+        await self._store.put(self.place(info.id), offset, value)
+
+    async def apply_records(self, records: Iterable[Any]) -> None:
+        """Replay: write consumer records of the models topic (each only if newer)."""
+        for rec in records:
+            model_id = record_key(rec)
+            if model_id.startswith(OFFSET_FIELD) or rec.value is None:
+                continue  # entries are never deleted
+            await self._store.put(self.place(model_id), rec.offset, rec.value)
+            self._known.add(model_id)
+
+    async def replayed(self) -> None:
+        """After a replay: a version no reader has seen (the counter was lost with Redis, so an
+        INCR could repeat a version a reader caches), and the api's caches dropped."""
+        await execute_and_publish(
+            self._redis, lambda pipe: pipe.incrby(self._version_key, time.time_ns() // 1000),
+            self._changes, ALL_BOARDS)
 
     async def version(self) -> int:
         """How many times the registry changed; equal versions mean equal contents."""
@@ -67,7 +108,8 @@ class ModelRegistry:
         added = []
         for model_id in await self.unknown(model_ids):
             entry = ModelInfo.register(model_id, ModelFields())
-            if await self._redis.hsetnx(self._key, model_id, entry.model_dump_json()):
+            if not await self._redis.hexists(self._key, model_id):  # raced with another writer
+                await self._write(entry)
                 added.append(model_id)
             self._known.add(model_id)
         if added:
@@ -75,28 +117,23 @@ class ModelRegistry:
         return added
 
     async def create(self, info: ModelInfo) -> bool:
-        """Register ``info``; False (and nothing written) when the id is taken."""
-        created = bool(await self._redis.hsetnx(self._key, info.id, info.model_dump_json()))
+        """Register ``info``; False (and nothing written) when the id is taken. Two creates of
+        one id at the same moment both succeed: the later record in the topic is the entry."""
+        if await self._redis.hexists(self._key, info.id):
+            self._known.add(info.id)
+            return False
+        await self._write(info)
         self._known.add(info.id)
-        if created:
-            await self._changed()
-        return created
+        await self._changed()
+        return True
 
     async def update(self, model_id: str, fields: ModelFields) -> ModelInfo | None:
-        """Apply ``fields`` to a registered model (optimistic: retried on a concurrent write)."""
-        async with self._redis.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    await pipe.watch(self._key)
-                    raw = await pipe.hget(self._key, model_id)
-                    if raw is None:
-                        await pipe.unwatch()  # type: ignore[no-untyped-call]
-                        return None
-                    info = ModelInfo.model_validate_json(raw).updated(fields)
-                    pipe.multi()  # type: ignore[no-untyped-call]
-                    pipe.hset(self._key, model_id, info.model_dump_json())
-                    await pipe.execute()
-                    await self._changed()
-                    return info
-                except aioredis.WatchError:
-                    continue
+        """Apply ``fields`` to a registered model; of two updates at the same moment, the later
+        record in the topic is the entry (its fields over the entry it read)."""
+        raw = await self._redis.hget(self._key, model_id)
+        if raw is None:
+            return None
+        info = ModelInfo.model_validate_json(raw).updated(fields)
+        await self._write(info)
+        await self._changed()
+        return info

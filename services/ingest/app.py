@@ -6,7 +6,7 @@ fast path."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import FastAPI
@@ -19,11 +19,14 @@ from services.common.http import (
     install_error_handlers,
 )
 from services.common.metrics import IngestMetrics, RequestContextMiddleware
+from services.common.quarantine_records import QuarantineRecords
+from services.common.records import Book, RecordWriter, Replayer, RestoreMetrics
 from services.common.redis_client import RedisClient, check_topology, connect_for_requests
 from services.common.registry import ModelRegistry
 from services.ingest import defences
 from services.ingest.acceptor import VoteAcceptor
 from services.ingest.client_key_check import ClientKeyCheck
+from services.ingest.client_keys import ClientKeys, register_dev_key
 from services.ingest.kafka_publisher import KafkaVotePublisher
 from services.ingest.model_admin import admin_router
 from services.ingest.publisher import VotePublisher
@@ -89,10 +92,18 @@ def lifespan(
         await pub.start()
         app.state.publisher = pub
         app.state.memory = memory
-        app.state.registry = ModelRegistry(client, settings.keys)
+        topics = settings.topics
+        records = RecordWriter(settings.kafka_bootstrap,
+                               [topics.models, topics.clients, topics.quarantine],
+                               settings.ingest_kafka_ack_timeout_s, "podium-ingest-records")
+        app.state.registry = ModelRegistry(client, settings.keys, records, topics.models)
+        app.state.quarantine_records = QuarantineRecords(client, settings.keys, records,
+                                                         topics.quarantine)
         app.state.redis = client
         app.state.redis_probe = RedisProbe(settings.redis_url)
-        await defences.start(app, client, settings)
+        await defences.start(app, client, settings, records)
+        app.state.replayer = ingest_replayer(app, client, settings, metrics)
+        app.state.replayer.start()
         app.state.acceptor = VoteAcceptor(
             settings, pub, memory, app.state.registry, app.state.limiter,
             ClientKeyCheck(settings.keys, settings, app.state.client_keys.registered),
@@ -102,7 +113,9 @@ def lifespan(
         try:
             yield
         finally:
+            await app.state.replayer.stop()
             await app.state.acceptor.drain()
+            await records.stop()
             await pub.stop()
             await memory.close()
             await app.state.redis_probe.close()
@@ -110,3 +123,27 @@ def lifespan(
                 await client.aclose()
 
     return running
+
+
+def ingest_replayer(app: FastAPI, client: RedisClient, settings: IngestSettings,
+                    metrics: IngestMetrics) -> Replayer:
+    """Replays the models and clients topics into Redis at start and whenever Redis lost them
+    (services/common/records.py); after the clients, the dev key is registered again."""
+    keys, topics = settings.keys, settings.topics
+    registry: ModelRegistry = app.state.registry
+    client_keys: ClientKeys = app.state.client_keys
+
+    def marker(topic: str) -> Callable[[], Awaitable[str]]:
+        async def name() -> str:
+            return keys.restored(topic)
+        return name
+
+    async def dev_key_again() -> None:
+        await register_dev_key(client_keys, settings, durable=True)
+
+    books = [
+        Book(topics.models, registry.apply_records, marker(topics.models), registry.replayed),
+        Book(topics.clients, client_keys.apply_records, marker(topics.clients), dev_key_again),
+    ]
+    return Replayer(client, settings.kafka_bootstrap, books, settings.records_check_s,
+                    RestoreMetrics(metrics.registry, "ingest"))

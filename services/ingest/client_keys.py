@@ -16,14 +16,15 @@ import hmac
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
+from services.common.records import Place, RecordStore, RecordWriter, record_key
 from services.common.redis_client import RedisClient
 from shared.events import OpaqueId
 from shared.keys import KeyLayout, text
@@ -159,13 +160,39 @@ class RegisteredKeys:
 
 class ClientKeys:
     """The client-key store in Redis (``{p}:{ingest}:clients``: key id -> ClientRecord JSON),
-    and this process's copy of which keys exist (``registered``)."""
+    and this process's copy of which keys exist (``registered``). With a ``RecordWriter``, every
+    write goes to the clients topic first (its system of record: services/common/records.py),
+    then to Redis with the record's offset (``{p}:{ingest}:clients-offsets``)."""
 
     def __init__(self, client: RedisClient, keys: KeyLayout,
-                 refresh_s: float = 1.0) -> None:
+                 refresh_s: float = 1.0, records: RecordWriter | None = None,
+                 topic: str = "") -> None:
         self._redis = client
         self._keys = keys
+        self._records = records
+        self._topic = topic
+        self._store = RecordStore(client)
         self.registered = RegisteredKeys(client, keys, refresh_s)
+
+    def place(self, kid: str) -> Place:
+        return Place(self._keys.clients(), kid, self._keys.client_offsets(), kid)
+
+    async def _write(self, kid: str, value: str | None) -> bool:
+        """The record (``None``: a revocation) to the clients topic, then to Redis; whether
+        Redis changed (without a writer: Redis alone)."""
+        if self._records is None:
+            if value is None:
+                return bool(await self._redis.hdel(self._keys.clients(), kid))
+            await self._redis.hset(self._keys.clients(), kid, value)
+            return True
+        offset = await self._records.write(self._topic, kid,
+                                           None if value is None else value.encode())
+        return await self._store.put(self.place(kid), offset, value)
+
+    async def apply_records(self, records: Sequence[Any]) -> None:
+        """Replay: write consumer records of the clients topic (each only if newer)."""
+        for rec in records:
+            await self._store.put(self.place(record_key(rec)), rec.offset, rec.value)
 
     async def adopt_legacy(self) -> int:
         """Move the keys of the hash used before ingest's keys shared one hash tag
@@ -184,6 +211,23 @@ class ClientKeys:
         digest = key_digest(api_key)
         record = ClientRecord(key_id=key_id(digest), client=client, digest=digest,
                               require_signature=require_signature, created_at=datetime.now(UTC))
+        await self._write(record.key_id, record.model_dump_json())
+        self.registered.note(record)
+        return record
+
+    async def recorded(self, kid: str) -> bool:
+        """Whether the key's record in Redis came from the clients topic."""
+        return bool(await self._redis.hexists(self._keys.client_offsets(), kid))
+
+    async def record(self, record: ClientRecord) -> None:
+        """Write a record that is in Redis alone to the clients topic (and Redis, its offset)."""
+        await self._write(record.key_id, record.model_dump_json())
+
+    async def add_directly(self, api_key: str, client: str) -> ClientRecord:
+        """Register a key in Redis alone (the dev key at start: Kafka may be down)."""
+        digest = key_digest(api_key)
+        record = ClientRecord(key_id=key_id(digest), client=client, digest=digest,
+                              created_at=datetime.now(UTC))
         await self._redis.hset(self._keys.clients(), record.key_id, record.model_dump_json())
         self.registered.note(record)
         return record
@@ -194,7 +238,10 @@ class ClientKeys:
 
     async def revoke(self, kid: str) -> bool:
         self.registered.drop(kid)
-        return bool(await self._redis.hdel(self._keys.clients(), kid))
+        if not await self._redis.hexists(self._keys.clients(), kid):
+            return False
+        await self._write(kid, None)
+        return True
 
     async def all(self) -> list[ClientRecord]:
         raw = await self._redis.hgetall(self._keys.clients())
@@ -304,9 +351,22 @@ def admin_auth(settings: IngestSettings) -> Callable[..., None]:
     return require_admin
 
 
-async def register_dev_key(store: ClientKeys, settings: IngestSettings) -> None:
-    """Register ``PODIUM_DEV_API_KEY`` (when set) as client ``dev``, so local runs keep working."""
+async def register_dev_key(store: ClientKeys, settings: IngestSettings,
+                           durable: bool = False) -> None:
+    """Register ``PODIUM_DEV_API_KEY`` (when set) as client ``dev``, so local runs keep working.
+    At start (Kafka may be down) in Redis alone when Redis lacks it; ``durable`` (after the
+    clients topic was replayed, Kafka answering) also in the clients topic, as it is in Redis,
+    so that a wiped Redis gets the same record back."""
     if settings.dev_api_key is None:
         return
-    record = await store.add(settings.dev_api_key.get_secret_value(), DEV_CLIENT)
+    api_key = settings.dev_api_key.get_secret_value()
+    digest = key_digest(api_key)
+    found = await store.get(key_id(digest))
+    if found is not None and hmac.compare_digest(found.digest, digest):
+        store.registered.note(found)
+        if durable and not await store.recorded(found.key_id):
+            await store.record(found)
+        return
+    record = await (store.add(api_key, DEV_CLIENT) if durable
+                    else store.add_directly(api_key, DEV_CLIENT))
     log.info("development client key registered (key id %s)", record.key_id)

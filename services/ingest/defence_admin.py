@@ -3,12 +3,15 @@ quarantine (list with evidence, release). All behind the admin key."""
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Request, status
 from pydantic import BaseModel, Field
 
+from services.common.quarantine_records import QuarantineRecords
+from services.common.records import RecordUnavailable
 from services.common.redis_client import RedisClient
 from services.ingest.client_keys import (
     ClientInfo,
@@ -22,6 +25,8 @@ from services.ingest.publisher import PublishUnavailable, VotePublisher
 from shared.events import decode_vote_record
 from shared.keys import KeyLayout, text
 from shared.settings import IngestSettings
+
+log = logging.getLogger(__name__)
 
 SlugPath = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", examples=["text"])]
 VoterPath = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[!-~]+$",
@@ -117,7 +122,12 @@ def add_quarantine_routes(router: APIRouter, keys: KeyLayout) -> None:
         evidence = await client.hget(keys.flagged(arena), voter)
         if evidence is None:
             raise HTTPException(404, f"voter {voter!r} is not flagged in arena {arena!r}")
-        await client.hdel(keys.flagged(arena), voter)  # new votes count from now on
+        decisions: QuarantineRecords = request.app.state.quarantine_records
+        try:  # new votes count from now on
+            await decisions.write(arena, voter, None)
+        except RecordUnavailable as exc:
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
+                                "Kafka did not acknowledge; retry the release") from exc
         await client.hdel(keys.voter_stats(arena), voter)
         publisher: VotePublisher = request.app.state.publisher
         released = 0
@@ -130,7 +140,12 @@ def add_quarantine_routes(router: APIRouter, keys: KeyLayout) -> None:
             try:
                 await publisher.publish(votes)
             except PublishUnavailable as exc:
-                await client.hset(keys.flagged(arena), voter, evidence)  # still quarantined
+                try:  # still quarantined
+                    await decisions.write(arena, voter, evidence)
+                except RecordUnavailable:
+                    log.error("release of %s/%s failed half-way and its flag could not be "
+                              "written back: its kept votes stay kept, new ones count", arena,
+                              voter)
                 raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
                                     "Kafka did not acknowledge; retry the release") from exc
             await client.ltrim(keys.quarantine(arena, voter), len(raw), -1)

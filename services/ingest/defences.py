@@ -11,6 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.params import Depends as DependsParam
 
 from services.common.http import OrjsonResponse
+from services.common.records import RecordWriter
 from services.common.redis_client import REDIS_UNAVAILABLE, RedisClient
 from services.ingest.client_keys import (
     KEY_HEADER,
@@ -50,12 +51,15 @@ def install(app: FastAPI, settings: IngestSettings) -> list[DependsParam]:
     return [Depends(writer_auth(settings))]
 
 
-async def start(app: FastAPI, client: RedisClient, settings: IngestSettings) -> None:
-    """Lifespan part: the client-key store (with the dev key) and the rate limiter."""
+async def start(app: FastAPI, client: RedisClient, settings: IngestSettings,
+                records: RecordWriter | None = None) -> None:
+    """Lifespan part: the client-key store (with the dev key; its records written by
+    ``records`` to the clients topic) and the rate limiter."""
     app.state.redis = client
     app.state.keys = settings.keys
     app.state.client_keys = ClientKeys(client, settings.keys,
-                                       settings.ingest_client_keys_refresh_s)
+                                       settings.ingest_client_keys_refresh_s, records,
+                                       settings.topics.clients)
     app.state.limiter = RateLimiter(client, settings.keys, settings)
     try:
         await app.state.client_keys.adopt_legacy()

@@ -171,14 +171,16 @@ def add_probe_routes(app: FastAPI, metrics: IngestMetrics) -> None:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", summary="Readiness: Kafka producer connected, Redis reachable")
+    @app.get("/readyz", summary="Readiness: Kafka producer connected, Redis reachable, "
+             "no system of record being replayed into Redis")
     async def readyz(request: Request) -> OrjsonResponse:
         pub: VotePublisher = request.app.state.publisher
         kafka = pub.ready
         redis = await request.app.state.redis_probe.reachable()
-        ready = kafka and redis
+        restoring = request.app.state.replayer.restoring  # Redis lacks a system of record
+        ready = kafka and redis and not restoring
         return OrjsonResponse(
-            {"kafka": kafka, "redis": redis},
+            {"kafka": kafka, "redis": redis, "restoring": restoring},
             status_code=200 if ready else status.HTTP_503_SERVICE_UNAVAILABLE,
         )
 

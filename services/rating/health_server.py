@@ -63,8 +63,9 @@ class HealthServer:
     async def readyz(self, request: web.Request) -> web.Response:
         redis = await redis_ready(self._redis)
         kafka = await self._probe.reachable()
-        return web.json_response({"kafka": kafka, "redis": redis},
-                                 status=200 if kafka and redis else 503)
+        restoring = self._metrics.restore.in_progress  # a system of record replayed into Redis
+        return web.json_response({"kafka": kafka, "redis": redis, "restoring": restoring},
+                                 status=200 if kafka and redis and not restoring else 503)
 
     async def metrics(self, request: web.Request) -> web.Response:
         await self.refresh_lag()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from services.common.metrics import BATCH_BUCKETS, LATENCY_BUCKETS
+from services.common.records import RestoreMetrics
 
 
 class RatingMetrics:
@@ -36,6 +37,7 @@ class RatingMetrics:
             "consumer group (end offset - committed offset), per partition.", ["partition"],
             registry=r,
         )
+        self.restore = RestoreMetrics(r, "rating")  # replays of the systems of record
 
     def observe_batch(self, votes: int, apply_s: float, refit_s: float, boards: int) -> None:
         self.batch_votes.observe(votes)

@@ -1,5 +1,6 @@
-"""``python -m services.rating.rebuild``: replay the votes topic from offset 0 into a fresh
-generation of the Redis key space, check it against the live one, then switch reads to it.
+"""``python -m services.rating.rebuild``: replay the votes topic (and the scores topic, for the
+benchmark boards) from offset 0 into a fresh generation of the Redis key space, check it against
+the live one, then switch reads to it.
 
 1. Allocate generation n (``podium.g{n}``) and name it ``next`` in the generations pointer: from
    then on the live worker copies each batch it applies into it as well, but only where that
@@ -8,9 +9,11 @@ generation of the Redis key space, check it against the live one, then switch re
 2. Replay every partition from offset 0 to the end offsets taken at the start through the same
    ``RatingProcessor`` the worker uses (fenced apply, Elo, refits) into that generation.
 3. Keep consuming until, for every arena and partition, the new generation's fence is at or past
-   the live one's; verify (atomically per arena) that every board's counts are equal where the
-   fences are equal; then switch ``active`` to it. The worker writes to the new generation from
-   its next batch on and refits every board there. See docs/decisions.md.
+   the live one's; verify (atomically per arena) that every board's counts (a benchmark's
+   scores) are equal where the fences are equal; then switch ``active`` to it. The worker
+   writes to the new generation from its next batch on and refits every board there (and
+   replays the scores topic into it, fenced: services/rating/worker.py). See
+   docs/decisions.md.
 """
 
 from __future__ import annotations
@@ -38,7 +41,9 @@ from services.rating.arena_slices import RawRecord
 from services.rating.engine import FitOptions
 from services.rating.packed_counts import decode_board, names_by_number
 from services.rating.processor import RatingProcessor
+from services.rating.scores import ScoreProcessor
 from services.rating.store import VERSION_FIELD, RatingStore
+from shared.events import BENCH_ARENA
 from shared.generations import read_generations
 from shared.keys import ACTIVE, ALL_BOARDS, NEXT, KeyLayout, text
 from shared.settings import RatingSettings
@@ -99,6 +104,8 @@ async def _rebuild(
              settings.topics.votes, target.prefix, previous.prefix)
 
     tps = await _partitions(settings.kafka_bootstrap, settings.topics.votes)
+    # the scores topic too: the bench boards are state of the generation like any board
+    tps += await _partitions(settings.kafka_bootstrap, settings.topics.scores, required=False)
     consumer.assign(tps)
     await consumer.seek_to_beginning(*tps)
     end = await consumer.end_offsets(tps)
@@ -114,7 +121,9 @@ async def _rebuild(
         drop,
         drop,
     )
-    replay = _Replay(consumer, processor, settings.rating_batch_max, progress_every_s, total)
+    scores = ScoreProcessor(client, target, drop)
+    replay = _Replay(consumer, processor, (scores, settings.topics.scores),
+                     settings.rating_batch_max, progress_every_s, total)
     while any([await consumer.position(tp) < end[tp] for tp in tps]):
         await replay.step()
     log.info("rebuild: replayed %d records up to the end offsets taken at the start",
@@ -143,10 +152,12 @@ async def _rebuild(
 
 
 class _Replay:
-    def __init__(self, consumer: AIOKafkaConsumer, processor: RatingProcessor, batch_max: int,
-                 progress_every_s: float, total: int) -> None:
+    def __init__(self, consumer: AIOKafkaConsumer, processor: RatingProcessor,
+                 scores: tuple[ScoreProcessor, str], batch_max: int, progress_every_s: float,
+                 total: int) -> None:
         self._consumer = consumer
         self._processor = processor
+        self._scores, self._scores_topic = scores
         self._batch_max = batch_max
         self._every = progress_every_s
         self._total = total
@@ -159,7 +170,11 @@ class _Replay:
                    for batch in fetched.values() for r in batch]
         if not records:
             return
-        await self._processor.process(records)
+        votes = [r for r in records if r.topic != self._scores_topic]
+        if votes:
+            await self._processor.process(votes)
+        if len(votes) < len(records):
+            await self._scores.process([r for r in records if r.topic == self._scores_topic])
         self.records += len(records)
         if time.monotonic() - self._last_log >= self._every:
             self._last_log = time.monotonic()
@@ -167,7 +182,9 @@ class _Replay:
             log.info("rebuild: %d of %d records replayed%s", self.records, self._total, share)
 
 
-async def _partitions(bootstrap: str, topic: str) -> list[TopicPartition]:
+async def _partitions(bootstrap: str, topic: str, required: bool = True
+                      ) -> list[TopicPartition]:
+    """The topic's partitions; none for a missing topic that is not ``required``."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
@@ -175,6 +192,8 @@ async def _partitions(bootstrap: str, topic: str) -> list[TopicPartition]:
     finally:
         await admin.close()
     if described.get("error_code", 0) or not described.get("partitions"):
+        if not required:
+            return []
         raise RebuildFailed(f"topic {topic} not found")
     return [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
 
@@ -214,6 +233,13 @@ async def _check_arena(
     if {f: int(o) for f, o in live_fence.items()} != {f: int(o) for f, o in new_fence.items()}:
         log.info("rebuild: %s is ahead of the live state (worker behind); not compared", arena)
         return ArenaCheck(in_step=True, compared=0)
+    if arena == BENCH_ARENA:  # benchmark boards: latest score per model, no counts
+        for view in views:
+            if (await client.hgetall(live.scores(arena, view))
+                    != await client.hgetall(new.scores(arena, view))):
+                raise RebuildFailed(f"scores of {arena}/{view} differ between {live.prefix} "
+                                    f"and {new.prefix}; not switched")
+        return ArenaCheck(in_step=True, compared=len(views))
     live_names, new_names = names_by_number(live_index), names_by_number(new_index)
     for view, live_counts, new_counts in zip(views, counts[::2], counts[1::2], strict=True):
         if decode_board(live_names, live_counts) != decode_board(new_names, new_counts):

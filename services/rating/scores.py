@@ -23,6 +23,7 @@ from services.rating.processor import Publish
 from services.rating.read_models import ReadModelWriter
 from services.rating.standings import rank_changes
 from shared.events import BENCH_ARENA, ScoreEvent, SourcePosition, utc_now
+from shared.generations import active_layout
 from shared.keys import KeyLayout, board_name, text
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,11 @@ def bench_document(benchmark: str, rows: list[dict[str, Any]], now: datetime,
 
 
 class ScoreProcessor:
-    """Applies score batches (fenced by offset), re-ranks touched benchmarks, publishes changes."""
+    """Applies score batches (fenced by offset), re-ranks touched benchmarks, publishes changes.
+
+    With ``generations_of`` (the base key layout), each batch goes to the live generation of
+    that key space (services/rating/rebuild.py); otherwise to ``keys``. One batch at a time:
+    the agent's batches and a replay of the topic (``replay_scores``) may run side by side."""
 
     def __init__(
         self,
@@ -68,9 +73,12 @@ class ScoreProcessor:
         publish_rank_changes: Publish,
         read_models: ReadModelWriter | None = None,
         clock: Callable[[], datetime] = utc_now,
+        generations_of: KeyLayout | None = None,
     ) -> None:
         self._redis = client
         self._keys = keys
+        self._base = generations_of
+        self._lock = asyncio.Lock()
         self._publish_changes = publish_rank_changes
         self._read_models = read_models
         self._clock = clock
@@ -81,7 +89,10 @@ class ScoreProcessor:
         delay = 0.5
         while True:  # Redis down: wait and retry; the per-record fence makes retries harmless
             try:
-                await self._process(records)
+                async with self._lock:
+                    if self._base is not None:
+                        self._keys = await active_layout(self._redis, self._base)
+                    await self._process(records)
                 return
             except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
                 log.warning("redis unavailable (%s); retrying score batch in %.1fs", exc, delay)
@@ -140,3 +151,13 @@ class ScoreProcessor:
             await self._read_models.record_history(BENCH_ARENA, benchmark, rows, changes, now)
         if changes:
             await self._publish_changes([c.model_dump_json().encode() for c in changes])
+
+
+async def restored_marker(client: RedisClient, base: KeyLayout, topic: str) -> str:
+    """The marker of the scores topic in the live generation: a generation without it (Redis
+    wiped, or a rebuild just switched to it) gets the topic replayed into it."""
+    return (await active_layout(client, base)).restored(topic)
+
+
+def raw_records(records: Sequence[Any]) -> list[RawRecord]:
+    return [RawRecord(r.topic, r.partition, r.offset, r.value) for r in records]

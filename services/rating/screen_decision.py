@@ -87,7 +87,7 @@ def decide(
                     continue
                 flagged.add(voter)
                 out.flags[voter] = evidence(arena, voter, stats[voter], crossed, rec, now,
-                                            options)
+                                            options, vote.vote_id)
             out.marked.append((i, vote.model_copy(update={"excluded": "quarantined"})))
             if not replay:
                 out.kept[voter].append(vote.model_dump_json().encode())
@@ -102,9 +102,10 @@ def decide(
 
 def evidence(
     arena: str, voter: str, stats: VoterStats, crossed: tuple[str, float], rec: RawRecord,
-    now: datetime, options: ScreenOptions,
+    now: datetime, options: ScreenOptions, vote_id: str = "",
 ) -> bytes:
-    """Why a voter was flagged: the test, the statistic that crossed and where."""
+    """Why a voter was flagged: the test, the statistic that crossed and where (the record and
+    the vote that crossed: the quarantine list starts there, services/rating/kept_votes.py)."""
     model, value = crossed
     _, battles, wins, expected = stats.models[model]
     doc: dict[str, Any] = {
@@ -116,5 +117,6 @@ def evidence(
         "expected_wins": round(expected, 2), "votes_screened": stats.votes,
         "flagged_at": now.isoformat(),
         "position": {"topic": rec.topic, "partition": rec.partition, "offset": rec.offset},
+        "vote_id": vote_id,
     }
     return orjson.dumps(doc)

@@ -17,16 +17,22 @@ A replayed record is not scored again; its votes are excluded iff the voter is f
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
 
+from services.common.quarantine_records import QuarantineRecords
+from services.common.records import RecordUnavailable
 from services.common.redis_client import RedisClient
 from services.rating.arena_slices import RawRecord
 from services.rating.screen_decision import ScreenDecision, ScreenState, WinProbability, decide
 from services.rating.voter_stats import ScreenOptions, VoterStats
 from shared.events import Vote
 from shared.keys import KeyLayout, text
+
+log = logging.getLogger(__name__)
 
 _HSET_FIELDS = 200  # voter statistics per HSET command
 
@@ -35,10 +41,12 @@ class VoterScreen:
     """The screen's Redis side: loads an arena's flags, fences and the batch's voters'
     statistics, has ``decide`` judge the votes, and saves the outcome in one MULTI."""
 
-    def __init__(self, client: RedisClient, keys: KeyLayout, options: ScreenOptions) -> None:
+    def __init__(self, client: RedisClient, keys: KeyLayout, options: ScreenOptions,
+                 decisions: QuarantineRecords | None = None) -> None:
         self._redis = client
         self._keys = keys
         self._options = options
+        self._decisions = decisions  # the quarantine topic: each new flag goes there first
 
     async def screen(
         self,
@@ -78,10 +86,31 @@ class VoterScreen:
             stored={v for v, raw in zip(voters, stats_raw, strict=True) if raw is not None},
         )
 
+    async def close(self) -> None:
+        if self._decisions is not None:
+            await self._decisions.close()
+
+    async def _record(self, arena: str, voter: str, evidence: bytes) -> int:
+        """A new flag to the quarantine topic, retried until Kafka acknowledges it (the batch
+        waits: its flag must not exist in Redis alone)."""
+        assert self._decisions is not None
+        delay = 0.5
+        while True:
+            try:
+                return await self._decisions.record(arena, voter, evidence)
+            except RecordUnavailable as exc:
+                log.warning("%s; retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
     async def _save(self, arena: str, decision: ScreenDecision) -> None:
         """Everything in one MULTI (one slot: every key has the arena's tag), with a few
         multi-field commands, not one per voter: a batch touches thousands of voters."""
         keys, stored = self._keys, decision.stats
+        offsets: dict[str, int] = {}
+        if self._decisions is not None:  # the system of record first (a retried batch writes
+            for voter, evidence in decision.flags.items():  # the flag again: same key)
+                offsets[voter] = await self._record(arena, voter, evidence)
         async with self._redis.pipeline(transaction=True) as tx:
             # HSETs of at most _HSET_FIELDS fields: one command of a few hundred kB took hiredis
             # twice as long to pack as the same fields in commands of ~100 kB (same MULTI)
@@ -92,6 +121,8 @@ class VoterScreen:
                 tx.hdel(keys.voter_stats(arena), *decision.emptied)
             if decision.flags:
                 tx.hset(keys.flagged(arena), mapping=decision.flags)  # type: ignore[arg-type]
+            if offsets:
+                tx.hset(keys.flag_offsets(arena), mapping=offsets)  # type: ignore[arg-type]
             for voter, raw in decision.kept.items():
                 tx.rpush(keys.quarantine(arena, voter), *raw)
             if decision.fences:

@@ -14,16 +14,19 @@ import redis.asyncio as aioredis
 from aiokafka.errors import KafkaError
 
 from services.common.logcontext import batch_context
+from services.common.quarantine_records import QuarantineRecords
+from services.common.records import Book, RecordWriter, Replayer
 from services.common.redis_client import RedisClient
 from services.common.redis_client import connect as redis_connect
 from services.rating import kafka_consumer
 from services.rating.arena_slices import RawRecord
 from services.rating.engine import FitOptions, StyleOptions
 from services.rating.health_server import HealthServer
+from services.rating.kept_votes import restore_kept_votes
 from services.rating.metrics import RatingMetrics
 from services.rating.processor import Publish, RatingProcessor
 from services.rating.read_models import ReadModelWriter
-from services.rating.scores import ScoreProcessor
+from services.rating.scores import ScoreProcessor, raw_records, restored_marker
 from services.rating.store import RatingStore
 from services.rating.voter_screen import VoterScreen
 from services.rating.voter_stats import ScreenOptions
@@ -74,7 +77,7 @@ def build_worker(settings: RatingSettings, metrics: RatingMetrics | None = None,
     @app.agent(scores, name="rate-scores")
     async def rate_scores(stream: faust.StreamT[bytes]) -> None:
         assert isinstance(stream, faust.Stream)
-        await rate_benchmark_scores(stream, settings, publish_changes)
+        await rate_benchmark_scores(stream, settings, publish_changes, metrics)
 
     return app
 
@@ -125,6 +128,7 @@ async def rate_votes(
     client = redis_connect(settings.redis_url)
     options = FitOptions(preliminary_votes=settings.rating_preliminary_votes,
                          tol=settings.rating_fit_tol)
+    screen = voter_screen(client, settings)
     processor = RatingProcessor(
         RatingStore(client, settings.keys),
         options,
@@ -132,7 +136,7 @@ async def rate_votes(
         publish_changes,
         read_models=read_model_writer(client, settings),
         metrics=metrics,
-        screen=voter_screen(client, settings),
+        screen=screen,
         generations_of=settings.keys,
         style=style_options(options, settings),
         rank_change_window_s=settings.rating_rank_change_window_s,
@@ -151,24 +155,58 @@ async def rate_votes(
             task.cancel()
         await asyncio.gather(refitter, flusher, return_exceptions=True)
         await flush_everything_owed(processor)
+        if screen is not None:
+            await screen.close()  # its producer of the quarantine topic
         await client.aclose()
 
 
 async def rate_benchmark_scores(
-    stream: faust.Stream[bytes], settings: RatingSettings, publish_changes: Publish
+    stream: faust.Stream[bytes], settings: RatingSettings, publish_changes: Publish,
+    metrics: RatingMetrics | None = None,
 ) -> None:
-    """The scores agent: each batch of benchmark score events through ``ScoreProcessor``."""
+    """The scores agent: each batch of benchmark score events through ``ScoreProcessor``, into
+    the live generation. Beside it, the replayer of what Redis must not lose: the scores topic
+    into a live generation that lacks it, the quarantine topic (services/common/records.py)."""
     await wait_for_kafka(settings)
     client = redis_connect(settings.redis_url)
     processor = ScoreProcessor(client, settings.keys, publish_changes,
-                               read_models=read_model_writer(client, settings))
+                               read_models=read_model_writer(client, settings),
+                               generations_of=settings.keys)
+    replayer = worker_replayer(client, settings, processor, metrics)
+    replayer.start()
     try:
         async for events in stream.take_events(
             settings.rating_batch_max, within=settings.rating_batch_within_s
         ):
             await _finish_even_if_cancelled(processor.process(_records(events)))
     finally:
+        await replayer.stop()
         await client.aclose()
+
+
+def worker_replayer(client: RedisClient, settings: RatingSettings, scores: ScoreProcessor,
+                    metrics: RatingMetrics | None) -> Replayer:
+    """Replays the scores topic into the live generation and the quarantine topic into Redis,
+    at start and whenever Redis lost them (checked every ``records_check_s``)."""
+    keys, topics = settings.keys, settings.topics
+    decisions = QuarantineRecords(client, keys, None, topics.quarantine)
+
+    async def apply_scores(records: Sequence[Any]) -> None:
+        await scores.process(raw_records(records))
+
+    async def scores_marker() -> str:
+        return await restored_marker(client, keys, topics.scores)
+
+    async def quarantine_marker() -> str:
+        return keys.restored(topics.quarantine)
+
+    async def kept_votes() -> None:  # the flags are back: their quarantine lists too
+        await restore_kept_votes(client, keys, settings.kafka_bootstrap)
+
+    books = [Book(topics.quarantine, decisions.apply_records, quarantine_marker, kept_votes),
+             Book(topics.scores, apply_scores, scores_marker, compacted=False)]
+    return Replayer(client, settings.kafka_bootstrap, books, settings.records_check_s,
+                    None if metrics is None else metrics.restore)
 
 
 def style_options(options: FitOptions, settings: RatingSettings) -> StyleOptions:
@@ -240,7 +278,10 @@ def voter_screen(client: RedisClient, settings: RatingSettings) -> VoterScreen |
         return None
     options = ScreenOptions(threshold=settings.rating_screen_threshold,
                             epsilon=settings.rating_screen_epsilon)
-    return VoterScreen(client, settings.keys, options)
+    records = RecordWriter(settings.kafka_bootstrap, [settings.topics.quarantine],
+                           client_id="podium-rating-records")
+    decisions = QuarantineRecords(client, settings.keys, records, settings.topics.quarantine)
+    return VoterScreen(client, settings.keys, options, decisions)
 
 
 def worker_topics(settings: RatingSettings) -> dict[str, int]:
@@ -251,13 +292,14 @@ def worker_topics(settings: RatingSettings) -> dict[str, int]:
 
 
 async def wait_for_kafka(settings: RatingSettings) -> int:
-    """Wait until Kafka is up and the worker's topics exist (creating them); returns the
-    replication factor that topics get on this cluster."""
-    wanted = worker_topics(settings)
+    """Wait until Kafka is up and the worker's topics exist (creating them, the quarantine
+    topic compacted); returns the replication factor that topics get on this cluster."""
+    wanted = {**worker_topics(settings), settings.topics.quarantine: 1}
     delay = 0.2
     while True:
         try:
-            return await ensure_topics(settings.kafka_bootstrap, wanted)
+            return await ensure_topics(settings.kafka_bootstrap, wanted,
+                                       compacted=[settings.topics.quarantine])
         except (KafkaError, OSError) as exc:
             log.warning("could not create topics yet (%s); retrying", exc)
             await asyncio.sleep(delay)

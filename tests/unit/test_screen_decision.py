@@ -47,6 +47,7 @@ def test_a_voter_always_picking_the_weak_model_is_flagged_at_the_fifth_vote() ->
     evidence = orjson.loads(decision.flags["rigger"])
     assert evidence["model"] == "weak" and evidence["battles_with_model"] == 5
     assert evidence["position"] == {"topic": "votes", "partition": 0, "offset": 4}
+    assert evidence["vote_id"] == "rigger-4"  # the vote that crossed
     assert len(decision.kept["rigger"]) == 4  # the quarantined votes, as received
     assert orjson.loads(decision.kept["rigger"][0])["vote_id"] == "rigger-4"
     assert decision.fences == {"votes/0": 7}
