@@ -8,7 +8,7 @@ ARENA_VENV := .cache/arena-rank-venv
 # TOPOLOGY=cluster-infra: the brokers and the Redis Cluster alone (docs/operations.md)
 TOPOLOGY ?= $(or $(PODIUM_TOPOLOGY),single)
 
-.PHONY: help install up down status run rebuild test test-only lint bench settings-doc clean
+.PHONY: help install up down status run rebuild test test-only lint bench bench-cluster settings-doc clean
 
 help:
 	@echo "make run    start Kafka, Redis, ingest, rating, api + demo votes; prints the leaderboard URL"
@@ -19,6 +19,7 @@ help:
 	@echo "make rebuild  replay podium.votes into a fresh Redis key space, check it, switch to it"
 	@echo "make bench  benchmarks (see bench/RESULTS.md)"
 	@echo "make settings-doc  regenerate the settings table of docs/configuration.md"
+	@echo "make bench-cluster  the production topology: end to end vs single node, failover times"
 
 $(VENV)/.installed: pyproject.toml
 	$(PY_BOOT) -m venv $(VENV)
@@ -68,6 +69,12 @@ bench: install $(ARENA_VENV)/.installed
 	$(PY) bench/memory_bench.py
 	$(PY) bench/storm_bench.py --sizes 1000 5000
 	$(PY) bench/fanout_bench.py --streams 5000
+	$(MAKE) bench-cluster
+
+# the production topology (3 brokers, Redis Cluster 3+3, replicas) on ports of its own
+bench-cluster: install
+	$(PY) bench/cluster_e2e_bench.py
+	$(PY) bench/failover_bench.py
 
 settings-doc: $(VENV)/.installed
 	$(PY) -m shared.settings_doc --write docs/configuration.md

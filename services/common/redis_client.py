@@ -33,10 +33,15 @@ from redis.asyncio.connection import (
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import (
+    AskError,
     ClusterDownError,
     ClusterError,
     DataError,
+    MasterDownError,
+    MovedError,
     RedisClusterException,
+    RedisError,
+    SlotNotCoveredError,
     TryAgainError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -46,13 +51,26 @@ from shared.settings import PodiumSettings
 
 log = logging.getLogger(__name__)
 
-# What "Redis cannot serve this request now" raises: the server is down or restarting, the
-# connection broke, or no pooled connection came free within the pool's wait (a blocking pool
-# raises ConnectionError "No connection available."). Such a request is answered 503 with
-# Retry-After, never 500. On a cluster also: a slot without a master (failover under way: the
-# cluster is down, asks to try again, or the client gave up following redirections).
+# What "Redis cannot serve this request now" raises: transient, retried by the services (the
+# rating worker retries its batch, ingest and api answer 503 with Retry-After, never 500). The
+# one list every service uses (tests/unit/test_redis_unavailable.py):
+# - any Redis: the server is down or restarting (BusyLoadingError while it loads its AOF), the
+#   connection broke, or no pooled connection came free within the pool's wait (a blocking pool
+#   raises ConnectionError "No connection available."; MaxConnectionsError), a timeout;
+# - a Redis Cluster while a master fails over: CLUSTERDOWN (ClusterDownError; MasterDownError
+#   from a replica cut off from its master), TRYAGAIN during a slot migration, a slot with no
+#   master in the client's map (SlotNotCoveredError, not a RedisError), MOVED/ASK redirections the
+#   client stopped following (AskError, MovedError), "TTL exhausted" (ClusterError): each gone
+#   once the replica is promoted and the client has re-read the slots.
 REDIS_UNAVAILABLE: tuple[type[Exception], ...] = (
-    RedisConnectionError, RedisTimeoutError, ClusterDownError, ClusterError, TryAgainError)
+    RedisConnectionError, RedisTimeoutError, ClusterError, ClusterDownError, MasterDownError,
+    TryAgainError, AskError, MovedError, SlotNotCoveredError)
+# Whatever a Redis call may fail with at run time (for the paths that fail open: the dedupe
+# lookup, the rate limits): any RedisError, and the cluster's errors that are not RedisErrors.
+REDIS_ERRORS: tuple[type[Exception], ...] = (RedisError, *REDIS_UNAVAILABLE)
+# What the rating worker's loops wait out and retry (a batch, a refit, a write owed): the above
+# and a bare OSError (a socket error the client did not wrap).
+REDIS_RETRYABLE: tuple[type[Exception], ...] = (*REDIS_UNAVAILABLE, OSError)
 CLUSTER_MIN_RETRIES = 1
 CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 # Backoff between retries of a command whose connection failed: 20 ms, 40 ms, ... at most 0.5 s

@@ -18,8 +18,6 @@ import logging
 from collections import deque
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
-
 from services.common.http import (
     REDIS_UNAVAILABLE_DETAIL,
     REDIS_UNAVAILABLE_HEADERS,
@@ -27,7 +25,7 @@ from services.common.http import (
 )
 from services.common.logcontext import request_context
 from services.common.metrics import IngestMetrics
-from services.common.redis_client import REDIS_UNAVAILABLE, RedisClient
+from services.common.redis_client import REDIS_ERRORS, REDIS_UNAVAILABLE, RedisClient
 from services.common.registry import ModelRegistry
 from services.ingest.client_key_check import ClientKeyCheck
 from services.ingest.client_keys import ClientRecord
@@ -261,7 +259,7 @@ class VoteAcceptor:
                 found = self._memory.queue_lookup(pipe, ids)
                 replies = iter(await pipe.execute())
                 return checked(replies), found(replies)
-        except aioredis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             if keys:
                 raise
             log.warning("dedupe lookup failed, accepting without it: %s", exc)

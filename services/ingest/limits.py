@@ -12,11 +12,10 @@ from dataclasses import dataclass
 from importlib.resources import files
 from typing import Any
 
-import redis.asyncio as aioredis
 from fastapi import Request
 
 from services.common.http import ip_of
-from services.common.redis_client import RedisClient
+from services.common.redis_client import REDIS_ERRORS, RedisClient
 from shared.events import Vote
 from shared.keys import KeyLayout
 from shared.settings import IngestSettings
@@ -116,7 +115,7 @@ class RateLimiter:
                  for r in requests]
         try:
             reply = await self._script(keys=keys, args=argv)
-        except aioredis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             if any(r.key is not None for r in requests):
                 raise
             log.warning("rate limits unavailable, accepting without them: %s", exc)

@@ -14,9 +14,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequenc
 from importlib.resources import files
 from typing import Any
 
-import redis.asyncio as aioredis
-
-from services.common.redis_client import RedisClient, RedisPipeline
+from services.common.redis_client import REDIS_ERRORS, RedisClient, RedisPipeline
 from shared.keys import KeyLayout, dedupe_shard
 
 log = logging.getLogger(__name__)
@@ -115,7 +113,7 @@ class VoteIdMemory:
             async with self._redis.pipeline(transaction=False) as pipe:
                 found = self.queue_lookup(pipe, vote_ids)
                 return found(iter(await pipe.execute()))
-        except aioredis.RedisError as exc:  # fail open: Kafka stays the system of record
+        except REDIS_ERRORS as exc:  # fail open: Kafka stays the system of record
             log.warning("dedupe lookup failed, accepting without it: %s", exc)
             return set()
 
@@ -171,7 +169,7 @@ class VoteIdMemory:
             try:
                 await self._write(ids)
                 return
-            except aioredis.RedisError as exc:
+            except REDIS_ERRORS as exc:
                 if loop.time() + delay > deadline:
                     log.warning("could not remember %d vote ids for %.1f s (%s): kept in "
                                 "process until Redis takes them", len(ids),
@@ -201,7 +199,7 @@ class VoteIdMemory:
             chunk = list(itertools.islice(self._unremembered, UNREMEMBERED_CHUNK))
             try:
                 await self._write(chunk)
-            except aioredis.RedisError as exc:
+            except REDIS_ERRORS as exc:
                 log.debug("unremembered vote ids not written yet: %s", exc)
                 await asyncio.sleep(delay)  # backoff while Redis is down
                 delay = min(delay * 2, REMEMBER_RETRY_MAX_S)

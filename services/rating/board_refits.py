@@ -9,8 +9,8 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 
 import orjson
-import redis.asyncio as aioredis
 
+from services.common.redis_client import REDIS_RETRYABLE
 from services.rating.counts_applier import CountsApplier
 from services.rating.engine import BoardFit, FitOptions, fit_board
 from services.rating.read_models import ReadModelWriter
@@ -67,7 +67,7 @@ class BoardRefitter:
         for (arena, view), result in zip(boards, results, strict=True):
             if isinstance(result, asyncio.CancelledError):
                 raise result
-            if isinstance(result, aioredis.ConnectionError | aioredis.TimeoutError | OSError):
+            if isinstance(result, REDIS_RETRYABLE):
                 lost = lost or result
             elif isinstance(result, BaseException):
                 log.error("refit of %s failed", board_name(arena, view), exc_info=result)

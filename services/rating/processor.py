@@ -16,8 +16,8 @@ from datetime import datetime
 from typing import Protocol
 
 import orjson
-import redis.asyncio as aioredis
 
+from services.common.redis_client import REDIS_RETRYABLE
 from services.rating.arena_slices import (
     ArenaSlice,
     EloOptions,
@@ -118,7 +118,7 @@ class RatingProcessor:
             try:
                 await self._apply_and_refit(votes)
                 return
-            except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
+            except REDIS_RETRYABLE as exc:
                 self.counts.forget()  # an apply may or may not have landed: reload
                 log.warning("redis unavailable (%s); retrying batch in %.1fs", exc, delay)
                 await asyncio.sleep(delay)

@@ -9,8 +9,8 @@ from collections.abc import Callable
 from datetime import datetime
 
 import orjson
-import redis.asyncio as aioredis
 
+from services.common.redis_client import REDIS_RETRYABLE
 from services.rating.counts_applier import CountsApplier
 from services.rating.engine import BattleColumns, ContextualFit, StyleOptions, fit_contextual
 from services.rating.standings import LastRows, Publish, rank_changes, standings_document
@@ -59,7 +59,7 @@ class StyleRefitter:
             del self._due[(arena, view)]
             try:
                 done += await self._refit(arena, view, position)
-            except (aioredis.ConnectionError, aioredis.TimeoutError, OSError):
+            except REDIS_RETRYABLE:
                 self._due.setdefault((arena, view), position)  # try again next time
                 raise
             except Exception:
