@@ -14,9 +14,9 @@ from importlib.resources import files
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 
-from services.api import leaderboards, models, streams
+from services.api import leaderboards, model_routes, streams
 from services.api.board_cache import BoardChanges, RenderedBoards
-from services.api.fastpath import BoardFastPath
+from services.api.board_fast_path import BoardFastPath
 from services.api.rank_feed import RankChangeFeed
 from services.api.standings import StandingsReader
 from services.common.health import KafkaProbe, RedisProbe
@@ -82,7 +82,7 @@ def create_app(settings: ApiSettings, redis_client: RedisClient | None = None) -
                        exempt=("/healthz", "/readyz", "/metrics", "/v1/events/"))
     app.add_middleware(RequestContextMiddleware, metrics=metrics)  # outermost
     app.include_router(leaderboards.router)
-    app.include_router(models.router)
+    app.include_router(model_routes.router)
     app.include_router(streams.router)
 
     @app.get("/healthz", summary="Liveness", tags=["ops"])
