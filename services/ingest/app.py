@@ -18,13 +18,14 @@ from services.common.http import (
     RequestAdmission,
     install_error_handlers,
 )
-from services.common.metrics import IngestMetrics, RequestContextMiddleware
+from services.common.metrics import RequestContextMiddleware
 from services.common.redis_client import RedisClient, check_topology, connect_for_requests
 from services.common.registry import ModelRegistry
 from services.ingest import defences
 from services.ingest.acceptor import VoteAcceptor
 from services.ingest.client_key_check import ClientKeyCheck
 from services.ingest.kafka_publisher import KafkaVotePublisher
+from services.ingest.metrics import IngestMetrics
 from services.ingest.model_admin import admin_router
 from services.ingest.publisher import VotePublisher
 from services.ingest.rejection_metrics import VoteRejectionMiddleware
