@@ -104,10 +104,10 @@ class BoardRefitter:
         doc = standings_document(arena, view, fit, elo, now, position)
         store = self._applier.store
         old_rows = await self._last_rows.of(store, arena, view)
-        await store.write_standings(arena, view, doc.to_json())
+        await store.write_standings(arena, view, orjson.dumps(doc))
         self._fits[board] = fit
-        self._last_rows.remember(board, doc.rows)
-        changes: list[RankChange] = rank_changes(board, old_rows, doc.rows, now, position)
+        self._last_rows.remember(board, doc["rows"])
+        changes: list[RankChange] = rank_changes(board, old_rows, doc["rows"], now, position)
         if self._read_models is not None:
-            await self._read_models.after_refit(arena, view, counts, fit, doc.rows, changes, now)
+            await self._read_models.after_refit(arena, view, counts, fit, doc["rows"], changes, now)
         return changes

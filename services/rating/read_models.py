@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from importlib.resources import files
@@ -17,11 +17,9 @@ import orjson
 
 from services.common.redis_client import RedisClient
 from services.rating.engine import BoardFit, PairCounts, predicted_win_matrix, win_rate_matrix
-from services.rating.standings import RowLike, as_row, history_point
 from services.rating.store import VERSION_FIELD
 from shared.events import RankChange
 from shared.keys import KeyLayout, board_name
-from shared.standings import StoredRow
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +50,19 @@ def matrices_document(
     }
 
 
+def history_point(row: Mapping[str, Any], at: datetime, changed: bool) -> dict[str, Any]:
+    return {
+        "at": at.isoformat(),
+        "score": row["score"],
+        "ci_low": row["ci_low"],
+        "ci_high": row["ci_high"],
+        "rank": row["rank"],
+        "rank_ub": row["rank_ub"],
+        "votes": row["votes"],
+        "rank_change": changed,
+    }
+
+
 @dataclass(frozen=True)
 class ArenaFence:
     """Where an arena's version is kept (its fence hash) and the version a worker's cached state
@@ -75,7 +86,7 @@ class _Owed:
     view: str
     counts: PairCounts  # the worker's cached counts of the board (updated in place)
     fit: BoardFit
-    rows: Sequence[StoredRow]
+    rows: Sequence[Mapping[str, Any]]
     at: datetime  # when the refit happened: the time of its matrices and history points
     tick: float  # the same, monotonic; a model whose last point is older is owed one
     matrices: bool
@@ -117,7 +128,7 @@ class ReadModelWriter:
         view: str,
         counts: PairCounts,
         fit: BoardFit,
-        rows: Sequence[StoredRow],
+        rows: Sequence[Mapping[str, Any]],
         changes: Sequence[RankChange],
         now: datetime,
     ) -> None:
@@ -148,14 +159,13 @@ class ReadModelWriter:
         self,
         arena: str,
         view: str,
-        rows: Sequence[RowLike],
+        rows: Sequence[Mapping[str, Any]],
         changes: Sequence[RankChange],
         now: datetime,
     ) -> int:
         """Append a point for each model whose rank changed, or whose last point is older than
         the interval; returns how many points were written."""
-        written, _ = await self._record_history(arena, view, [as_row(r) for r in rows],
-                                                changes, now,
+        written, _ = await self._record_history(arena, view, rows, changes, now,
                                                 self._monotonic())
         return written
 
@@ -163,7 +173,7 @@ class ReadModelWriter:
         self,
         arena: str,
         view: str,
-        rows: Sequence[StoredRow],
+        rows: Sequence[Mapping[str, Any]],
         changes: Sequence[RankChange],
         now: datetime,
         tick: float,
@@ -175,7 +185,7 @@ class ReadModelWriter:
         due_rows = []
         oldest = math.inf  # the oldest last point of the models left without one
         for row in rows:
-            model = row.model
+            model = str(row["model"])
             last = self._last_point.get((board, model))
             if model in changed or last is None or tick - last >= self._interval:
                 due_rows.append((model, row))
@@ -186,7 +196,7 @@ class ReadModelWriter:
         async with self._redis.pipeline(transaction=False) as pipe:
             for model, row in due_rows:
                 key = self._keys.history(arena, view, model)
-                pipe.rpush(key, history_point(row, now, model in changed))
+                pipe.rpush(key, orjson.dumps(history_point(row, now, model in changed)))
                 pipe.ltrim(key, -self._max_points, -1)
                 self._last_point[(board, model)] = tick
             await pipe.execute()
@@ -243,12 +253,12 @@ class ReadModelWriter:
 
     def _pending(
         self, board: str, owed: _Owed
-    ) -> list[tuple[str, float, StoredRow]]:
+    ) -> list[tuple[str, float, Mapping[str, Any]]]:
         """(model, time of its last point, row) of each model of the owed rows without a point
         of them (its last point is older than the refit)."""
         out = []
         for row in owed.rows:
-            model = row.model
+            model = str(row["model"])
             last = self._last_point.get((board, model))
             if last is None or last < owed.tick:
                 out.append((model, -math.inf if last is None else last, row))
@@ -264,7 +274,7 @@ class ReadModelWriter:
     ) -> list[tuple[str, bytes]]:
         """(model, point) of each owed history point due at ``tick`` (every one with
         ``everything``)."""
-        return [(model, history_point(row, owed.at, False))
+        return [(model, orjson.dumps(history_point(row, owed.at, False)))
                 for model, last, row in self._pending(board, owed)
                 if everything or tick - last >= self._interval]
 

@@ -1,6 +1,11 @@
-"""A board's standings as the worker writes them: the document made from a fit
-(``shared.standings.StoredStandings``, the contract the api serves), the rows of the last one
-written, and the rank changes between."""
+"""A board's standings as the worker writes them: the document made from a fit, in the shape of
+``shared.standings.StoredStandings`` (the contract the api serves), the rows of the last one
+written, and the rank changes between.
+
+The worker builds plain dicts and writes them with orjson: through the pydantic models a refit
+cost the worker ~20 % more CPU per vote (bench/worker_cpu.py; docs/decisions.md). That they are
+the contract, byte for byte, is tested (tests/unit/test_standings_contract.py, and the e2e tests
+check what the running worker wrote)."""
 
 from __future__ import annotations
 
@@ -9,25 +14,19 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from pydantic import TypeAdapter
 
 from services.rating.engine import BoardFit
 from services.rating.store import RatingStore
 from shared.events import RankChange, SourcePosition
 from shared.keys import board_name
-from shared.standings import HistoryPoint, StoredRow, StoredStandings
 
 Publish = Callable[[Sequence[bytes]], Awaitable[None]]  # values to a Kafka topic, acked
-# a row as the worker has it, or as a benchmark board's code still builds it (a plain mapping)
-RowLike = StoredRow | Mapping[str, Any]
-
-_ROWS: TypeAdapter[list[StoredRow]] = TypeAdapter(list[StoredRow])
 
 
-def standings_rows(fit: BoardFit, elo: Mapping[str, float] | None = None) -> list[StoredRow]:
-    """The fit's rows sorted by score descending; with each model's online Elo when given
-    (style-controlled boards have none). Validated in one call: a row at a time cost a refit
-    of 300 models ~3x the time of writing its document."""
+def standings_rows(fit: BoardFit, elo: Mapping[str, float] | None = None
+                   ) -> list[dict[str, Any]]:
+    """The fit's rows (``StoredRow``), sorted by score descending; with each model's online Elo
+    when given (style-controlled boards have none)."""
     models, rank, rank_ub = fit.models, fit.rank.tolist(), fit.rank_ub.tolist()
     scores, ci_low, ci_high = fit.scores.tolist(), fit.ci_low.tolist(), fit.ci_high.tolist()
     votes, wins, losses = fit.votes.tolist(), fit.wins.tolist(), fit.losses.tolist()
@@ -39,7 +38,7 @@ def standings_rows(fit: BoardFit, elo: Mapping[str, float] | None = None) -> lis
     if elo is not None:
         for row in rows:
             row["elo"] = elo.get(row["model"], fit.options.init_rating)
-    return _ROWS.validate_python(rows)
+    return rows
 
 
 def standings_document(
@@ -49,55 +48,47 @@ def standings_document(
     elo: Mapping[str, float] | None,
     updated_at: datetime,
     position: SourcePosition | None,
-) -> StoredStandings:
+) -> dict[str, Any]:
+    """The board's ``StoredStandings`` document."""
     rows = standings_rows(fit, elo)
-    return StoredStandings(
-        board=board_name(arena, view),
-        arena=arena,
-        view=view,
-        updated_at=updated_at.isoformat(),
-        models=len(rows),
-        votes=int(sum(r.wins + r.losses + r.ties for r in rows) // 2),
-        converged=bool(fit.converged),
-        connected=bool(fit.connected),
-        position=position,
-        rows=rows,
-    )
-
-
-def as_row(row: RowLike) -> StoredRow:
-    return row if isinstance(row, StoredRow) else StoredRow.model_validate(row)
-
-
-def history_point(row: RowLike, at: datetime, changed: bool) -> bytes:
-    """A model's history point from its row, as stored."""
-    return HistoryPoint.of(as_row(row), at.isoformat(), changed).model_dump_json().encode()
+    return {
+        "board": board_name(arena, view),
+        "arena": arena,
+        "view": view,
+        "updated_at": updated_at.isoformat(),
+        "models": len(rows),
+        "votes": int(sum(r["wins"] + r["losses"] + r["ties"] for r in rows) // 2),
+        "converged": bool(fit.converged),
+        "connected": bool(fit.connected),
+        "position": position.model_dump() if position else None,
+        "rows": rows,
+    }
 
 
 def rank_changes(
     board: str,
-    old_rows: Sequence[RowLike],
-    new_rows: Sequence[RowLike],
+    old_rows: Sequence[Mapping[str, Any]],
+    new_rows: Sequence[Mapping[str, Any]],
     now: datetime,
     position: SourcePosition,
 ) -> list[RankChange]:
     """One RankChange per model whose rank differs from the previous standings (or is new)."""
-    before = {r.model: r for r in map(as_row, old_rows)}
+    before = {r["model"]: r for r in old_rows}
     changes = []
-    for row in map(as_row, new_rows):
-        old = before.get(row.model)
-        if old is not None and old.rank == row.rank:
+    for row in new_rows:
+        old = before.get(row["model"])
+        if old is not None and old["rank"] == row["rank"]:
             continue
         changes.append(
             RankChange(
                 board=board,
-                model=row.model,
-                old_rank=None if old is None else old.rank,
-                new_rank=row.rank,
-                old_score=None if old is None else old.score,
-                new_score=row.score,
-                rank_ub=row.rank_ub,
-                votes=row.votes,
+                model=row["model"],
+                old_rank=None if old is None else int(old["rank"]),
+                new_rank=int(row["rank"]),
+                old_score=None if old is None else float(old["score"]),
+                new_score=float(row["score"]),
+                rank_ub=int(row["rank_ub"]),
+                votes=int(row["votes"]),
                 timestamp=now,
                 position=position,
             )
@@ -110,14 +101,14 @@ class LastRows:
     diffs ranks against); read from Redis the first time a board is refitted."""
 
     def __init__(self) -> None:
-        self._rows: dict[str, Sequence[StoredRow]] = {}
+        self._rows: dict[str, list[dict[str, Any]]] = {}
 
-    async def of(self, store: RatingStore, arena: str, view: str) -> Sequence[StoredRow]:
+    async def of(self, store: RatingStore, arena: str, view: str) -> list[dict[str, Any]]:
         rows = self._rows.get(board_name(arena, view))
         if rows is None:
             stored = await store.read_standings(arena, view)
-            rows = _ROWS.validate_python(orjson.loads(stored)["rows"]) if stored else []
+            rows = orjson.loads(stored)["rows"] if stored else []
         return rows
 
-    def remember(self, board: str, rows: Sequence[StoredRow]) -> None:
+    def remember(self, board: str, rows: list[dict[str, Any]]) -> None:
         self._rows[board] = rows

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
+import orjson
 import redis.asyncio as aioredis
 
 from services.rating.counts_applier import CountsApplier
@@ -15,7 +16,6 @@ from services.rating.engine import BattleColumns, ContextualFit, StyleOptions, f
 from services.rating.standings import LastRows, Publish, rank_changes, standings_document
 from shared.events import SourcePosition
 from shared.keys import board_name, style_view
-from shared.standings import StyleCoefficient
 
 log = logging.getLogger(__name__)
 
@@ -86,18 +86,17 @@ class StyleRefitter:
                 return 0
             now = self._clock()
             doc = standings_document(arena, style_view(view), fit.board, None, now, position)
-            doc.style_coefficients = {name: StyleCoefficient(**c._asdict())
-                                      for name, c in fit.coefficients.items()}
-            doc.battles = fit.battles
+            doc["style_coefficients"] = {name: c._asdict() for name, c in fit.coefficients.items()}
+            doc["battles"] = fit.battles
             store = self._applier.store
             old_rows = await self._last_rows.of(store, arena, style_view(view))
-            if not await store.write_style_standings(arena, style_view(view), doc.to_json(),
+            if not await store.write_style_standings(arena, style_view(view), orjson.dumps(doc),
                                                      state.version):
                 log.info("style refit of %s dropped: the arena changed elsewhere", board)
                 return 0
             self._fits[board] = fit
-            self._last_rows.remember(board, doc.rows)
-            changes = rank_changes(board, old_rows, doc.rows, now, position)
+            self._last_rows.remember(board, doc["rows"])
+            changes = rank_changes(board, old_rows, doc["rows"], now, position)
         if changes:
             await self._publish_changes([c.model_dump_json().encode() for c in changes])
         return 1

@@ -11,7 +11,8 @@ import pytest
 
 from services.api.app import create_app
 from services.rating.engine import FitOptions, fit_board
-from services.rating.standings import history_point, rank_changes, standings_document
+from services.rating.read_models import history_point
+from services.rating.standings import standings_document
 from shared.events import SourcePosition
 from shared.settings import ApiSettings
 from shared.standings import HistoryPoint, Row, Standings, StoredRow, StoredStandings
@@ -67,7 +68,7 @@ def _fit() -> Any:
 def test_a_written_document_is_the_model_serialised_in_field_order() -> None:
     fit = _fit()
     elo = {m: 1000.0 + k for k, m in enumerate(fit.models)}
-    raw = standings_document("text", "overall", fit, elo, NOW, POSITION).to_json()
+    raw = orjson.dumps(standings_document("text", "overall", fit, elo, NOW, POSITION))
     doc = orjson.loads(raw)
     assert list(doc) == ["board", "arena", "view", "updated_at", "models", "votes", "converged",
                          "connected", "position", "rows"]
@@ -78,17 +79,14 @@ def test_a_written_document_is_the_model_serialised_in_field_order() -> None:
 
 
 def test_a_board_without_elo_or_position_writes_neither_column() -> None:
-    raw = standings_document("text", "overall+style", _fit(), None, NOW, None).to_json()
+    raw = orjson.dumps(standings_document("text", "overall+style", _fit(), None, NOW, None))
     doc = orjson.loads(raw)
     assert doc["position"] is None and "style_coefficients" not in doc
     assert all(list(row) == WRITTEN_ROW for row in doc["rows"])
 
 
-def test_rows_as_plain_mappings_diff_and_record_as_the_models_do() -> None:
-    """Benchmark boards still hand their rows over as mappings."""
-    rows = standings_document("text", "overall", _fit(), None, NOW, POSITION).rows
-    plain = [{**row.model_dump(exclude_unset=True), "source": "x"} for row in rows]
-    assert rank_changes("text/overall", [], plain, NOW, POSITION) == rank_changes(
-        "text/overall", [], rows, NOW, POSITION)
-    assert history_point(plain[0], NOW, True) == history_point(rows[0], NOW, True)
-    assert isinstance(StoredRow.model_validate(plain[0]), StoredRow)
+def test_a_written_history_point_is_the_model_serialised() -> None:
+    row = standings_document("text", "overall", _fit(), None, NOW, POSITION)["rows"][0]
+    raw = orjson.dumps(history_point(row, NOW, True))
+    assert HistoryPoint.model_validate_json(raw).model_dump_json().encode() == raw
+    assert StoredRow.model_validate(row).model_dump(exclude_unset=True) == row

@@ -56,7 +56,7 @@ def synthetic_battles(
 
 def rows_of(fit: BoardFit) -> list[dict[str, Any]]:
     """The fit's standings rows as the worker writes them (without Elo), as plain dicts."""
-    return [row.model_dump(exclude_unset=True) for row in standings_rows(fit)]
+    return standings_rows(fit)
 
 
 def triples_of(battles: Iterable[Battle]) -> dict[Battle, int]:
