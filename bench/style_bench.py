@@ -163,6 +163,14 @@ def main() -> None:
     if not args.arena_python:
         print("arena-rank: skipped (no --arena-python / PODIUM_ARENA_RANK_PYTHON)")
         return
+    _compare_with_arena_rank(args, block, warm_s, warm)
+
+
+def _compare_with_arena_rank(
+    args: argparse.Namespace, block: BattleColumns, warm_s: float, warm: ContextualFit
+) -> None:
+    """arena-rank's fit of the same battles (or a prefix: ``--arena-battles``), timed three
+    ways, against Podium's warm refit."""
     n_arena = args.arena_battles or len(block)
     if n_arena < len(block):
         # a prefix of the same board: refit Podium on it for the comparison

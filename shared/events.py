@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import (
     BaseModel,
@@ -22,8 +22,8 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-Outcome = Literal["model_a", "model_b", "tie", "tie_bothbad"]
-OUTCOMES: tuple[Outcome, ...] = ("model_a", "model_b", "tie", "tie_bothbad")
+Outcome = Literal["model_a", "model_b", "tie", "tie_bothbad"]  # the one definition (the rating
+OUTCOMES: Final[tuple[Outcome, ...]] = ("model_a", "model_b", "tie", "tie_bothbad")  # engine too)
 Significance = Literal["published", "separated", "reordered"]
 SignificanceLevel = Literal["published", "separated", "any"]  # what a subscriber asks for
 

@@ -7,21 +7,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable
-from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from importlib.resources import files
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 
-from services.api import leaderboards, models, streams
+from services.api import leaderboards, model_routes, streams
 from services.api.board_cache import BoardChanges, RenderedBoards
-from services.api.fastpath import BoardFastPath
+from services.api.board_fast_path import BoardFastPath
+from services.api.metrics import ApiMetrics
 from services.api.rank_feed import RankChangeFeed
 from services.api.standings import StandingsReader
 from services.common.health import KafkaProbe, RedisProbe
 from services.common.http import OrjsonResponse, RequestAdmission, install_error_handlers
-from services.common.metrics import ApiMetrics, RequestContextMiddleware, metrics_response
+from services.common.metrics import RequestContextMiddleware, metrics_response
 from services.common.redis_client import RedisClient, check_topology, connect_for_requests
 from services.common.registry import ModelRegistry
 from shared.settings import ApiSettings
@@ -30,7 +31,39 @@ log = logging.getLogger(__name__)
 
 
 def create_app(settings: ApiSettings, redis_client: RedisClient | None = None) -> BoardFastPath:
+    """The api as served: its FastAPI app behind the board read's fast path."""
     metrics = ApiMetrics()
+    app = FastAPI(
+        title="Podium api",
+        version="0.2.0",
+        description="Live Bradley-Terry arena leaderboards (read-only): standings with filters, "
+        "models and their history, matchups, groups, exports, and rank changes streamed over "
+        "SSE and WebSocket.",
+        lifespan=_lifespan(settings, redis_client, metrics),
+        default_response_class=OrjsonResponse,
+        # no redirect to the path with(out) its trailing slash: Starlette builds that URL from
+        # the Host header, which any client sets (docs/decisions.md: a 404 instead)
+        redirect_slashes=False,
+    )
+    install_error_handlers(app)
+    app.state.metrics = metrics
+    app.add_middleware(RequestAdmission, limit=settings.http_max_requests_in_flight,
+                       wait_s=settings.http_queue_timeout_s,
+                       exempt=("/healthz", "/readyz", "/metrics", "/v1/events/"))
+    app.add_middleware(RequestContextMiddleware, metrics=metrics)  # outermost
+    app.include_router(leaderboards.router)
+    app.include_router(model_routes.router)
+    app.include_router(streams.router)
+    _add_ops_and_page_routes(app, metrics)
+    return BoardFastPath(app)  # the hot read skips FastAPI's routing
+
+
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
+def _lifespan(settings: ApiSettings, redis_client: RedisClient | None, metrics: ApiMetrics
+              ) -> Lifespan:
+    """What the app holds while it serves (on ``app.state``), set up and closed in order."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -63,27 +96,11 @@ def create_app(settings: ApiSettings, redis_client: RedisClient | None = None) -
             if redis_client is None:
                 await _bounded("the Redis client", client.aclose())
 
-    app = FastAPI(
-        title="Podium api",
-        version="0.2.0",
-        description="Live Bradley-Terry arena leaderboards (read-only): standings with filters, "
-        "models and their history, matchups, groups, exports, and rank changes streamed over "
-        "SSE and WebSocket.",
-        lifespan=lifespan,
-        default_response_class=OrjsonResponse,
-        # no redirect to the path with(out) its trailing slash: Starlette builds that URL from
-        # the Host header, which any client sets (docs/decisions.md: a 404 instead)
-        redirect_slashes=False,
-    )
-    install_error_handlers(app)
-    app.state.metrics = metrics
-    app.add_middleware(RequestAdmission, limit=settings.http_max_requests_in_flight,
-                       wait_s=settings.http_queue_timeout_s,
-                       exempt=("/healthz", "/readyz", "/metrics", "/v1/events/"))
-    app.add_middleware(RequestContextMiddleware, metrics=metrics)  # outermost
-    app.include_router(leaderboards.router)
-    app.include_router(models.router)
-    app.include_router(streams.router)
+    return lifespan
+
+
+def _add_ops_and_page_routes(app: FastAPI, metrics: ApiMetrics) -> None:
+    """Liveness, readiness, metrics and the page."""
 
     @app.get("/healthz", summary="Liveness", tags=["ops"])
     async def healthz() -> dict[str, str]:
@@ -105,8 +122,6 @@ def create_app(settings: ApiSettings, redis_client: RedisClient | None = None) -
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:
         return HTMLResponse(page)
-
-    return BoardFastPath(app)  # the hot read skips FastAPI's routing
 
 
 SHUTDOWN_STEP_S = 5.0

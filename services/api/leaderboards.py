@@ -8,8 +8,9 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import Response
 
 from services.api.deps import Reader, Registry, Rendered, labelled_board
+from services.api.params import ArenaParam, ViewParam
+from services.api.responses import BoardList, Groups, Matchups, Standings
 from services.api.rows import RowFilter, export_csv, export_json, groups, headline
-from services.api.schemas import ArenaParam, BoardList, Groups, Matchups, Standings, ViewParam
 from services.common.http import OrjsonResponse
 from shared.keys import board_name
 

@@ -16,6 +16,7 @@ from starlette.datastructures import Address, Headers
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from services.api.params import BOARD_PATTERN
 from services.api.rank_feed import (
     Change,
     ChangeFilter,
@@ -27,7 +28,6 @@ from services.api.rank_feed import (
     parse_event_id,
 )
 from services.api.rank_stream import RankStream, StreamLimits
-from services.api.schemas import BOARD_PATTERN
 from services.common.http import OrjsonResponse, ip_of
 from shared.events import SignificanceLevel
 

@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common.redis_client import REDIS_UNAVAILABLE
@@ -221,8 +221,10 @@ def error_items(exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> lis
     ]
 
 
-class OrjsonResponse(Response):
-    """JSON via orjson (numpy-free, fast); FastAPI's ORJSONResponse is deprecated."""
+class OrjsonResponse(JSONResponse):
+    """JSON via orjson (numpy-free, fast); FastAPI's ORJSONResponse is deprecated. A
+    ``JSONResponse`` so that OpenAPI documents a route's ``response_model`` (FastAPI documents
+    the body of any other response class as a string)."""
 
     media_type = "application/json"
 

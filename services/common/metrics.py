@@ -1,6 +1,8 @@
-"""Prometheus metrics of the services: one registry per app (no process-global state, so tests
-may run several apps in one process), and the HTTP middleware that measures requests and
-carries the request id. The rating worker's own metrics are in services/rating/metrics.py."""
+"""What the services' Prometheus metrics share: one registry per app (no process-global state,
+so tests may run several apps in one process), the HTTP metrics every HTTP service has
+(``HttpMetrics``), the exposition, and the HTTP middleware that measures requests and carries
+the request id. Each service's own metrics are in its package: services/ingest/metrics.py,
+services/api/metrics.py, services/rating/metrics.py."""
 
 from __future__ import annotations
 
@@ -10,7 +12,6 @@ import uuid
 from prometheus_client import (
     CollectorRegistry,
     Counter,
-    Gauge,
     Histogram,
     disable_created_metrics,
     generate_latest,
@@ -23,9 +24,7 @@ from services.common.logcontext import request_id_var
 
 __all__ = [
     "CONTENT_TYPE_LATEST",
-    "ApiMetrics",
     "HttpMetrics",
-    "IngestMetrics",
     "RequestContextMiddleware",
     "metrics_response",
 ]
@@ -51,38 +50,6 @@ class HttpMetrics:
             f"podium_{service}_http_request_seconds", "Time to answer an HTTP request "
             "(streams: until the headers are sent).", ["method", "route"],
             buckets=LATENCY_BUCKETS, registry=registry,
-        )
-
-
-class IngestMetrics(HttpMetrics):
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        super().__init__(registry or CollectorRegistry(), "ingest")
-        self.votes_accepted = Counter(
-            "podium_ingest_votes_accepted", "Votes newly accepted (acknowledged by Kafka).",
-            registry=self.registry,
-        )
-        self.votes_duplicate = Counter(
-            "podium_ingest_votes_duplicate", "Votes accepted again by a retry (vote_id seen "
-            "before): answered 202, not counted twice.", registry=self.registry,
-        )
-        self.votes_rejected = Counter(
-            "podium_ingest_votes_rejected", "Votes refused, by reason (invalid, unknown_model, "
-            "too_large, kafka_unavailable, redis_unavailable, overloaded, unauthorized, "
-            "rate_limited, client_disconnected, other).", ["reason"],
-            registry=self.registry,
-        )
-        self.batch_size = Histogram(
-            "podium_ingest_batch_votes", "Votes per accepted request.", buckets=BATCH_BUCKETS,
-            registry=self.registry,
-        )
-
-
-class ApiMetrics(HttpMetrics):
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        super().__init__(registry or CollectorRegistry(), "api")
-        self.stream_clients = Gauge(
-            "podium_api_stream_clients", "Open rank-change streams (SSE and WebSocket).",
-            registry=self.registry,
         )
 
 

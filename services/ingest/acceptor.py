@@ -24,12 +24,12 @@ from services.common.http import (
     note_redis_unavailable,
 )
 from services.common.logcontext import request_context
-from services.common.metrics import IngestMetrics
 from services.common.redis_client import REDIS_ERRORS, REDIS_UNAVAILABLE, RedisClient
 from services.common.registry import ModelRegistry
 from services.ingest.client_key_check import ClientKeyCheck
 from services.ingest.client_keys import ClientRecord
 from services.ingest.limits import LimitRequest, RateLimiter, Verdict
+from services.ingest.metrics import IngestMetrics
 from services.ingest.publisher import PublishUnavailable, VotePublisher
 from services.ingest.submission import (
     UNAUTHORIZED_HEADERS,

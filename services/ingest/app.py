@@ -18,7 +18,7 @@ from services.common.http import (
     RequestAdmission,
     install_error_handlers,
 )
-from services.common.metrics import IngestMetrics, RequestContextMiddleware
+from services.common.metrics import RequestContextMiddleware
 from services.common.quarantine_records import QuarantineRecords
 from services.common.records import Book, RecordWriter, Replayer, RestoreMetrics
 from services.common.redis_client import RedisClient, check_topology, connect_for_requests
@@ -28,6 +28,7 @@ from services.ingest.acceptor import VoteAcceptor
 from services.ingest.client_key_check import ClientKeyCheck
 from services.ingest.client_keys import ClientKeys, register_dev_key
 from services.ingest.kafka_publisher import KafkaVotePublisher
+from services.ingest.metrics import IngestMetrics
 from services.ingest.model_admin import admin_router
 from services.ingest.publisher import VotePublisher
 from services.ingest.rejection_metrics import VoteRejectionMiddleware

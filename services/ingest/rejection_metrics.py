@@ -13,7 +13,7 @@ from collections.abc import Iterable
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.common.metrics import IngestMetrics
+from services.ingest.metrics import IngestMetrics
 
 VOTE_PATHS = frozenset({"/v1/votes", "/v1/votes/batch"})
 REASONS = {401: "unauthorized", 403: "unauthorized", 413: "too_large",

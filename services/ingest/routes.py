@@ -14,12 +14,13 @@ from pydantic import BaseModel, Field
 
 from services.common.http import OrjsonResponse
 from services.common.logcontext import bind_votes, request_id_var
-from services.common.metrics import IngestMetrics, metrics_response
+from services.common.metrics import metrics_response
 from services.common.registry import ModelRegistry
 from services.ingest import defences
 from services.ingest.acceptor import VoteAcceptor
 from services.ingest.batch_body import JSON, NDJSON, InvalidBody, accepting, parse_batch
 from services.ingest.limits import client_ip
+from services.ingest.metrics import IngestMetrics
 from services.ingest.publisher import PublishUnavailable, VotePublisher
 from services.ingest.submission import Submission, unknown_models_detail
 from shared.events import ScoreEvent, Vote, utc_now

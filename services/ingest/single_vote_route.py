@@ -16,11 +16,10 @@ from typing import Any
 import orjson
 from fastapi import FastAPI
 from pydantic import ValidationError
-from starlette.datastructures import State
 from starlette.requests import ClientDisconnect
-from starlette.routing import Router
 from starlette.types import Receive, Scope, Send
 
+from services.common.fast_path import FastPath
 from services.common.http import (
     CLIENT_CLOSED_REQUEST,
     BodyLimitMiddleware,
@@ -29,9 +28,9 @@ from services.common.http import (
     read_body,
     replay_body,
 )
-from services.common.metrics import IngestMetrics
 from services.common.uvicorn_internals import write_would_wait
 from services.ingest.acceptor import VoteAcceptor
+from services.ingest.metrics import IngestMetrics
 from services.ingest.submission import Answer, Submission
 from shared.events import Vote
 from shared.settings import IngestSettings
@@ -44,11 +43,11 @@ QUIET_WRITE_BUFFER_BYTES = 16 * 1024
 SLOW_HEADERS = frozenset({b"x-podium-signature", b"x-podium-key-id"})
 
 
-class VoteFastPath:
+class VoteFastPath(FastPath):
     """Wraps ingest's FastAPI app (outermost, so no middleware runs for the hot write)."""
 
     def __init__(self, app: FastAPI, settings: IngestSettings) -> None:
-        self.app = app
+        super().__init__(app)
         self._settings = settings
         # request ids for requests that bring none: unique per process, cheaper than uuid4
         self._id_prefix = os.urandom(6).hex() + "-"
@@ -56,16 +55,6 @@ class VoteFastPath:
         self._metrics: IngestMetrics | None = None
         self._counted: dict[int, Any] = {}
         self._timed: Any = None
-
-    @property
-    def state(self) -> State:
-        """The FastAPI app's state (the acceptor, publisher, ... once its lifespan ran)."""
-        return self.app.state
-
-    @property
-    def router(self) -> Router:
-        """The FastAPI app's router (its lifespan context, for tests running it in process)."""
-        return self.app.router
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         acceptor: VoteAcceptor | None = None

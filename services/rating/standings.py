@@ -1,5 +1,11 @@
-"""A board's standings as the worker writes them: the document made from a fit
-(``engine/board.py`` fits), the rows of the last one written, and the rank changes between."""
+"""A board's standings as the worker writes them: the document made from a fit, in the shape of
+``shared.standings.StoredStandings`` (the contract the api serves), the rows of the last one
+written, and the rank changes between.
+
+The worker builds plain dicts and writes them with orjson: through the pydantic models a refit
+cost the worker ~20 % more CPU per vote (bench/worker_cpu.py; docs/decisions.md). That they are
+the contract, byte for byte, is tested (tests/unit/test_standings_contract.py, and the e2e tests
+check what the running worker wrote)."""
 
 from __future__ import annotations
 
@@ -18,6 +24,24 @@ from shared.keys import board_name
 Publish = Callable[[Sequence[bytes]], Awaitable[None]]  # values to a Kafka topic, acked
 
 
+def standings_rows(fit: BoardFit, elo: Mapping[str, float] | None = None
+                   ) -> list[dict[str, Any]]:
+    """The fit's rows (``StoredRow``), sorted by score descending; with each model's online Elo
+    when given (style-controlled boards have none)."""
+    models, rank, rank_ub = fit.models, fit.rank.tolist(), fit.rank_ub.tolist()
+    scores, ci_low, ci_high = fit.scores.tolist(), fit.ci_low.tolist(), fit.ci_high.tolist()
+    votes, wins, losses = fit.votes.tolist(), fit.wins.tolist(), fit.losses.tolist()
+    ties, preliminary = fit.ties.tolist(), fit.preliminary.tolist()
+    rows = [{"model": models[i], "rank": rank[i], "rank_ub": rank_ub[i], "score": scores[i],
+             "ci_low": ci_low[i], "ci_high": ci_high[i], "votes": votes[i], "wins": wins[i],
+             "losses": losses[i], "ties": ties[i], "preliminary": preliminary[i]}
+            for i in fit.order().tolist()]
+    if elo is not None:
+        for row in rows:
+            row["elo"] = elo.get(row["model"], fit.options.init_rating)
+    return rows
+
+
 def standings_document(
     arena: str,
     view: str,
@@ -26,10 +50,8 @@ def standings_document(
     updated_at: datetime,
     position: SourcePosition | None,
 ) -> dict[str, Any]:
-    rows = fit.rows()
-    for row in rows:  # style-controlled boards have no online Elo
-        if elo is not None:
-            row["elo"] = elo.get(row["model"], fit.options.init_rating)
+    """The board's ``StoredStandings`` document."""
+    rows = standings_rows(fit, elo)
     return {
         "board": board_name(arena, view),
         "arena": arena,

@@ -11,9 +11,15 @@ import httpx
 import orjson
 import pytest
 
+from services.api.responses import History
 from services.demo.arena import SyntheticArena
 from tests.support.infra import Infra, service_env
 from tests.support.processes import ServiceProcess, running_stack
+from tests.support.standings_contract import (
+    assert_served_by_the_contract,
+    assert_written_from_the_contract,
+    stored_standings,
+)
 from tests.support.wait import wait_until
 
 TRUE_STRENGTHS = {
@@ -44,7 +50,7 @@ def expected_votes(votes: list[dict[str, Any]], view: str) -> Counter[str]:
 
 
 async def test_ten_thousand_votes_flow_into_exact_live_standings(
-    stack: dict[str, ServiceProcess],
+    stack: dict[str, ServiceProcess], infra: Infra, prefix: str
 ) -> None:
     arena = SyntheticArena(strengths=dict(TRUE_STRENGTHS), seed=42, tie_rate=0.1)
     votes = list(arena.votes(10_000))
@@ -83,6 +89,15 @@ async def test_ten_thousand_votes_flow_into_exact_live_standings(
         )
         assert [r["rank"] for r in rows] == list(range(1, len(rows) + 1))
         assert all(r["ci_low"] < r["score"] < r["ci_high"] for r in rows)
+        # the one contract: the worker's document and the api's answer are shared.standings
+        assert_written_from_the_contract(
+            await stored_standings(infra.redis_url, prefix, "text", "overall"))
+        assert_served_by_the_contract((await api.get("/v1/leaderboards/text/overall")).content)
+        assert_served_by_the_contract(
+            (await api.get("/v1/leaderboards/text/overall", params={"top": 3})).content)
+        model = rows[0]["model"]
+        history = (await api.get(f"/v1/models/{model}/history")).content
+        History.model_validate_json(history)
 
         for view in ("coding", "lang:zh"):  # boards of one batch are refitted one by one
             want = expected_votes(votes, view)

@@ -13,6 +13,11 @@ import pytest
 
 from tests.support.infra import Infra, service_env
 from tests.support.processes import ServiceProcess, running_stack
+from tests.support.standings_contract import (
+    assert_served_by_the_contract,
+    assert_written_from_the_contract,
+    stored_standings,
+)
 from tests.support.wait import wait_until
 
 MODELS = [f"model-{c}" for c in "abcdefg"] + ["verbose-xl"]  # all of equal strength
@@ -48,7 +53,7 @@ def verbose_votes(n: int, seed: int = 9) -> list[dict[str, Any]]:
 
 
 async def test_a_model_winning_by_length_drops_on_the_style_board(
-    stack: dict[str, ServiceProcess],
+    stack: dict[str, ServiceProcess], infra: Infra, prefix: str
 ) -> None:
     votes = verbose_votes(N_VOTES)
     async with httpx.AsyncClient(base_url=stack["ingest"].url, timeout=60) as ingest:
@@ -89,3 +94,8 @@ async def test_a_model_winning_by_length_drops_on_the_style_board(
         r = await api.get("/v1/leaderboards/text/overall+style", params={"top": 3})
         assert r.status_code == 200 and len(r.json()["rows"]) == 3
         assert "style_coefficients" in r.json()
+        # the one contract: the worker's documents and the api's answers are shared.standings
+        for view in ("overall", "overall+style"):
+            assert_written_from_the_contract(
+                await stored_standings(infra.redis_url, prefix, "text", view))
+        assert_served_by_the_contract(r.content)

@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 
 from services.api.app import create_app
 from services.api.board_cache import RenderedBoards
-from services.api.fastpath import NO_FILTERS, BoardFastPath
+from services.api.board_fast_path import NO_FILTERS, BoardFastPath
 from services.api.standings import StandingsReader
 from services.common.registry import ModelRegistry
 from services.rating.store import RatingStore

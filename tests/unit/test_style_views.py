@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from services.api.fastpath import BOARD_PATH
-from services.api.schemas import BOARD_PATTERN
+from services.api.board_fast_path import BOARD_PATH
+from services.api.params import BOARD_PATTERN
 from shared.keys import KeyLayout, is_style_view, style_view
 
 

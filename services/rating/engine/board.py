@@ -1,9 +1,9 @@
-"""Fit a board: Bradley-Terry scores, sandwich CIs, ranks and the standings rows."""
+"""Fit a board: Bradley-Terry scores, sandwich CIs and ranks (the standings rows are made from a
+fit by services/rating/standings.py, in the shape of shared/standings.py)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -49,25 +49,6 @@ class BoardFit:
     def order(self) -> NDArray[np.intp]:
         """Indices sorted by score descending, ties broken by model id."""
         return _order(self.scores)
-
-    def rows(self) -> list[dict[str, Any]]:
-        """JSON-ready standings sorted by score descending."""
-        return [
-            {
-                "model": self.models[i],
-                "rank": int(self.rank[i]),
-                "rank_ub": int(self.rank_ub[i]),
-                "score": float(self.scores[i]),
-                "ci_low": float(self.ci_low[i]),
-                "ci_high": float(self.ci_high[i]),
-                "votes": int(self.votes[i]),
-                "wins": int(self.wins[i]),
-                "losses": int(self.losses[i]),
-                "ties": int(self.ties[i]),
-                "preliminary": bool(self.preliminary[i]),
-            }
-            for i in self.order()
-        ]
 
 
 def fit_board(

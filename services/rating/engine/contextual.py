@@ -75,9 +75,6 @@ class ContextualFit:
     feature_std: FloatVector
     battles: int
 
-    def rows(self) -> list[dict[str, object]]:
-        return list(self.board.rows())
-
 
 def fit_contextual(
     battles: BattleColumns,

@@ -10,13 +10,14 @@ re-indexes the arrays (O(M^2), once per model).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Final, Literal
+from typing import Final
 
 import numpy as np
 from numpy.typing import NDArray
 
-Outcome = Literal["model_a", "model_b", "tie", "tie_bothbad"]
-OUTCOMES: Final[tuple[Outcome, ...]] = ("model_a", "model_b", "tie", "tie_bothbad")
+from shared.events import OUTCOMES, Outcome  # a vote's outcome: the contract's one definition
+
+__all__ = ["OUTCOMES", "FloatMatrix", "IntMatrix", "Outcome", "PairCounts", "Triple"]
 _OUTCOME_INDEX: Final[dict[str, int]] = {name: i for i, name in enumerate(OUTCOMES)}
 
 Triple = tuple[str, str, str]

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
-from services.rating.engine import OUTCOMES, BattleColumns, PairCounts
+from services.rating.engine import OUTCOMES, BattleColumns, BoardFit, PairCounts
 from services.rating.engine.style import normalised_style
+from services.rating.standings import standings_rows
 
 Battle = tuple[str, str, str]
 
@@ -50,6 +52,11 @@ def synthetic_battles(
         (names[i], names[j], OUTCOMES[k])
         for i, j, k in zip(a.tolist(), b.tolist(), outcome.tolist(), strict=True)
     ]
+
+
+def rows_of(fit: BoardFit) -> list[dict[str, Any]]:
+    """The fit's standings rows as the worker writes them (without Elo), as plain dicts."""
+    return standings_rows(fit)
 
 
 def triples_of(battles: Iterable[Battle]) -> dict[Battle, int]:

@@ -15,7 +15,7 @@ from services.rating.engine import (
     fit_board,
     fit_contextual,
 )
-from tests.unit.engine.synthetic import model_names, synthetic_style_battles
+from tests.unit.engine.synthetic import model_names, rows_of, synthetic_style_battles
 
 SWAP = np.array([1, 0, 2, 3])  # outcome code seen from the other side
 WEAK_REG = StyleOptions(reg=1e-6)
@@ -44,7 +44,7 @@ def test_fit_converges_centred_with_board_rows() -> None:
     assert np.all(board.ci_low < board.scores) and np.all(board.scores < board.ci_high)
     assert board.votes.sum() == 2 * len(block)
     assert fit.battles == len(block)
-    rows = fit.rows()
+    rows = rows_of(fit.board)
     assert [r["rank"] for r in rows] == list(range(1, 16))
     assert set(fit.coefficients) == set(block.features)
     for c in fit.coefficients.values():

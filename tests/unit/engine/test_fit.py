@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from services.rating.engine import BoardFit, FitOptions, PairCounts, fit_board, rank_upper_bound
-from tests.unit.engine.synthetic import counts_of, synthetic_battles
+from tests.unit.engine.synthetic import counts_of, rows_of, synthetic_battles
 
 ROW_KEYS = {
     "model", "rank", "rank_ub", "score", "ci_low", "ci_high",
@@ -22,7 +22,7 @@ def _assert_finite(fit: BoardFit) -> None:
         assert values.shape == (len(fit.models),)
         assert np.all(np.isfinite(values)), name
     assert np.all(fit.ci_low <= fit.scores) and np.all(fit.scores <= fit.ci_high)
-    json.dumps(fit.rows())
+    json.dumps(rows_of(fit))
 
 
 def test_wikipedia_worked_example() -> None:
@@ -97,7 +97,7 @@ def test_rank_upper_bound(ci_low: list[float], ci_high: list[float], expected: l
 def test_rank_and_rows() -> None:
     counts = counts_of(synthetic_battles(n_models=8, n_battles=1500, seed=5))
     fit = fit_board(counts, FitOptions(preliminary_votes=380))
-    rows = fit.rows()
+    rows = rows_of(fit)
     assert [set(row) for row in rows] == [ROW_KEYS] * 8
     assert [row["rank"] for row in rows] == list(range(1, 9))
     assert [row["score"] for row in rows] == sorted(fit.scores.tolist(), reverse=True)
@@ -152,7 +152,7 @@ def test_degenerate_boards_are_finite_and_flagged(
     assert fit.converged
     for name, value in flags.items():
         assert getattr(fit, name) is value, name
-    assert len(fit.rows()) == len(counts.models)
+    assert len(rows_of(fit)) == len(counts.models)
 
 
 def test_unbeaten_model_is_on_top_but_finite() -> None:
@@ -160,7 +160,7 @@ def test_unbeaten_model_is_on_top_but_finite() -> None:
         {("a", "b", "model_a"): 50, ("b", "c", "model_a"): 20, ("c", "b", "model_a"): 20}
     )
     fit = fit_board(counts)
-    assert fit.rows()[0]["model"] == "a"
+    assert rows_of(fit)[0]["model"] == "a"
     assert 1000.0 < fit.scores[0] < 10_000.0
 
 

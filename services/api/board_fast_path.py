@@ -10,12 +10,11 @@ import time
 from typing import Any
 
 from fastapi import FastAPI
-from starlette.datastructures import State
-from starlette.routing import Router
 from starlette.types import Receive, Scope, Send
 
 from services.api.board_cache import RenderedBoard, RenderedBoards
 from services.api.rows import RowFilter
+from services.common.fast_path import FastPath
 from services.common.http import note_redis_unavailable, send_redis_unavailable
 from services.common.metrics import HttpMetrics
 from services.common.redis_client import REDIS_UNAVAILABLE
@@ -28,24 +27,14 @@ NO_FILTERS = RowFilter()
 ROUTE = "/v1/leaderboards/{arena}/{view}"  # the route template the metrics name
 
 
-class BoardFastPath:
+class BoardFastPath(FastPath):
     """Wraps the api's FastAPI app (outermost, so no middleware runs for the hot read)."""
 
     def __init__(self, app: FastAPI) -> None:
-        self.app = app
+        super().__init__(app)
         self._metrics: HttpMetrics | None = None
         self._counted: dict[int, Any] = {}
         self._timed: Any = None
-
-    @property
-    def state(self) -> State:
-        """The FastAPI app's state (the reader, caches, ... once its lifespan ran)."""
-        return self.app.state
-
-    @property
-    def router(self) -> Router:
-        """The FastAPI app's router (its lifespan context, for tests running it in process)."""
-        return self.app.router
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET" and not scope["query_string"]:

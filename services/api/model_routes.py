@@ -7,9 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, Query
 
 from services.api.deps import Reader, Registry
+from services.api.params import BoardQuery as Board
+from services.api.responses import HeadToHead, History, ModelPage
 from services.api.rows import labelled
-from services.api.schemas import BoardQuery as Board
-from services.api.schemas import HeadToHead, History, ModelPage
 from services.common.http import OrjsonResponse
 from shared.events import ModelInfo
 from shared.keys import board_name, split_board
