@@ -34,6 +34,9 @@
 | ``{p}:{arena}:quarantine:{voter}`` | list | the voter's quarantined votes, JSON, in order    |
 | ``{p}:{arena}:screen-fence``     | hash   | ``topic/partition`` -> last screened offset      |
 | ``{p}:generations``              | hash   | ``active`` / ``next`` -> key prefix of that one  |
+| ``{p}:partition-arenas:{topic}/{n}`` | set | arenas the worker applied from that partition    |
+|                                  |        | (registered before their first apply; with the   |
+|                                  |        | fences it gives the worker's resume offset)      |
 | ``{p}:board-changes``            | pubsub | channel: ``arena/view`` whose standings were     |
 |                                  |        | just written, ``*`` for all (registry or         |
 |                                  |        | generation changed); the api drops its cached    |
@@ -218,6 +221,12 @@ class KeyLayout:
 
     def generations(self) -> str:
         return f"{self.prefix}:generations"
+
+    def partition_arenas(self, topic: str, partition: int) -> str:
+        """The arenas applied from one partition of a topic (base key space only): the rating
+        worker resumes the partition at the lowest of their fences + 1
+        (``services/rating/resume.py``)."""
+        return f"{self.prefix}:partition-arenas:{topic}/{partition}"
 
     def board_changes(self) -> str:
         """The pub/sub channel announcing standings and registry writes; every generation of a

@@ -23,6 +23,7 @@ from services.rating.health_server import HealthServer
 from services.rating.metrics import RatingMetrics
 from services.rating.processor import Publish, RatingProcessor
 from services.rating.read_models import ReadModelWriter
+from services.rating.resume import Resumer, StateLost
 from services.rating.scores import ScoreProcessor
 from services.rating.store import RatingStore
 from services.rating.voter_screen import VoterScreen
@@ -62,14 +63,16 @@ def build_worker(settings: RatingSettings, metrics: RatingMetrics | None = None,
     publish_changes = _publisher(app.topic(topics.rank_changes, key_type=bytes,
                                            value_type=bytes, partitions=1))
     scores = app.topic(topics.scores, key_type=bytes, value_type=bytes, partitions=1)
+    resumer = _resumer(app, settings, metrics)
 
     @app.agent(votes, name="rate-votes")
     async def rate(stream: faust.StreamT[bytes]) -> None:
         assert isinstance(stream, faust.Stream)  # take_events is on the class, not on StreamT
-        await rate_votes(stream, settings, metrics, publish_dead, publish_changes)
+        await rate_votes(stream, settings, metrics, publish_dead, publish_changes,
+                         app=app, resumer=resumer)
 
     if settings.rating_metrics_port:
-        _serve_health(app, HealthServer(settings, metrics))
+        _serve_health(app, HealthServer(settings, metrics, resumer.rewinds.status))
 
     @app.agent(scores, name="rate-scores")
     async def rate_scores(stream: faust.StreamT[bytes]) -> None:
@@ -77,6 +80,29 @@ def build_worker(settings: RatingSettings, metrics: RatingMetrics | None = None,
         await rate_benchmark_scores(stream, settings, publish_changes)
 
     return app
+
+
+def _resumer(app: kafka_consumer.App, settings: RatingSettings,
+             metrics: RatingMetrics) -> Resumer:
+    """The app's positioner: votes partitions resume after what Redis holds (resume.py); its
+    Redis client is made when first needed and closed with the app."""
+    clients: list[RedisClient] = []
+
+    def client() -> RedisClient:
+        if not clients:
+            clients.append(redis_connect(settings.redis_url))
+        return clients[0]
+
+    resumer = Resumer(client, settings.keys, settings.topics.votes, metrics)
+    app.positioner = resumer
+
+    @app.service
+    class ResumerClient(mode.Service):
+        async def on_stop(self) -> None:
+            for c in clients:
+                await c.aclose()
+
+    return resumer
 
 
 def _publisher(topic: Any) -> Publish:
@@ -118,13 +144,24 @@ async def rate_votes(
     metrics: RatingMetrics,
     publish_dead: Publish,
     publish_changes: Publish,
+    app: kafka_consumer.App | None = None,
+    resumer: Resumer | None = None,
 ) -> None:
-    """The votes agent: each batch of events through the processor, with the style refit and
-    owed read model timers beside it; owed read models are written before it stops."""
+    """The votes agent: each batch of events through the processor, with the style refit,
+    owed read model and fence check timers beside it; owed read models are written before it
+    stops. With ``resumer``, a Redis that lost applied votes rewinds the partitions (``app``'s
+    consumer seeks) and the records fetched before the rewind are dropped."""
     await wait_for_kafka(settings)
     client = redis_connect(settings.redis_url)
     options = FitOptions(preliminary_votes=settings.rating_preliminary_votes,
                          tol=settings.rating_fit_tol)
+    votes_topic = settings.topics.votes
+
+    async def on_state_lost(lost: StateLost) -> None:
+        if resumer is None or app is None:
+            raise lost
+        await resumer.reposition(app, lost)
+
     processor = RatingProcessor(
         RatingStore(client, settings.keys),
         options,
@@ -135,9 +172,15 @@ async def rate_votes(
         screen=voter_screen(client, settings),
         generations_of=settings.keys,
         style=style_options(options, settings),
+        admit=None if resumer is None else (
+            lambda records: resumer.rewinds.admit(records, votes_topic)),
+        on_state_lost=on_state_lost,
     )
-    refitter = asyncio.ensure_future(refit_style_boards(processor, settings))
-    flusher = asyncio.ensure_future(flush_read_models(processor, flush_tick_s(settings)))
+    timers = [asyncio.ensure_future(refit_style_boards(processor, settings)),
+              asyncio.ensure_future(flush_read_models(processor, flush_tick_s(settings)))]
+    if resumer is not None:
+        resumer.on_reposition.append(processor.repositioned)
+        timers.append(asyncio.ensure_future(check_fences(processor, resumer, metrics, settings)))
     try:
         async for events in stream.take_events(
             settings.rating_batch_max, within=settings.rating_batch_within_s
@@ -146,9 +189,9 @@ async def rate_votes(
             with batch_context(_describe(records)):
                 await _finish_even_if_cancelled(processor.process(records))
     finally:
-        for task in (refitter, flusher):
+        for task in timers:
             task.cancel()
-        await asyncio.gather(refitter, flusher, return_exceptions=True)
+        await asyncio.gather(*timers, return_exceptions=True)
         await flush_everything_owed(processor)
         await client.aclose()
 
@@ -188,6 +231,25 @@ async def refit_style_boards(processor: RatingProcessor, settings: RatingSetting
             await processor.refit_style_boards()
         except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
             log.warning("style refit skipped (%s); retrying at the next tick", exc)
+
+
+PROGRESS_LOG_S = 5.0
+
+
+async def check_fences(processor: RatingProcessor, resumer: Resumer, metrics: RatingMetrics,
+                       settings: RatingSettings) -> None:
+    """Every ``rating_fence_check_s``: Redis's fences against what the worker applied (a Redis
+    that lost votes while none come is noticed too), and the catch-up's progress."""
+    while True:
+        await asyncio.sleep(settings.rating_fence_check_s)
+        metrics.catch_up_remaining.set(resumer.rewinds.remaining())
+        resumer.rewinds.log_progress(PROGRESS_LOG_S)
+        try:
+            await processor.check_fences()
+        except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
+            log.debug("fence check skipped (%s)", exc)
+        except Exception:  # a bug must not stop the timer for good
+            log.exception("fence check failed; retrying")
 
 
 async def flush_read_models(processor: RatingProcessor, tick: float) -> None:
