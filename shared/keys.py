@@ -12,6 +12,9 @@
 |                                  |        | (services/rating/packed_counts.py)               |
 | ``{p}:{arena}:elo:{view}``       | hash   | model -> online Elo (K=4), applied with counts   |
 | ``{p}:{arena}:fence``            | hash   | ``topic/partition`` -> last applied Kafka offset |
+| ``{p}:{arena}:through``          | hash   | ``topic/partition`` -> offset through which the  |
+|                                  |        | worker had processed the partition (the arena's  |
+|                                  |        | votes included), for arenas that get no votes    |
 | ``{p}:{arena}:battles:{view}``   | list   | the view's style battles: one ``BattleColumns``  |
 |                                  |        | chunk per applied slice (style-controlled board) |
 | ``{p}:{arena}:standings:{view}`` | string | the board's standings, JSON, written by rating   |
@@ -159,6 +162,12 @@ class KeyLayout:
 
     def fence(self, arena: str) -> str:
         return f"{self._arena(arena)}:fence"
+
+    def through(self, arena: str) -> str:
+        """``topic/partition`` -> offset through which the rating worker had processed the
+        partition, the arena's votes included: written now and then for an arena whose fence
+        lags (no votes lately), so that it does not hold the partition's resume offset back."""
+        return f"{self._arena(arena)}:through"
 
     def standings(self, arena: str, view: str) -> str:
         return f"{self._arena(arena)}:standings:{view}"

@@ -31,7 +31,7 @@ from services.rating.counts_applier import CountsApplier
 from services.rating.engine import FitOptions, StyleOptions
 from services.rating.generation_copier import GenerationCopier
 from services.rating.read_models import ReadModelWriter
-from services.rating.resume import StateLost
+from services.rating.resume import Positions, StateLost, write_through
 from services.rating.standings import LastRows, Publish
 from services.rating.store import RatingStore
 from services.rating.style_refits import StyleRefitter
@@ -106,8 +106,17 @@ class RatingProcessor:
         # (arena, fence field) -> the fence this worker knows Redis has (it applied up to there,
         # or found it there): Redis holding less means it lost applied votes (resume.py)
         self._applied: dict[tuple[str, str], int] = {}
+        # fence field -> the offset through which this worker processed the partition since
+        # it was last positioned, and the ``through`` marks Redis holds (resume.py)
+        self._position: dict[str, int] = {}
+        self._through: dict[tuple[str, str], int] = {}
         self._admit = admit
         self._on_state_lost = on_state_lost
+
+    @property
+    def lock(self) -> asyncio.Lock:
+        """Held while a batch, a style refit or an owed write uses the cached state."""
+        return self._lock
 
     async def process(self, records: Sequence[RawRecord]) -> None:
         """One batch; ``admit`` first drops what a rewind made stale. If Redis turns out to
@@ -119,6 +128,10 @@ class RatingProcessor:
                 await self._process(records)
             except StateLost as lost:
                 await self._state_lost(lost)
+                return
+            for r in records:
+                field = f"{r.topic}/{r.partition}"
+                self._position[field] = max(self._position.get(field, -1), r.offset)
 
     async def check_fences(self) -> None:
         """Between batches (also when none come): compare the fences this worker applied with
@@ -129,17 +142,36 @@ class RatingProcessor:
             copier = self._generations
             if copier is not None:
                 await copier.use_live_generation([])
-            found = await self.counts.store.read_fence_fields(self._applied)
+            store = self.counts.store
+            found = await store.read_fence_fields(self._applied)
             try:
                 self._compare(found)
             except StateLost as lost:
                 await self._state_lost(lost)
+                return
+            marks = self._lagging_marks()
+            await write_through(store.redis, store.keys, marks)
+            self._through.update(marks)
 
-    def repositioned(self) -> None:
+    def _lagging_marks(self) -> dict[tuple[str, str], int]:
+        """(arena, field) -> the partition's processed offset, where that is past the arena's
+        fence and ``through`` mark (an arena without votes lately would otherwise hold the
+        partition's resume offset back)."""
+        marks = {}
+        for key, fence in self._applied.items():
+            position = self._position.get(key[1])
+            if position is not None and position > max(fence, self._through.get(key, -1)):
+                marks[key] = position
+        return marks
+
+    def repositioned(self, found: Positions | None = None) -> None:
         """The partitions were sought (a rebalance, a rewind): forget the cached arena state
-        and the fences applied so far (another worker may apply them now)."""
+        and what was applied so far (another worker may apply it now); ``found``: what Redis
+        holds of the assigned partitions' arenas, compared from now on."""
         self.counts.forget()
-        self._applied.clear()
+        self._applied = {} if found is None else dict(found.fences)
+        self._through = {} if found is None else dict(found.through)
+        self._position.clear()
 
     async def _state_lost(self, lost: StateLost) -> None:
         self.repositioned()

@@ -41,22 +41,35 @@ class StateLost(Exception):
         super().__init__(f"Redis lost applied votes of {', '.join(self.fields)}")
 
 
+Fences = dict[tuple[str, str], int]  # (arena, fence field) -> offset
+
+
 def resume_offset(fences: Sequence[int | None]) -> int:
-    """The offset a partition resumes at, from the fences of the arenas recorded for it (None:
-    recorded but without a fence): the lowest fence + 1; 0 when no arena is recorded or one has
-    lost its fence."""
+    """The offset a partition resumes at, from what each arena recorded for it holds (its fence
+    or ``through`` mark, whichever is higher; None: recorded but neither is there): the lowest
+    + 1; 0 when no arena is recorded or one has lost both."""
     if not fences or any(f is None for f in fences):
         return 0
     return min(f for f in fences if f is not None) + 1
 
 
+@dataclass(frozen=True)
+class Positions:
+    """Where each partition resumes, and what Redis holds of its arenas."""
+
+    offsets: dict[int, int]  # partition -> resume offset
+    fences: Fences  # (arena, field) -> fence, of the arenas that have one
+    through: Fences  # (arena, field) -> through mark, where there is one
+
+
 async def resume_offsets(
     client: RedisClient, base: KeyLayout, topic: str, partitions: Iterable[int]
-) -> dict[int, int]:
-    """partition -> the offset after what Redis says was applied of it (live generation)."""
+) -> Positions:
+    """Where each partition resumes: after what Redis says was applied of it (live
+    generation)."""
     parts = sorted(set(partitions))
     if not parts:
-        return {}
+        return Positions({}, {}, {})
     live = (await read_generations(client, base)).active
     async with client.pipeline(transaction=False) as pipe:
         for p in parts:
@@ -67,12 +80,32 @@ async def resume_offsets(
         for p in parts:
             for arena in arenas[p]:
                 pipe.hget(live.fence(arena), f"{topic}/{p}")
+                pipe.hget(live.through(arena), f"{topic}/{p}")
         raw = iter(await pipe.execute())
-    out: dict[int, int] = {}
+    out = Positions({}, {}, {})
     for p in parts:
-        fences = [None if (f := next(raw)) is None else int(f) for _ in arenas[p]]
-        out[p] = resume_offset(fences)
+        field = f"{topic}/{p}"
+        held: list[int | None] = []
+        for arena in arenas[p]:
+            fence, through = next(raw), next(raw)
+            if fence is not None:
+                out.fences[(arena, field)] = int(fence)
+            if through is not None:
+                out.through[(arena, field)] = int(through)
+            marks = [int(m) for m in (fence, through) if m is not None]
+            held.append(max(marks) if marks else None)
+        out.offsets[p] = resume_offset(held)
     return out
+
+
+async def write_through(client: RedisClient, live: KeyLayout, marks: Fences) -> None:
+    """Record, per (arena, field), the offset through which the partition was processed."""
+    if not marks:
+        return
+    async with client.pipeline(transaction=False) as pipe:
+        for (arena, field), offset in sorted(marks.items()):
+            pipe.hset(live.through(arena), field, offset)
+        await pipe.execute()
 
 
 @dataclass
@@ -208,28 +241,41 @@ class Resumer:
         self._metrics = metrics
         self.rewinds = Rewinds()
         self.assigned: set[int] = set()
-        self.on_reposition: list[Callable[[], None]] = []
+        self.on_reposition: list[Callable[[Positions], None]] = []
         self._reason = "assignment"
+        # the processor's lock: positioning waits for the batch in flight (which would
+        # otherwise apply records fetched before the seek after it); not taken when the
+        # processor itself rewinds, holding it
+        self.lock: asyncio.Lock | None = None
+        self._inside = False
 
     async def positions(
+        self, assigned: set[TP], committed: Mapping[TP, int | None], earliest: Mapping[TP, int]
+    ) -> dict[TP, int]:
+        if self.lock is None or self._inside:
+            return await self._positions(assigned, committed, earliest)
+        async with self.lock:
+            return await self._positions(assigned, committed, earliest)
+
+    async def _positions(
         self, assigned: set[TP], committed: Mapping[TP, int | None], earliest: Mapping[TP, int]
     ) -> dict[TP, int]:
         votes = {tp for tp in assigned if tp.topic == self._topic}
         partitions = {tp.partition for tp in votes}
         self.rewinds.revoked(self.assigned - partitions)
         self.assigned = partitions
-        offsets = await self._resume_offsets(partitions)
+        found = await self._resume_offsets(partitions)
         out: dict[TP, int] = {}
         for tp in sorted(votes):
             p = tp.partition
-            offset = max(offsets[p], earliest.get(tp, 0))
+            offset = max(found.offsets[p], earliest.get(tp, 0))
             done = committed.get(tp)
             target = max(-1 if done is None else done - 1, self.rewinds.seen(p))
             if self.rewinds.rewound(p, offset, target):
                 self._observe(p, offset, target)
             out[tp] = offset
         for callback in self.on_reposition:
-            callback()
+            callback(found)
         return out
 
     async def reposition(self, app: Any, lost: StateLost) -> None:
@@ -237,11 +283,11 @@ class Resumer:
         worker's ``kafka_consumer.App``)."""
         log.warning("%s; rewinding partitions %s to what Redis holds", lost,
                     sorted(self.assigned) or "(none assigned)")
-        self._reason = "state_lost"
+        self._reason, self._inside = "state_lost", True
         try:
             await app.reposition()
         finally:
-            self._reason = "assignment"
+            self._reason, self._inside = "assignment", False
 
     def _observe(self, partition: int, offset: int, target: int) -> None:
         level = logging.WARNING if self._reason == "state_lost" else logging.INFO
@@ -251,7 +297,7 @@ class Resumer:
         if self._metrics is not None:
             self._metrics.observe_resume(self._reason)
 
-    async def _resume_offsets(self, partitions: set[int]) -> dict[int, int]:
+    async def _resume_offsets(self, partitions: set[int]) -> Positions:
         """``resume_offsets``, retried while Redis is unreachable (for up to a minute)."""
         deadline = time.monotonic() + RESUME_RETRY_S
         delay = 0.2

@@ -47,6 +47,10 @@ class RatingStore:
     def keys(self) -> KeyLayout:
         return self._keys
 
+    @property
+    def redis(self) -> RedisClient:
+        return self._redis
+
     def for_keys(self, keys: KeyLayout) -> RatingStore:
         """The same Redis, another key space (generation)."""
         return self if keys == self._keys else RatingStore(self._redis, keys)

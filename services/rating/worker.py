@@ -180,6 +180,7 @@ async def rate_votes(
               asyncio.ensure_future(flush_read_models(processor, flush_tick_s(settings)))]
     if resumer is not None:
         resumer.on_reposition.append(processor.repositioned)
+        resumer.lock = processor.lock
         timers.append(asyncio.ensure_future(check_fences(processor, resumer, metrics, settings)))
     try:
         async for events in stream.take_events(
