@@ -96,6 +96,9 @@ class _Consumer(faust_aiokafka.Consumer):
         finally:
             self._parked.clear()
 
+    def _stopping(self) -> bool:
+        return bool(self.should_stop or self.app.should_stop)
+
     async def perform_seek(self) -> None:
         """faust's seek to the committed offsets, then the votes partitions to where their
         output in Redis ends."""
@@ -104,7 +107,7 @@ class _Consumer(faust_aiokafka.Consumer):
 
     async def seek_to_positions(self) -> None:
         positioner = getattr(self.app, "positioner", None)
-        if positioner is None:
+        if positioner is None or self._stopping():
             return
         assigned = set(self.assignment())
         committed = {tp: self._committed_offset.get(tp) for tp in assigned}
@@ -115,6 +118,8 @@ class _Consumer(faust_aiokafka.Consumer):
     async def reposition(self) -> None:
         """Seek the votes partitions again to where Redis says their output ends (and the
         others to their committed offsets), with the flow stopped meanwhile."""
+        if self._stopping():  # the partitions are let go; the next owner positions them
+            return
         self.stop_flow()
         self.app.flow_control.suspend()
         try:

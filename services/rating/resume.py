@@ -225,6 +225,7 @@ def committed_targets(committed: Mapping[int, int | None]) -> dict[int, int]:
 
 
 RESUME_RETRY_S = 60.0
+LOCK_WAIT_S = 20.0
 
 
 class Resumer:
@@ -254,8 +255,16 @@ class Resumer:
     ) -> dict[TP, int]:
         if self.lock is None or self._inside:
             return await self._positions(assigned, committed, earliest)
-        async with self.lock:
+        try:
+            await asyncio.wait_for(self.lock.acquire(), LOCK_WAIT_S)
+        except TimeoutError:  # a batch that does not end must not hold the group up for good
+            log.warning("the batch in flight did not end within %.0fs; positioning anyway",
+                        LOCK_WAIT_S)
             return await self._positions(assigned, committed, earliest)
+        try:
+            return await self._positions(assigned, committed, earliest)
+        finally:
+            self.lock.release()
 
     async def _positions(
         self, assigned: set[TP], committed: Mapping[TP, int | None], earliest: Mapping[TP, int]
