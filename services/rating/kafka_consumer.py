@@ -19,8 +19,8 @@ until the fetcher is parked (no record half-delivered that would move faust's re
 the seek), seeks, and resumes the flow (faust clears the streams' buffers on resume).
 
 These use faust-streaming's consumer internals (``perform_seek``, ``_wait_next_records``,
-``_committed_offset``, ``stop_flow``/``resume_flow``), checked against the versions below at
-import and by tests/unit/test_kafka_consumer_internals.py.
+``_committed_offset``, ``stop_flow``/``resume_flow``, ``seek_wait``), checked against the
+versions below at import and by tests/unit/test_kafka_consumer_internals.py.
 """
 
 from __future__ import annotations
@@ -112,8 +112,10 @@ class _Consumer(faust_aiokafka.Consumer):
         assigned = set(self.assignment())
         committed = {tp: self._committed_offset.get(tp) for tp in assigned}
         earliest = await self.earliest_offsets(*assigned) if assigned else {}
-        for tp, offset in (await positioner.positions(assigned, committed, earliest)).items():
-            await self.seek(tp, offset)
+        positions = await positioner.positions(assigned, committed, earliest)
+        if positions:  # in the consumer's thread (``seek`` would call aiokafka from this one,
+            # racing its fetcher: a KeyError in ``Fetcher.fetched_records``), read offsets too
+            await self.seek_wait(dict(positions))
 
     async def reposition(self) -> None:
         """Seek the votes partitions again to where Redis says their output ends (and the

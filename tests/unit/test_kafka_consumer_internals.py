@@ -35,8 +35,11 @@ def test_the_fetcher_waits_in_wait_next_records_while_the_flow_is_stopped() -> N
     assert list(params) == ["self", "timeout"]
 
 
-def test_seek_sets_the_read_offset_below_which_faust_drops_records() -> None:
-    assert "_read_offset" in inspect.getsource(faust_consumer.Consumer.seek)
+def test_seek_wait_seeks_in_the_consumer_thread_and_sets_the_read_offsets() -> None:
+    thread = faust_aiokafka.AIOKafkaConsumerThread
+    assert "call_thread" in inspect.getsource(thread.seek_wait)
+    assert "_read_offset" in inspect.getsource(thread._seek_wait)
+    assert "seek_wait" in inspect.getsource(faust_consumer.Consumer.seek_wait)
     drain = inspect.getsource(faust_consumer.Consumer._drain_messages)
     assert "offset >= r_offset" in drain and "suspend_flow" in drain
 
