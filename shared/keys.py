@@ -12,6 +12,9 @@
 |                                  |        | (services/rating/packed_counts.py)               |
 | ``{p}:{arena}:elo:{view}``       | hash   | model -> online Elo (K=4), applied with counts   |
 | ``{p}:{arena}:fence``            | hash   | ``topic/partition`` -> last applied Kafka offset |
+| ``{p}:{arena}:through``          | hash   | ``topic/partition`` -> offset through which the  |
+|                                  |        | worker had processed the partition (the arena's  |
+|                                  |        | votes included), for arenas that get no votes    |
 | ``{p}:{arena}:battles:{view}``   | list   | the view's style battles: one ``BattleColumns``  |
 |                                  |        | chunk per applied slice (style-controlled board) |
 | ``{p}:{arena}:standings:{view}`` | string | the board's standings, JSON, written by rating   |
@@ -42,6 +45,9 @@
 |                                  |        | into Redis; gone = Redis lost it: replay again   |
 | ``{p}:{arena}:screen-fence``     | hash   | ``topic/partition`` -> last screened offset      |
 | ``{p}:generations``              | hash   | ``active`` / ``next`` -> key prefix of that one  |
+| ``{p}:partition-arenas:{topic}/{n}`` | set | arenas the worker applied from that partition    |
+|                                  |        | (registered before their first apply; with the   |
+|                                  |        | fences it gives the worker's resume offset)      |
 | ``{p}:board-changes``            | pubsub | channel: ``arena/view`` whose standings were     |
 |                                  |        | just written, ``*`` for all (registry or         |
 |                                  |        | generation changed); the api drops its cached    |
@@ -165,6 +171,12 @@ class KeyLayout:
     def fence(self, arena: str) -> str:
         return f"{self._arena(arena)}:fence"
 
+    def through(self, arena: str) -> str:
+        """``topic/partition`` -> offset through which the rating worker had processed the
+        partition, the arena's votes included: written now and then for an arena whose fence
+        lags (no votes lately), so that it does not hold the partition's resume offset back."""
+        return f"{self._arena(arena)}:through"
+
     def standings(self, arena: str, view: str) -> str:
         return f"{self._arena(arena)}:standings:{view}"
 
@@ -239,6 +251,12 @@ class KeyLayout:
 
     def generations(self) -> str:
         return f"{self.prefix}:generations"
+
+    def partition_arenas(self, topic: str, partition: int) -> str:
+        """The arenas applied from one partition of a topic (base key space only): the rating
+        worker resumes the partition at the lowest of their fences + 1
+        (``services/rating/resume.py``)."""
+        return f"{self.prefix}:partition-arenas:{topic}/{partition}"
 
     def board_changes(self) -> str:
         """The pub/sub channel announcing standings and registry writes; every generation of a

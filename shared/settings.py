@@ -261,6 +261,11 @@ class RatingSettings(PodiumSettings):
         "(`{view}+style`): every this many seconds, boards with new style battles are refitted "
         "(warm-started) from every battle of the board."
     )
+    rating_fence_check_s: float = Field(
+        default=1.0, gt=0, le=3600, description="Every this many seconds (also when no votes "
+        "come) the worker compares the fences it applied with Redis's; Redis holding less (a "
+        "restart that lost its last second, a wipe) rewinds the partitions to what it holds."
+    )
     rating_style_reg: float = Field(
         default=1.0, ge=0, description="L2 weight on the style coefficients (arena-rank's "
         "default 1.0, on the mean loss). It shrinks the coefficients strongly (about 6x on a "

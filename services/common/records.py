@@ -22,19 +22,18 @@ from dataclasses import dataclass, field
 from importlib.resources import files
 from typing import Any
 
-import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from services.common.redis_client import RedisClient
+from services.common.redis_client import REDIS_RETRYABLE, RedisClient
 from shared.kafka import ensure_topics
 
 log = logging.getLogger(__name__)
 
 APPLY_RECORD_SCRIPT = files("services.common").joinpath("apply_record.lua").read_text()
-REDIS_DOWN = (aioredis.ConnectionError, aioredis.TimeoutError, OSError)
+REDIS_DOWN = REDIS_RETRYABLE  # connection, timeout, a cluster failing over (redis_client.py)
 
 
 class RecordUnavailable(Exception):

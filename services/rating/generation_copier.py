@@ -38,10 +38,12 @@ class GenerationCopier:
         if live != store.keys:
             self._switch_to(live)
             store = self._applier.store
-        fences: dict[str, dict[str, int]] = {}
+        # the partitions' arena sets get each arena before its first apply (resume.py)
+        registry: dict[str, set[str]] = {}
         for sl in slices:
-            if sl.arena not in fences:
-                fences[sl.arena] = await store.read_fence(sl.arena)
+            registry.setdefault(self._base.partition_arenas(sl.topic, sl.partition),
+                                set()).add(sl.arena)
+        fences = await store.read_fences_and_register({sl.arena for sl in slices}, registry)
         return {(sl.arena, sl.fence_field): fences[sl.arena].get(sl.fence_field, -1)
                 for sl in slices}
 

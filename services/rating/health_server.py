@@ -8,6 +8,7 @@ faust) started and stopped with the faust app as one of its services.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from aiohttp import web
 from aiokafka.errors import KafkaError
@@ -26,9 +27,12 @@ class HealthServer:
     """The server and the clients its probes use; ``start`` and ``stop`` are awaited by the
     faust service that owns it."""
 
-    def __init__(self, settings: RatingSettings, metrics: RatingMetrics) -> None:
+    def __init__(self, settings: RatingSettings, metrics: RatingMetrics,
+                 catching_up: Callable[[], dict[str, dict[str, int]] | None] | None = None
+                 ) -> None:
         self._settings = settings
         self._metrics = metrics
+        self._catching_up = catching_up
         self._probe = KafkaProbe(settings.kafka_bootstrap)
         self._redis = redis_connect(settings.redis_url, socket_timeout=2)
         self._runner: web.AppRunner | None = None
@@ -64,8 +68,12 @@ class HealthServer:
         redis = await redis_ready(self._redis)
         kafka = await self._probe.reachable()
         restoring = self._metrics.restore.in_progress  # a system of record replayed into Redis
-        return web.json_response({"kafka": kafka, "redis": redis, "restoring": restoring},
-                                 status=200 if kafka and redis and not restoring else 503)
+        body: dict[str, object] = {"kafka": kafka, "redis": redis, "restoring": restoring}
+        catching_up = self._catching_up() if self._catching_up is not None else None
+        if catching_up is not None:  # rewound partitions re-reading the log (resume.py)
+            body["catching_up"] = catching_up
+        ready = kafka and redis and not restoring and catching_up is None
+        return web.json_response(body, status=200 if ready else 503)
 
     async def metrics(self, request: web.Request) -> web.Response:
         await self.refresh_lag()

@@ -8,17 +8,61 @@ broker for the whole long-poll, so once the worker has drained the busy partitio
 waited up to 1.5 s for its next records (seen in the end-to-end benchmark as gaps of ~1 s
 between batches, half of the time it took the worker to catch up). A short long-poll bounds
 that wait; an idle worker then sends a few more (empty) fetches a second.
+
+It also positions the votes partitions where Redis says the worker's output ends, rather than
+at Kafka's committed offsets (``services/rating/resume.py``): faust seeks every assigned
+partition to its committed offset in ``Consumer.perform_seek`` (after each rebalance, and when
+its fetcher returns while the flow is stopped); ``_Consumer.perform_seek`` then asks the app's
+``Positioner`` where each votes partition resumes and seeks it there. ``reposition`` does the
+same while running (Redis lost applied state): it stops the flow as a rebalance does, waits
+until the fetcher is parked (no record half-delivered that would move faust's read offset past
+the seek), seeks, and resumes the flow (faust clears the streams' buffers on resume).
+
+These use faust-streaming's consumer internals (``perform_seek``, ``_wait_next_records``,
+``_committed_offset``, ``stop_flow``/``resume_flow``, ``seek_wait``), checked against the
+versions below at import and by tests/unit/test_kafka_consumer_internals.py.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import logging
+from collections.abc import Mapping
+from importlib.metadata import version
+from typing import Any, Protocol
 
 import aiokafka
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+
+log = logging.getLogger(__name__)
 
 FETCH_MAX_WAIT_MS = 100
+PARK_TIMEOUT_S = 10.0
+# the faust-streaming versions whose consumer internals the overrides below were read against
+FAUST_VERSIONS = ("0.15.",)
+
+
+def check_faust_version(found: str | None = None) -> None:
+    """Refuse a faust-streaming whose internals were not checked (see the module docstring)."""
+    found = found or version("faust-streaming")
+    if not found.startswith(FAUST_VERSIONS):
+        raise RuntimeError(f"faust-streaming {found}: services/rating/kafka_consumer.py was "
+                           f"written against {', '.join(FAUST_VERSIONS)}x; check its overrides")
+
+
+check_faust_version()
+
+
+class Positioner(Protocol):
+    """Where the app's votes partitions resume (``services.rating.worker.Resumer``)."""
+
+    async def positions(
+        self, assigned: set[TP], committed: Mapping[TP, int | None], earliest: Mapping[TP, int]
+    ) -> Mapping[TP, int]:
+        """The offset each partition (of those it handles) resumes at."""
+        ...
 
 
 def shorten_long_poll(consumer: aiokafka.AIOKafkaConsumer, fetch_max_wait_ms: int) -> None:
@@ -36,8 +80,59 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
 
 class _Consumer(faust_aiokafka.Consumer):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._parked = asyncio.Event()
+
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def _wait_next_records(self, timeout: float) -> Any:  # noqa: ASYNC109 (faust's)
+        # entered with the flow stopped, the fetcher delivers nothing until it resumes
+        if not self.flow_active:
+            self._parked.set()
+        try:
+            return await super()._wait_next_records(timeout)
+        finally:
+            self._parked.clear()
+
+    def _stopping(self) -> bool:
+        return bool(self.should_stop or self.app.should_stop)
+
+    async def perform_seek(self) -> None:
+        """faust's seek to the committed offsets, then the votes partitions to where their
+        output in Redis ends."""
+        await super().perform_seek()
+        await self.seek_to_positions()
+
+    async def seek_to_positions(self) -> None:
+        positioner = getattr(self.app, "positioner", None)
+        if positioner is None or self._stopping():
+            return
+        assigned = set(self.assignment())
+        committed = {tp: self._committed_offset.get(tp) for tp in assigned}
+        earliest = await self.earliest_offsets(*assigned) if assigned else {}
+        positions = await positioner.positions(assigned, committed, earliest)
+        if positions:  # in the consumer's thread (``seek`` would call aiokafka from this one,
+            # racing its fetcher: a KeyError in ``Fetcher.fetched_records``), read offsets too
+            await self.seek_wait(dict(positions))
+
+    async def reposition(self) -> None:
+        """Seek the votes partitions again to where Redis says their output ends (and the
+        others to their committed offsets), with the flow stopped meanwhile."""
+        if self._stopping():  # the partitions are let go; the next owner positions them
+            return
+        self.stop_flow()
+        self.app.flow_control.suspend()
+        try:
+            await asyncio.wait_for(self._parked.wait(), PARK_TIMEOUT_S)
+        except TimeoutError:
+            log.warning("the fetcher did not park within %.0fs; seeking anyway", PARK_TIMEOUT_S)
+        try:
+            await self.perform_seek()
+        finally:
+            self.app.flow_control.resume()
+            self.resume_flow()
 
 
 class _Transport(faust_aiokafka.Transport):
@@ -45,7 +140,17 @@ class _Transport(faust_aiokafka.Transport):
 
 
 class App(faust.App):
-    """``faust.App`` whose consumer long-polls for at most ``FETCH_MAX_WAIT_MS``."""
+    """``faust.App`` whose consumer long-polls for at most ``FETCH_MAX_WAIT_MS`` and seeks the
+    votes partitions where ``positioner`` says (none: faust's committed offsets)."""
+
+    positioner: Positioner | None = None
+
+    async def reposition(self) -> None:
+        """Seek the votes partitions again to where their output ends (see ``_Consumer``)."""
+        consumer = self.consumer
+        if not isinstance(consumer, _Consumer):
+            raise TypeError(f"the app's consumer is a {type(consumer).__name__}")
+        await consumer.reposition()
 
     def _new_transport(self) -> Any:
         return _Transport(self.conf.broker_consumer, self)

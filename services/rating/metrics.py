@@ -39,6 +39,19 @@ class RatingMetrics:
         )
         self.restore = RestoreMetrics(r, "rating")  # replays of the systems of record
 
+        self.resumes = Counter(
+            "podium_rating_resumes", "Votes partitions rewound to re-read offsets from Redis's "
+            "fences, by reason: assignment (start, rebalance), state_lost (Redis lost applied "
+            "votes).", ["reason"], registry=r,
+        )
+        self.catch_up_remaining = Gauge(
+            "podium_rating_catch_up_remaining", "Offsets still to re-read after rewinds, until "
+            "the worker is back where it was.", registry=r,
+        )
+
+    def observe_resume(self, reason: str) -> None:
+        self.resumes.labels(reason).inc()
+
     def observe_batch(self, votes: int, apply_s: float, refit_s: float, boards: int) -> None:
         self.batch_votes.observe(votes)
         self.votes.inc(votes)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -32,6 +32,7 @@ from services.rating.engine import FitOptions, StyleOptions
 from services.rating.engine.significance import RankMoves
 from services.rating.generation_copier import GenerationCopier
 from services.rating.read_models import ReadModelWriter
+from services.rating.resume import Positions, StateLost, write_through
 from services.rating.standings import LastRows, Publish
 from services.rating.store import RatingStore
 from services.rating.style_refits import StyleRefitter
@@ -45,6 +46,8 @@ log = logging.getLogger(__name__)
 __all__ = ["BatchObserver", "Publish", "RatingProcessor"]
 
 Votes = list[tuple[RawRecord, Vote]]
+Admit = Callable[[Sequence[RawRecord]], list[RawRecord]]
+OnStateLost = Callable[[StateLost], Awaitable[None]]
 
 
 class BatchObserver(Protocol):
@@ -78,6 +81,8 @@ class RatingProcessor:
         generations_of: KeyLayout | None = None,
         style: StyleOptions | None = None,
         rank_change_window_s: float = 0.0,
+        admit: Admit | None = None,
+        on_state_lost: OnStateLost | None = None,
     ) -> None:
         elo = elo or EloOptions()
         self._lock = asyncio.Lock()  # batches and style refits take turns with the cached state
@@ -100,10 +105,88 @@ class RatingProcessor:
         # kept until refitted: a retry after a lost connection finds the slices that landed
         # already applied, and would otherwise leave their boards as they were
         self._unrefitted: Boards = {}
+        # (arena, fence field) -> the fence this worker knows Redis has (it applied up to there,
+        # or found it there): Redis holding less means it lost applied votes (resume.py)
+        self._applied: dict[tuple[str, str], int] = {}
+        # fence field -> the offset through which this worker processed the partition since
+        # it was last positioned, and the ``through`` marks Redis holds (resume.py)
+        self._position: dict[str, int] = {}
+        self._through: dict[tuple[str, str], int] = {}
+        self._admit = admit
+        self._on_state_lost = on_state_lost
+
+    @property
+    def lock(self) -> asyncio.Lock:
+        """Held while a batch, a style refit or an owed write uses the cached state."""
+        return self._lock
 
     async def process(self, records: Sequence[RawRecord]) -> None:
+        """One batch; ``admit`` first drops what a rewind made stale. If Redis turns out to
+        have lost applied votes, the batch is dropped and ``on_state_lost`` rewinds."""
         async with self._lock:
-            await self._process(records)
+            if self._admit is not None:
+                records = self._admit(records)
+            try:
+                await self._process(records)
+            except StateLost as lost:
+                await self._state_lost(lost)
+                return
+            for r in records:
+                field = f"{r.topic}/{r.partition}"
+                self._position[field] = max(self._position.get(field, -1), r.offset)
+
+    async def check_fences(self) -> None:
+        """Between batches (also when none come): compare the fences this worker applied with
+        Redis's, and rewind if Redis lost some (a restart that lost its last second, a wipe)."""
+        async with self._lock:
+            if not self._applied:
+                return
+            copier = self._generations
+            if copier is not None:
+                await copier.use_live_generation([])
+            store = self.counts.store
+            found = await store.read_fence_fields(self._applied)
+            try:
+                self._compare(found)
+            except StateLost as lost:
+                await self._state_lost(lost)
+                return
+            marks = self._lagging_marks()
+            await write_through(store.redis, store.keys, marks)
+            self._through.update(marks)
+
+    def _lagging_marks(self) -> dict[tuple[str, str], int]:
+        """(arena, field) -> the partition's processed offset, where that is past the arena's
+        fence and ``through`` mark (an arena without votes lately would otherwise hold the
+        partition's resume offset back)."""
+        marks = {}
+        for key, fence in self._applied.items():
+            position = self._position.get(key[1])
+            if position is not None and position > max(fence, self._through.get(key, -1)):
+                marks[key] = position
+        return marks
+
+    def repositioned(self, found: Positions | None = None) -> None:
+        """The partitions were sought (a rebalance, a rewind): forget the cached arena state
+        and what was applied so far (another worker may apply it now); ``found``: what Redis
+        holds of the assigned partitions' arenas, compared from now on."""
+        self.counts.forget()
+        self._applied = {} if found is None else dict(found.fences)
+        self._through = {} if found is None else dict(found.through)
+        self._position.clear()
+
+    async def _state_lost(self, lost: StateLost) -> None:
+        self.repositioned()
+        if self._on_state_lost is None:
+            raise lost
+        await self._on_state_lost(lost)
+
+    def _compare(self, found: dict[tuple[str, str], int]) -> None:
+        """Raise StateLost if Redis holds a fence below what this worker applied."""
+        lost = [field for key, field in ((k, k[1]) for k in found)
+                if found[key] < self._applied.get(key, -1)]
+        if lost:
+            raise StateLost(lost)
 
     async def _process(self, records: Sequence[RawRecord]) -> None:
         votes, dead = decode(records)
@@ -156,8 +239,12 @@ class RatingProcessor:
         ``to_refit``, and the views that got style battles to the style refits."""
         copier = self._generations
         fences_before = None if copier is None else await copier.use_live_generation(slices)
+        if fences_before is not None:
+            self._compare(fences_before)
         for sl in slices:
             applied = await self.counts.apply(sl, votes)
+            key = (sl.arena, sl.fence_field)  # Redis's fence is now at least the slice's last
+            self._applied[key] = max(self._applied.get(key, -1), sl.last_offset)
             position = SourcePosition(topic=sl.topic, partition=sl.partition, offset=sl.last_offset)
             for view in sl.increments:
                 if applied or board_name(sl.arena, view) not in self.boards.fits:

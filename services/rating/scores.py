@@ -13,10 +13,9 @@ from typing import Any
 
 import numpy as np
 import orjson
-import redis.asyncio as aioredis
 from pydantic import ValidationError
 
-from services.common.redis_client import RedisClient
+from services.common.redis_client import REDIS_RETRYABLE, RedisClient
 from services.rating.arena_slices import RawRecord
 from services.rating.engine import rank_upper_bound
 from services.rating.processor import Publish
@@ -94,7 +93,7 @@ class ScoreProcessor:
                         self._keys = await active_layout(self._redis, self._base)
                     await self._process(records)
                 return
-            except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
+            except REDIS_RETRYABLE as exc:
                 log.warning("redis unavailable (%s); retrying score batch in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)

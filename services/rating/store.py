@@ -47,6 +47,10 @@ class RatingStore:
     def keys(self) -> KeyLayout:
         return self._keys
 
+    @property
+    def redis(self) -> RedisClient:
+        return self._redis
+
     def for_keys(self, keys: KeyLayout) -> RatingStore:
         """The same Redis, another key space (generation)."""
         return self if keys == self._keys else RatingStore(self._redis, keys)
@@ -58,6 +62,36 @@ class RatingStore:
         """``topic/partition`` -> last applied offset, of one arena."""
         raw = await self._redis.hgetall(self._keys.fence(arena))
         return {text(k): int(v) for k, v in raw.items() if text(k) != VERSION_FIELD}
+
+    async def read_fences_and_register(
+        self, arenas: Iterable[str], registry: Mapping[str, Iterable[str]]
+    ) -> dict[str, dict[str, int]]:
+        """The fences of some arenas (as ``read_fence``), read in one round trip that also adds
+        arenas to sets (``registry``: set key -> arenas, the partitions' arena sets)."""
+        wanted = sorted(set(arenas))
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key, members in registry.items():
+                pipe.sadd(key, *sorted(members))
+            for arena in wanted:
+                pipe.hgetall(self._keys.fence(arena))
+            replies = await pipe.execute()
+        raws = replies[len(registry):]
+        return {arena: {text(k): int(v) for k, v in raw.items() if text(k) != VERSION_FIELD}
+                for arena, raw in zip(wanted, raws, strict=True)}
+
+    async def read_fence_fields(
+        self, fields: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str], int]:
+        """(arena, ``topic/partition``) -> its fence, -1 where there is none."""
+        wanted = sorted(set(fields))
+        if not wanted:
+            return {}
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for arena, field in wanted:
+                pipe.hget(self._keys.fence(arena), field)
+            replies = await pipe.execute()
+        return {key: -1 if raw is None else int(raw)
+                for key, raw in zip(wanted, replies, strict=True)}
 
     async def boards(self) -> list[tuple[str, str]]:
         """Every (arena, view) with counts in this key space."""

@@ -10,13 +10,12 @@ from typing import Any
 
 import faust
 import mode
-import redis.asyncio as aioredis
 from aiokafka.errors import KafkaError
 
 from services.common.logcontext import batch_context
 from services.common.quarantine_records import QuarantineRecords
 from services.common.records import Book, RecordWriter, Replayer
-from services.common.redis_client import RedisClient
+from services.common.redis_client import REDIS_RETRYABLE, RedisClient
 from services.common.redis_client import connect as redis_connect
 from services.rating import kafka_consumer
 from services.rating.arena_slices import RawRecord
@@ -26,6 +25,7 @@ from services.rating.kept_votes import restore_kept_votes
 from services.rating.metrics import RatingMetrics
 from services.rating.processor import Publish, RatingProcessor
 from services.rating.read_models import ReadModelWriter
+from services.rating.resume import Resumer, StateLost
 from services.rating.scores import ScoreProcessor, raw_records, restored_marker
 from services.rating.store import RatingStore
 from services.rating.voter_screen import VoterScreen
@@ -65,14 +65,16 @@ def build_worker(settings: RatingSettings, metrics: RatingMetrics | None = None,
     publish_changes = _publisher(app.topic(topics.rank_changes, key_type=bytes,
                                            value_type=bytes, partitions=1))
     scores = app.topic(topics.scores, key_type=bytes, value_type=bytes, partitions=1)
+    resumer = _resumer(app, settings, metrics)
 
     @app.agent(votes, name="rate-votes")
     async def rate(stream: faust.StreamT[bytes]) -> None:
         assert isinstance(stream, faust.Stream)  # take_events is on the class, not on StreamT
-        await rate_votes(stream, settings, metrics, publish_dead, publish_changes)
+        await rate_votes(stream, settings, metrics, publish_dead, publish_changes,
+                         app=app, resumer=resumer)
 
     if settings.rating_metrics_port:
-        _serve_health(app, HealthServer(settings, metrics))
+        _serve_health(app, HealthServer(settings, metrics, resumer.rewinds.status))
 
     @app.agent(scores, name="rate-scores")
     async def rate_scores(stream: faust.StreamT[bytes]) -> None:
@@ -80,6 +82,29 @@ def build_worker(settings: RatingSettings, metrics: RatingMetrics | None = None,
         await rate_benchmark_scores(stream, settings, publish_changes, metrics)
 
     return app
+
+
+def _resumer(app: kafka_consumer.App, settings: RatingSettings,
+             metrics: RatingMetrics) -> Resumer:
+    """The app's positioner: votes partitions resume after what Redis holds (resume.py); its
+    Redis client is made when first needed and closed with the app."""
+    clients: list[RedisClient] = []
+
+    def client() -> RedisClient:
+        if not clients:
+            clients.append(redis_connect(settings.redis_url))
+        return clients[0]
+
+    resumer = Resumer(client, settings.keys, settings.topics.votes, metrics)
+    app.positioner = resumer
+
+    @app.service
+    class ResumerClient(mode.Service):
+        async def on_stop(self) -> None:
+            for c in clients:
+                await c.aclose()
+
+    return resumer
 
 
 def _publisher(topic: Any) -> Publish:
@@ -121,14 +146,25 @@ async def rate_votes(
     metrics: RatingMetrics,
     publish_dead: Publish,
     publish_changes: Publish,
+    app: kafka_consumer.App | None = None,
+    resumer: Resumer | None = None,
 ) -> None:
-    """The votes agent: each batch of events through the processor, with the style refit and
-    owed read model timers beside it; owed read models are written before it stops."""
+    """The votes agent: each batch of events through the processor, with the style refit,
+    owed read model and fence check timers beside it; owed read models are written before it
+    stops. With ``resumer``, a Redis that lost applied votes rewinds the partitions (``app``'s
+    consumer seeks) and the records fetched before the rewind are dropped."""
     await wait_for_kafka(settings)
     client = redis_connect(settings.redis_url)
     options = FitOptions(preliminary_votes=settings.rating_preliminary_votes,
                          tol=settings.rating_fit_tol)
     screen = voter_screen(client, settings)
+    votes_topic = settings.topics.votes
+
+    async def on_state_lost(lost: StateLost) -> None:
+        if resumer is None or app is None:
+            raise lost
+        await resumer.reposition(app, lost)
+
     processor = RatingProcessor(
         RatingStore(client, settings.keys),
         options,
@@ -140,9 +176,16 @@ async def rate_votes(
         generations_of=settings.keys,
         style=style_options(options, settings),
         rank_change_window_s=settings.rating_rank_change_window_s,
+        admit=None if resumer is None else (
+            lambda records: resumer.rewinds.admit(records, votes_topic)),
+        on_state_lost=on_state_lost,
     )
-    refitter = asyncio.ensure_future(refit_style_boards(processor, settings))
-    flusher = asyncio.ensure_future(flush_read_models(processor, flush_tick_s(settings)))
+    timers = [asyncio.ensure_future(refit_style_boards(processor, settings)),
+              asyncio.ensure_future(flush_read_models(processor, flush_tick_s(settings)))]
+    if resumer is not None:
+        resumer.on_reposition.append(processor.repositioned)
+        resumer.lock = processor.lock
+        timers.append(asyncio.ensure_future(check_fences(processor, resumer, metrics, settings)))
     try:
         async for events in stream.take_events(
             settings.rating_batch_max, within=settings.rating_batch_within_s
@@ -151,9 +194,9 @@ async def rate_votes(
             with batch_context(_describe(records)):
                 await _finish_even_if_cancelled(processor.process(records))
     finally:
-        for task in (refitter, flusher):
+        for task in timers:
             task.cancel()
-        await asyncio.gather(refitter, flusher, return_exceptions=True)
+        await asyncio.gather(*timers, return_exceptions=True)
         await flush_everything_owed(processor)
         if screen is not None:
             await screen.close()  # its producer of the quarantine topic
@@ -225,8 +268,27 @@ async def refit_style_boards(processor: RatingProcessor, settings: RatingSetting
         await asyncio.sleep(settings.rating_style_refit_s)
         try:
             await processor.refit_style_boards()
-        except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
+        except REDIS_RETRYABLE as exc:
             log.warning("style refit skipped (%s); retrying at the next tick", exc)
+
+
+PROGRESS_LOG_S = 5.0
+
+
+async def check_fences(processor: RatingProcessor, resumer: Resumer, metrics: RatingMetrics,
+                       settings: RatingSettings) -> None:
+    """Every ``rating_fence_check_s``: Redis's fences against what the worker applied (a Redis
+    that lost votes while none come is noticed too), and the catch-up's progress."""
+    while True:
+        await asyncio.sleep(settings.rating_fence_check_s)
+        metrics.catch_up_remaining.set(resumer.rewinds.remaining())
+        resumer.rewinds.log_progress(PROGRESS_LOG_S)
+        try:
+            await processor.check_fences()
+        except REDIS_RETRYABLE as exc:
+            log.debug("fence check skipped (%s)", exc)
+        except Exception:  # a bug must not stop the timer for good
+            log.exception("fence check failed; retrying")
 
 
 async def flush_read_models(processor: RatingProcessor, tick: float) -> None:
@@ -238,7 +300,7 @@ async def flush_read_models(processor: RatingProcessor, tick: float) -> None:
         await asyncio.sleep(tick if due_in is None else min(max(due_in, 0.001), tick))
         try:
             await processor.flush_read_models()
-        except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
+        except REDIS_RETRYABLE as exc:
             log.warning("owed read models not written (%s); retrying", exc)
             await asyncio.sleep(tick)
         except Exception:  # a bug must not stop the timer for good
@@ -252,11 +314,14 @@ def flush_tick_s(settings: RatingSettings) -> float:
     return min(1.0, max(0.05, settings.rating_matrices_interval_s))
 
 
+STOP_FLUSH_ERRORS: tuple[type[Exception], ...] = (*REDIS_RETRYABLE, TimeoutError)
+
+
 async def flush_everything_owed(processor: RatingProcessor) -> None:
     """At a graceful stop, write whatever is owed (no later timer will)."""
     try:
         written = await asyncio.wait_for(processor.flush_read_models(everything=True), 10)
-    except (aioredis.ConnectionError, aioredis.TimeoutError, OSError, TimeoutError) as exc:
+    except STOP_FLUSH_ERRORS as exc:
         log.warning("owed read models not written at stop (%s)", exc)
     except Exception:
         log.exception("writing owed read models at stop failed")

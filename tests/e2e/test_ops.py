@@ -28,13 +28,24 @@ def vote(i: int, **extra: object) -> dict[str, object]:
             "winner": "model_a" if i % 3 else "model_b", "language": "en", **extra}
 
 
+async def ready_as(url: str, expected: dict[str, bool]) -> bool | None:
+    """True once ``url``'s /readyz answers 200 with ``expected``."""
+    async with httpx.AsyncClient(base_url=url) as http:
+        ready = await http.get("/readyz")
+    return True if ready.status_code == 200 and ready.json() == expected else None
+
+
 async def test_metrics_count_what_happened(json_stack: dict[str, ServiceProcess]) -> None:
     ingest, rating, api = json_stack["ingest"], json_stack["rating"], json_stack["api"]
     for service in (ingest, rating, api):
         async with httpx.AsyncClient(base_url=service.url) as http:
             assert (await http.get("/healthz")).status_code == 200
-            ready = await http.get("/readyz")
-            assert ready.status_code == 200 and ready.json() == {"kafka": True, "redis": True}
+        # ingest and the worker also say whether they replay a system of record into Redis
+        expected = {"kafka": True, "redis": True}
+        if service is not api:
+            expected["restoring"] = False
+        assert await wait_until(lambda u=service.url, e=expected: ready_as(u, e), 30,  # type: ignore[misc]
+                                f"{service.url}/readyz 200 {expected}")
 
     async with httpx.AsyncClient(base_url=ingest.url, timeout=30) as http:
         r = await http.post("/v1/votes", json=vote(0), headers={"x-request-id": "req-42"})
