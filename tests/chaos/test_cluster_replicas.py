@@ -197,7 +197,7 @@ async def test_a_rank_change_stream_resumes_on_the_other_api_replica(
         finally:
             await poster.aclose()
         topic_changes = [RankChange.model_validate_json(v) for v in
-                         await read_topic(cluster.kafka_bootstrap, topic, settle_s=0)]
+                         await read_topic(cluster.kafka_bootstrap, topic)]
         got = changes_of(first) + changes_of(moved)
         # up to where api-2's stream was when it had reached the topic's end (the worker's
         # timers may publish more afterwards: style refits)
