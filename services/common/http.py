@@ -18,6 +18,7 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.common.records import RecordUnavailable
 from services.common.redis_client import REDIS_UNAVAILABLE
 
 log = logging.getLogger(__name__)
@@ -235,7 +236,8 @@ class OrjsonResponse(JSONResponse):
 def install_error_handlers(app: FastAPI) -> None:
     """422 bodies in one shape everywhere: ``{"detail": [{"loc", "msg", "type"}, ...]}``; a
     client gone before its body arrived: logged at INFO, answered (and counted) 499; and 503 +
-    Retry-After for a request Redis could not serve (down, restarting, pool saturated)."""
+    Retry-After for a request Redis could not serve (down, restarting, pool saturated), or
+    whose system-of-record write Kafka did not acknowledge."""
 
     async def on_redis_unavailable(request: Request, exc: Exception) -> Response:
         note_redis_unavailable(exc)
@@ -244,6 +246,14 @@ def install_error_handlers(app: FastAPI) -> None:
 
     for unavailable in REDIS_UNAVAILABLE:
         app.add_exception_handler(unavailable, on_redis_unavailable)
+
+    async def on_record_unavailable(request: Request, exc: Exception) -> Response:
+        log.warning("503 for %s %s: %s", request.method, request.url.path, exc)
+        return OrjsonResponse({"detail": "Kafka could not acknowledge the write (the system of "
+                               "record); nothing was changed: retry"}, status_code=503,
+                              headers={"Retry-After": "1"})
+
+    app.add_exception_handler(RecordUnavailable, on_record_unavailable)
 
     async def on_invalid(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)

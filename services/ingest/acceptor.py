@@ -24,6 +24,7 @@ from services.common.http import (
     note_redis_unavailable,
 )
 from services.common.logcontext import request_context
+from services.common.records import RecordUnavailable
 from services.common.redis_client import REDIS_ERRORS, REDIS_UNAVAILABLE, RedisClient
 from services.common.registry import ModelRegistry
 from services.ingest.client_key_check import ClientKeyCheck
@@ -144,6 +145,13 @@ class VoteAcceptor:
             for p in group:
                 self._answer(p, refused(503, "redis_unavailable", REDIS_UNAVAILABLE_DETAIL,
                                          dict(REDIS_UNAVAILABLE_HEADERS)))
+        except RecordUnavailable as exc:  # a new model's registry record not acknowledged
+            log.warning("503 for %d requests: %s", len(group), exc)
+            for p in group:
+                self._answer(p, refused(
+                    503, "kafka_unavailable",
+                    "Kafka could not acknowledge the registry record of a new model; retry "
+                    "with the same vote_id", {"Retry-After": "1"}))
         except Exception as exc:  # never leave a request hanging
             log.exception("accepting a group of %d requests failed", len(group))
             for p in group:

@@ -10,7 +10,7 @@ import httpx
 from shared.client import PodiumClient, PodiumUnavailable, RetryPolicy
 from shared.events import Vote
 from shared.settings import ClientSettings
-from tests.support.infra import Infra, free_port, service_env
+from tests.support.infra import ADMIN_TOKEN, Infra, free_port, service_env
 from tests.support.metrics import scrape
 from tests.support.processes import ServiceProcess
 from tests.support.wait import wait_until
@@ -74,5 +74,12 @@ async def test_the_client_gives_up_while_kafka_stays_unreachable(
         metrics = await scrape(ingest.url)
         assert metrics['podium_ingest_votes_rejected_total{reason="kafka_unavailable"}'] == 15
         assert metrics.get("podium_ingest_votes_accepted_total", 0) == 0
+        # an admin write of the registry has its record in Kafka first: 503, nothing written
+        async with httpx.AsyncClient(base_url=ingest.url, timeout=30) as http:
+            admin = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+            r = await http.post("/v1/admin/models", headers=admin, json={"id": "nova-1"})
+            assert r.status_code == 503 and r.headers["retry-after"] == "1", r.text
+            r = await http.patch("/v1/admin/models/nova-1", headers=admin, json={"preview": True})
+            assert r.status_code == 404, r.text  # the refused registration left nothing
     finally:
         assert ingest.stop() == 0
