@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import faust
@@ -159,6 +161,7 @@ async def rate_votes(
                          tol=settings.rating_fit_tol)
     screen = voter_screen(client, settings)
     votes_topic = settings.topics.votes
+    grace = StopGrace(settings.rating_stop_grace_s)
 
     async def on_state_lost(lost: StateLost) -> None:
         if resumer is None or app is None:
@@ -192,12 +195,15 @@ async def rate_votes(
         ):
             records = _records(events)
             with batch_context(_describe(records)):
-                await _finish_even_if_cancelled(processor.process(records))
+                await _finish_even_if_cancelled(processor.process(records), events, grace)
     finally:
         for task in timers:
             task.cancel()
         await asyncio.gather(*timers, return_exceptions=True)
-        await flush_everything_owed(processor)
+        if grace.gave_up:
+            log.warning("owed read models not written at stop (a batch was given up)")
+        else:
+            await flush_everything_owed(processor)
         if screen is not None:
             await screen.close()  # its producer of the quarantine topic
         await client.aclose()
@@ -217,11 +223,12 @@ async def rate_benchmark_scores(
                                generations_of=settings.keys)
     replayer = worker_replayer(client, settings, processor, metrics)
     replayer.start()
+    grace = StopGrace(settings.rating_stop_grace_s)
     try:
         async for events in stream.take_events(
             settings.rating_batch_max, within=settings.rating_batch_within_s
         ):
-            await _finish_even_if_cancelled(processor.process(_records(events)))
+            await _finish_even_if_cancelled(processor.process(_records(events)), events, grace)
     finally:
         await replayer.stop()
         await client.aclose()
@@ -330,6 +337,11 @@ async def flush_everything_owed(processor: RatingProcessor) -> None:
             log.info("wrote the owed read models of %d boards before stopping", written)
 
 
+def batch_description(events: Sequence[Any]) -> str:
+    """``_describe`` of a batch of faust events."""
+    return _describe(_records(events))
+
+
 def _describe(records: Sequence[RawRecord]) -> str:
     """``topic/partition@first-last`` of a batch, for its log lines."""
     if not records:
@@ -371,18 +383,67 @@ async def wait_for_kafka(settings: RatingSettings) -> int:
             delay = min(delay * 2, 5.0)
 
 
-async def _finish_even_if_cancelled(work: Any) -> None:
+@dataclass
+class StopGrace:
+    """How long a batch in flight may still take once the worker is stopping, and whether one
+    was given up (then the owed read models are not tried either: what kept the batch from
+    finishing would keep them from being written)."""
+
+    seconds: float
+    gave_up: bool = False
+
+
+async def _finish_even_if_cancelled(work: Awaitable[None], events: Sequence[Any],
+                                    grace: StopGrace) -> None:
     """Run one batch to completion even when the worker is being stopped: its events are acked
-    (and may be committed) as soon as the agent moves on, so an abandoned batch would be lost."""
+    (and may be committed) as soon as the agent moves on, so a batch dropped unfinished would be
+    lost. For ``grace.seconds`` past the stop at most: a batch that has not ended by then (Redis
+    or Kafka unreachable, the processor retrying) is given up: cancelled, its events kept
+    unacked so that faust commits none of their offsets (nor any after them); whoever gets the
+    partition re-reads them and the fences count them once."""
     task = asyncio.ensure_future(work)
     try:
         await asyncio.shield(task)
     except asyncio.CancelledError:
         if not task.done():
-            log.info("stop requested: finishing the batch in flight first")
-        while not task.done():
-            try:
-                await asyncio.shield(task)
-            except asyncio.CancelledError:
-                continue
+            log.info("stop requested: finishing the batch in flight first (for up to %.1fs)",
+                     grace.seconds)
+        if not await _wait_through_cancels(task, grace.seconds):
+            await _give_up(task, events, grace)
         raise
+
+
+async def _wait_through_cancels(task: asyncio.Future[None], seconds: float) -> bool:
+    """Wait for ``task`` for up to ``seconds``, however often this one is cancelled meanwhile;
+    True if it ended."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while not task.done():
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return False
+        try:
+            await asyncio.wait({task}, timeout=remaining)
+        except asyncio.CancelledError:
+            continue
+    return True
+
+
+GIVE_UP_WAIT_S = 1.0
+
+
+async def _give_up(task: asyncio.Future[None], events: Sequence[Any], grace: StopGrace) -> None:
+    """Abandon the batch in flight: pin its events (one more reference each, never released:
+    faust's ack of them when the agent's stream closes then does not mark them processed, so
+    their offsets are not committed) and cancel it (it lets go of the processor's lock)."""
+    for event in events:
+        event.message.incref()
+    grace.gave_up = True
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait({task}, timeout=GIVE_UP_WAIT_S)
+    if task.done() and not task.cancelled() and task.exception() is not None:
+        log.debug("the given up batch failed: %r", task.exception())
+    log.warning("stop requested: gave up the batch in flight after %.1fs (%s); its offsets are "
+                "not committed, whoever gets its partition re-reads it", grace.seconds,
+                batch_description(events))
