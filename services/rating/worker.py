@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import faust
@@ -29,6 +27,7 @@ from services.rating.processor import Publish, RatingProcessor
 from services.rating.read_models import ReadModelWriter
 from services.rating.resume import Resumer, StateLost
 from services.rating.scores import ScoreProcessor, raw_records, restored_marker
+from services.rating.stop_grace import StopGrace, finish_even_if_cancelled
 from services.rating.store import RatingStore
 from services.rating.voter_screen import VoterScreen
 from services.rating.voter_stats import ScreenOptions
@@ -68,12 +67,13 @@ def build_worker(settings: RatingSettings, metrics: RatingMetrics | None = None,
                                            value_type=bytes, partitions=1))
     scores = app.topic(topics.scores, key_type=bytes, value_type=bytes, partitions=1)
     resumer = _resumer(app, settings, metrics)
+    grace = app.stop_grace = StopGrace(settings.rating_stop_grace_s)
 
     @app.agent(votes, name="rate-votes")
     async def rate(stream: faust.StreamT[bytes]) -> None:
         assert isinstance(stream, faust.Stream)  # take_events is on the class, not on StreamT
         await rate_votes(stream, settings, metrics, publish_dead, publish_changes,
-                         app=app, resumer=resumer)
+                         app=app, resumer=resumer, grace=grace)
 
     if settings.rating_metrics_port:
         _serve_health(app, HealthServer(settings, metrics, resumer.rewinds.status))
@@ -81,7 +81,7 @@ def build_worker(settings: RatingSettings, metrics: RatingMetrics | None = None,
     @app.agent(scores, name="rate-scores")
     async def rate_scores(stream: faust.StreamT[bytes]) -> None:
         assert isinstance(stream, faust.Stream)
-        await rate_benchmark_scores(stream, settings, publish_changes, metrics)
+        await rate_benchmark_scores(stream, settings, publish_changes, metrics, grace)
 
     return app
 
@@ -150,6 +150,7 @@ async def rate_votes(
     publish_changes: Publish,
     app: kafka_consumer.App | None = None,
     resumer: Resumer | None = None,
+    grace: StopGrace | None = None,
 ) -> None:
     """The votes agent: each batch of events through the processor, with the style refit,
     owed read model and fence check timers beside it; owed read models are written before it
@@ -161,7 +162,7 @@ async def rate_votes(
                          tol=settings.rating_fit_tol)
     screen = voter_screen(client, settings)
     votes_topic = settings.topics.votes
-    grace = StopGrace(settings.rating_stop_grace_s)
+    grace = grace or StopGrace(settings.rating_stop_grace_s)
 
     async def on_state_lost(lost: StateLost) -> None:
         if resumer is None or app is None:
@@ -195,7 +196,7 @@ async def rate_votes(
         ):
             records = _records(events)
             with batch_context(_describe(records)):
-                await _finish_even_if_cancelled(processor.process(records), events, grace)
+                await finish_even_if_cancelled(processor.process(records), events, grace)
     finally:
         for task in timers:
             task.cancel()
@@ -212,6 +213,7 @@ async def rate_votes(
 async def rate_benchmark_scores(
     stream: faust.Stream[bytes], settings: RatingSettings, publish_changes: Publish,
     metrics: RatingMetrics | None = None,
+    grace: StopGrace | None = None,
 ) -> None:
     """The scores agent: each batch of benchmark score events through ``ScoreProcessor``, into
     the live generation. Beside it, the replayer of what Redis must not lose: the scores topic
@@ -223,12 +225,12 @@ async def rate_benchmark_scores(
                                generations_of=settings.keys)
     replayer = worker_replayer(client, settings, processor, metrics)
     replayer.start()
-    grace = StopGrace(settings.rating_stop_grace_s)
+    grace = grace or StopGrace(settings.rating_stop_grace_s)
     try:
         async for events in stream.take_events(
             settings.rating_batch_max, within=settings.rating_batch_within_s
         ):
-            await _finish_even_if_cancelled(processor.process(_records(events)), events, grace)
+            await finish_even_if_cancelled(processor.process(_records(events)), events, grace)
     finally:
         await replayer.stop()
         await client.aclose()
@@ -337,11 +339,6 @@ async def flush_everything_owed(processor: RatingProcessor) -> None:
             log.info("wrote the owed read models of %d boards before stopping", written)
 
 
-def batch_description(events: Sequence[Any]) -> str:
-    """``_describe`` of a batch of faust events."""
-    return _describe(_records(events))
-
-
 def _describe(records: Sequence[RawRecord]) -> str:
     """``topic/partition@first-last`` of a batch, for its log lines."""
     if not records:
@@ -381,69 +378,3 @@ async def wait_for_kafka(settings: RatingSettings) -> int:
             log.warning("could not create topics yet (%s); retrying", exc)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
-
-
-@dataclass
-class StopGrace:
-    """How long a batch in flight may still take once the worker is stopping, and whether one
-    was given up (then the owed read models are not tried either: what kept the batch from
-    finishing would keep them from being written)."""
-
-    seconds: float
-    gave_up: bool = False
-
-
-async def _finish_even_if_cancelled(work: Awaitable[None], events: Sequence[Any],
-                                    grace: StopGrace) -> None:
-    """Run one batch to completion even when the worker is being stopped: its events are acked
-    (and may be committed) as soon as the agent moves on, so a batch dropped unfinished would be
-    lost. For ``grace.seconds`` past the stop at most: a batch that has not ended by then (Redis
-    or Kafka unreachable, the processor retrying) is given up: cancelled, its events kept
-    unacked so that faust commits none of their offsets (nor any after them); whoever gets the
-    partition re-reads them and the fences count them once."""
-    task = asyncio.ensure_future(work)
-    try:
-        await asyncio.shield(task)
-    except asyncio.CancelledError:
-        if not task.done():
-            log.info("stop requested: finishing the batch in flight first (for up to %.1fs)",
-                     grace.seconds)
-        if not await _wait_through_cancels(task, grace.seconds):
-            await _give_up(task, events, grace)
-        raise
-
-
-async def _wait_through_cancels(task: asyncio.Future[None], seconds: float) -> bool:
-    """Wait for ``task`` for up to ``seconds``, however often this one is cancelled meanwhile;
-    True if it ended."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    while not task.done():
-        remaining = deadline - loop.time()
-        if remaining <= 0:
-            return False
-        try:
-            await asyncio.wait({task}, timeout=remaining)
-        except asyncio.CancelledError:
-            continue
-    return True
-
-
-GIVE_UP_WAIT_S = 1.0
-
-
-async def _give_up(task: asyncio.Future[None], events: Sequence[Any], grace: StopGrace) -> None:
-    """Abandon the batch in flight: pin its events (one more reference each, never released:
-    faust's ack of them when the agent's stream closes then does not mark them processed, so
-    their offsets are not committed) and cancel it (it lets go of the processor's lock)."""
-    for event in events:
-        event.message.incref()
-    grace.gave_up = True
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await asyncio.wait({task}, timeout=GIVE_UP_WAIT_S)
-    if task.done() and not task.cancelled() and task.exception() is not None:
-        log.debug("the given up batch failed: %r", task.exception())
-    log.warning("stop requested: gave up the batch in flight after %.1fs (%s); its offsets are "
-                "not committed, whoever gets its partition re-reads it", grace.seconds,
-                batch_description(events))

@@ -11,7 +11,7 @@ import pytest
 from faust.types import TP
 from faust.types.tuples import Message
 
-from services.rating.worker import StopGrace, _finish_even_if_cancelled
+from services.rating.stop_grace import StopGrace, finish_even_if_cancelled
 
 
 @dataclass
@@ -40,7 +40,7 @@ def events(n: int) -> list[FakeEvent]:
 async def agent(work: Any, batch: list[FakeEvent], grace: StopGrace,
                 started: asyncio.Event) -> None:
     started.set()
-    await _finish_even_if_cancelled(work, batch, grace)
+    await finish_even_if_cancelled(work, batch, grace)
 
 
 async def stop(task: asyncio.Task[None], started: asyncio.Event) -> float:
