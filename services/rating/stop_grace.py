@@ -48,7 +48,7 @@ async def finish_even_if_cancelled(work: Awaitable[None], events: Sequence[Any],
     try:
         await asyncio.shield(task)
     except asyncio.CancelledError:
-        if not task.done():
+        if not task.done() and grace.start() > 0:
             log.info("stop requested: finishing the batch in flight first (for up to %.1fs)",
                      grace.start())
         if not await _wait_through_cancels(task, grace):
