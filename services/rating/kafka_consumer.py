@@ -26,6 +26,7 @@ versions below at import and by tests/unit/test_kafka_consumer_internals.py.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Mapping
 from importlib.metadata import version
@@ -103,6 +104,7 @@ class _Consumer(faust_aiokafka.Consumer):
         for the stop's grace at most (faust's waits for ever: a batch Redis keeps from ending
         is never acked); then commit what was acked. True if everything was."""
         while self._unacked_messages and grace.start() > 0:
+            gc.collect()  # a weak set: messages dropped unprocessed (buffers cleared) leave it
             await self.commit()
             if not self._unacked_messages:
                 break
