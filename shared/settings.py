@@ -246,6 +246,12 @@ class RatingSettings(PodiumSettings):
         default=10.0, ge=1, le=300, description="Kafka group session timeout: how long the "
         "partitions of a killed worker wait before a restarted one gets them (faust: 60)."
     )
+    rating_stop_grace_s: float = Field(
+        default=5.0, gt=0, le=300, description="At a stop (SIGTERM), how long the batch in "
+        "flight may still take to finish (Redis or Kafka unreachable: it retries); past it, the "
+        "batch is given up uncommitted (whoever gets its partition re-reads it, the fences count "
+        "it once) and the worker exits."
+    )
     rating_fit_tol: float = Field(
         default=1e-12, gt=0, description="Newton convergence (theta units): small enough that "
         "a fit does not depend on its warm start (rebuilds match live scores within 1e-9)."

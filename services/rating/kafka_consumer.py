@@ -26,6 +26,7 @@ versions below at import and by tests/unit/test_kafka_consumer_internals.py.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Mapping
 from importlib.metadata import version
@@ -35,6 +36,8 @@ import aiokafka
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
+
+from services.rating.stop_grace import StopGrace
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +99,20 @@ class _Consumer(faust_aiokafka.Consumer):
         finally:
             self._parked.clear()
 
+    async def wait_empty_within(self, grace: StopGrace) -> bool:
+        """faust's ``wait_empty`` (until every event delivered is acked, committing meanwhile),
+        for the stop's grace at most (faust's waits for ever: a batch Redis keeps from ending
+        is never acked); then commit what was acked. True if everything was."""
+        while self._unacked_messages and grace.start() > 0:
+            gc.collect()  # a weak set: messages dropped unprocessed (buffers cleared) leave it
+            await self.commit()
+            if not self._unacked_messages:
+                break
+            await self._wait_for_ack(timeout=min(1.0, grace.start()))  # woken by an ack
+            self._clean_unacked_messages()
+        await self.commit_and_end_transactions()
+        return not self._unacked_messages
+
     def _stopping(self) -> bool:
         return bool(self.should_stop or self.app.should_stop)
 
@@ -141,9 +158,23 @@ class _Transport(faust_aiokafka.Transport):
 
 class App(faust.App):
     """``faust.App`` whose consumer long-polls for at most ``FETCH_MAX_WAIT_MS`` and seeks the
-    votes partitions where ``positioner`` says (none: faust's committed offsets)."""
+    votes partitions where ``positioner`` says (none: faust's committed offsets). At a stop,
+    it waits for the batches in flight for ``stop_grace`` at most (services/rating/stop_grace.py;
+    faust waits until they end, for ever while Redis is down)."""
 
     positioner: Positioner | None = None
+    stop_grace: StopGrace | None = None
+
+    async def _consumer_wait_empty(self, consumer: Any, logger: Any) -> None:
+        grace = self.stop_grace
+        if (grace is None or not self.should_stop or not self.conf.stream_wait_empty
+                or not isinstance(consumer, _Consumer)):  # a rebalance: faust's own wait
+            await super()._consumer_wait_empty(consumer, logger)
+            return
+        logger.info("Wait for streams (for up to %.1fs)...", grace.start())
+        if not await consumer.wait_empty_within(grace):
+            log.warning("the batches in flight did not end within %.1fs of the stop; stopping "
+                        "without them (their offsets are not committed)", grace.seconds)
 
     async def reposition(self) -> None:
         """Seek the votes partitions again to where their output ends (see ``_Consumer``)."""

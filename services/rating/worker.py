@@ -27,6 +27,7 @@ from services.rating.processor import Publish, RatingProcessor
 from services.rating.read_models import ReadModelWriter
 from services.rating.resume import Resumer, StateLost
 from services.rating.scores import ScoreProcessor, raw_records, restored_marker
+from services.rating.stop_grace import StopGrace, finish_even_if_cancelled
 from services.rating.store import RatingStore
 from services.rating.voter_screen import VoterScreen
 from services.rating.voter_stats import ScreenOptions
@@ -66,12 +67,13 @@ def build_worker(settings: RatingSettings, metrics: RatingMetrics | None = None,
                                            value_type=bytes, partitions=1))
     scores = app.topic(topics.scores, key_type=bytes, value_type=bytes, partitions=1)
     resumer = _resumer(app, settings, metrics)
+    grace = app.stop_grace = StopGrace(settings.rating_stop_grace_s)
 
     @app.agent(votes, name="rate-votes")
     async def rate(stream: faust.StreamT[bytes]) -> None:
         assert isinstance(stream, faust.Stream)  # take_events is on the class, not on StreamT
         await rate_votes(stream, settings, metrics, publish_dead, publish_changes,
-                         app=app, resumer=resumer)
+                         app=app, resumer=resumer, grace=grace)
 
     if settings.rating_metrics_port:
         _serve_health(app, HealthServer(settings, metrics, resumer.rewinds.status))
@@ -79,7 +81,7 @@ def build_worker(settings: RatingSettings, metrics: RatingMetrics | None = None,
     @app.agent(scores, name="rate-scores")
     async def rate_scores(stream: faust.StreamT[bytes]) -> None:
         assert isinstance(stream, faust.Stream)
-        await rate_benchmark_scores(stream, settings, publish_changes, metrics)
+        await rate_benchmark_scores(stream, settings, publish_changes, metrics, grace)
 
     return app
 
@@ -148,6 +150,7 @@ async def rate_votes(
     publish_changes: Publish,
     app: kafka_consumer.App | None = None,
     resumer: Resumer | None = None,
+    grace: StopGrace | None = None,
 ) -> None:
     """The votes agent: each batch of events through the processor, with the style refit,
     owed read model and fence check timers beside it; owed read models are written before it
@@ -159,6 +162,7 @@ async def rate_votes(
                          tol=settings.rating_fit_tol)
     screen = voter_screen(client, settings)
     votes_topic = settings.topics.votes
+    grace = grace or StopGrace(settings.rating_stop_grace_s)
 
     async def on_state_lost(lost: StateLost) -> None:
         if resumer is None or app is None:
@@ -192,12 +196,15 @@ async def rate_votes(
         ):
             records = _records(events)
             with batch_context(_describe(records)):
-                await _finish_even_if_cancelled(processor.process(records))
+                await finish_even_if_cancelled(processor.process(records), events, grace)
     finally:
         for task in timers:
             task.cancel()
         await asyncio.gather(*timers, return_exceptions=True)
-        await flush_everything_owed(processor)
+        if grace.gave_up:
+            log.warning("owed read models not written at stop (a batch was given up)")
+        else:
+            await flush_everything_owed(processor)
         if screen is not None:
             await screen.close()  # its producer of the quarantine topic
         await client.aclose()
@@ -206,6 +213,7 @@ async def rate_votes(
 async def rate_benchmark_scores(
     stream: faust.Stream[bytes], settings: RatingSettings, publish_changes: Publish,
     metrics: RatingMetrics | None = None,
+    grace: StopGrace | None = None,
 ) -> None:
     """The scores agent: each batch of benchmark score events through ``ScoreProcessor``, into
     the live generation. Beside it, the replayer of what Redis must not lose: the scores topic
@@ -217,11 +225,12 @@ async def rate_benchmark_scores(
                                generations_of=settings.keys)
     replayer = worker_replayer(client, settings, processor, metrics)
     replayer.start()
+    grace = grace or StopGrace(settings.rating_stop_grace_s)
     try:
         async for events in stream.take_events(
             settings.rating_batch_max, within=settings.rating_batch_within_s
         ):
-            await _finish_even_if_cancelled(processor.process(_records(events)))
+            await finish_even_if_cancelled(processor.process(_records(events)), events, grace)
     finally:
         await replayer.stop()
         await client.aclose()
@@ -369,20 +378,3 @@ async def wait_for_kafka(settings: RatingSettings) -> int:
             log.warning("could not create topics yet (%s); retrying", exc)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
-
-
-async def _finish_even_if_cancelled(work: Any) -> None:
-    """Run one batch to completion even when the worker is being stopped: its events are acked
-    (and may be committed) as soon as the agent moves on, so an abandoned batch would be lost."""
-    task = asyncio.ensure_future(work)
-    try:
-        await asyncio.shield(task)
-    except asyncio.CancelledError:
-        if not task.done():
-            log.info("stop requested: finishing the batch in flight first")
-        while not task.done():
-            try:
-                await asyncio.shield(task)
-            except asyncio.CancelledError:
-                continue
-        raise

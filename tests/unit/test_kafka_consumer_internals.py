@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import inspect
 
+import faust
 import pytest
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types.tuples import Message
 
 from services.rating import kafka_consumer
 
@@ -62,3 +64,29 @@ def test_the_worker_consumer_overrides_the_seek() -> None:
     consumer = kafka_consumer._Consumer
     assert consumer.perform_seek.__qualname__ == "_Consumer.perform_seek"
     assert consumer._wait_next_records.__qualname__ == "_Consumer._wait_next_records"
+
+
+def test_the_app_waits_for_the_streams_at_a_stop_in_consumer_wait_empty() -> None:
+    """``App._consumer_wait_empty`` bounds faust's wait for the batches in flight at a stop by
+    the stop grace: faust must still call it from ``_stop_consumer`` (and at a revocation)."""
+    assert "_consumer_wait_empty(" in inspect.getsource(faust.App._stop_consumer)
+    assert "_consumer_wait_empty)" in inspect.getsource(faust.App._on_partitions_revoked)
+    params = inspect.signature(faust.App._consumer_wait_empty).parameters
+    assert list(params) == ["self", "consumer", "logger"]
+
+
+def test_the_bounded_wait_for_the_streams_does_what_faust_wait_empty_does() -> None:
+    """``_Consumer.wait_empty_within`` is faust's ``wait_empty`` with a deadline (faust's own
+    cannot be cancelled: ``_wait_for_ack`` swallows the cancellation)."""
+    source = inspect.getsource(faust_consumer.Consumer.wait_empty)
+    for step in ("self._unacked_messages", "gc.collect()", "self.commit)()",
+                 "self._wait_for_ack)(timeout=1)", "self._clean_unacked_messages()",
+                 "self.commit_and_end_transactions)()"):
+        assert step in source, step
+
+
+def test_an_event_is_acked_only_when_its_last_reference_is_released() -> None:
+    """services/rating/stop_grace.py pins a given up batch's events with ``incref``: faust
+    marks a message processed (committable) only when ``ack`` releases its last reference."""
+    assert "self.decref(n)" in inspect.getsource(Message.ack)
+    assert "on_final_ack" in inspect.getsource(Message.ack)
