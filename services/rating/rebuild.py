@@ -40,7 +40,7 @@ from services.common.runtime import configure_logging
 from services.rating.arena_slices import RawRecord
 from services.rating.engine import FitOptions
 from services.rating.packed_counts import decode_board, names_by_number
-from services.rating.processor import RatingProcessor
+from services.rating.processor import Outputs, RatingProcessor, Tuning
 from services.rating.scores import ScoreProcessor
 from services.rating.store import VERSION_FIELD, RatingStore
 from shared.events import BENCH_ARENA
@@ -116,10 +116,9 @@ async def _rebuild(
 
     processor = RatingProcessor(
         RatingStore(client, target),
-        FitOptions(preliminary_votes=settings.rating_preliminary_votes,
-                   tol=settings.rating_fit_tol),
-        drop,
-        drop,
+        Outputs(drop, drop),
+        Tuning(fit=FitOptions(preliminary_votes=settings.rating_preliminary_votes,
+                              tol=settings.rating_fit_tol)),
     )
     scores = ScoreProcessor(client, target, drop)
     replay = _Replay(consumer, processor, (scores, settings.topics.scores),
