@@ -88,6 +88,10 @@ async def rebuild(settings: RatingSettings, progress_every_s: float = 2.0) -> Re
         await client.aclose()
 
 
+async def _drop(values: Sequence[bytes]) -> None:
+    """Dead letters and rank changes were published by the live worker already."""
+
+
 async def _rebuild(
     settings: RatingSettings,
     client: RedisClient,
@@ -111,16 +115,13 @@ async def _rebuild(
     end = await consumer.end_offsets(tps)
     total = sum(end.values())
 
-    async def drop(values: Sequence[bytes]) -> None:
-        """Dead letters and rank changes were published by the live worker already."""
-
     processor = RatingProcessor(
         RatingStore(client, target),
-        Outputs(drop, drop),
+        Outputs(_drop, _drop),
         Tuning(fit=FitOptions(preliminary_votes=settings.rating_preliminary_votes,
                               tol=settings.rating_fit_tol)),
     )
-    scores = ScoreProcessor(client, target, drop)
+    scores = ScoreProcessor(client, target, _drop)
     replay = _Replay(consumer, processor, (scores, settings.topics.scores),
                      settings.rating_batch_max, progress_every_s, total)
     while any([await consumer.position(tp) < end[tp] for tp in tps]):
