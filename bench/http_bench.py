@@ -34,8 +34,7 @@ from wrk import WrkResult, run_wrk
 
 from services.demo.arena import SyntheticArena
 from services.rating.arena_slices import RawRecord
-from services.rating.engine import FitOptions
-from services.rating.processor import RatingProcessor
+from services.rating.processor import Outputs, RatingProcessor
 from services.rating.store import RatingStore
 from tests.support.infra import Infra, free_port
 from tests.support.wait import wait_until
@@ -74,8 +73,7 @@ async def seed_board(redis_url: str, prefix: str, models: int, votes: int) -> No
         return None
 
     from shared.keys import KeyLayout
-    processor = RatingProcessor(RatingStore(client, KeyLayout(prefix)), FitOptions(), ignore,
-                                ignore)
+    processor = RatingProcessor(RatingStore(client, KeyLayout(prefix)), Outputs(ignore, ignore))
     batch = 20_000
     for start in range(0, votes, batch):
         records = [RawRecord("seed", 0, start + i, orjson.dumps(v))

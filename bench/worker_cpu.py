@@ -29,8 +29,7 @@ from services.common.redis_client import connect as redis_connect
 from services.common.runtime import tune_gc_for_batches
 from services.demo.arena import SyntheticArena
 from services.rating.arena_slices import RawRecord
-from services.rating.engine import FitOptions
-from services.rating.processor import RatingProcessor
+from services.rating.processor import Outputs, RatingProcessor
 from services.rating.read_models import ReadModelWriter
 from services.rating.store import RatingStore
 from services.rating.voter_screen import VoterScreen
@@ -62,10 +61,9 @@ def batches(votes: int, per_record: int, per_batch: int, seed: int) -> list[list
 async def run(redis_url: str, args: argparse.Namespace) -> None:
     client = redis_connect(redis_url)  # as the worker: commands packed by hiredis
     keys = KeyLayout(unique_prefix())
-    options = FitOptions()
     processor = RatingProcessor(
-        RatingStore(client, keys), options, ignore, ignore,
-        read_models=ReadModelWriter(client, keys, 300.0, 5000, time.monotonic),
+        RatingStore(client, keys),
+        Outputs(ignore, ignore, ReadModelWriter(client, keys, 300.0, 5000, time.monotonic)),
         screen=VoterScreen(client, keys, ScreenOptions()),
         generations_of=keys,
     )

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
@@ -43,7 +44,7 @@ from shared.keys import KeyLayout, board_name
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BatchObserver", "Publish", "RatingProcessor"]
+__all__ = ["BatchObserver", "Outputs", "Publish", "RatingProcessor", "ResumeHooks", "Tuning"]
 
 Votes = list[tuple[RawRecord, Vote]]
 Admit = Callable[[Sequence[RawRecord]], list[RawRecord]]
@@ -58,8 +59,55 @@ class BatchObserver(Protocol):
     def observe_dead_letters(self, count: int) -> None: ...
 
 
+@dataclass(frozen=True)
+class Outputs:
+    """Where a processor's results go besides its Redis store: dead letters and rank changes
+    (each publish waits for the broker's acks), the owed matrices and history points
+    (``read_models``; None: not written), and the batch figures (``metrics``)."""
+
+    publish_dead_letters: Publish
+    publish_rank_changes: Publish
+    read_models: ReadModelWriter | None = None
+    metrics: BatchObserver | None = None
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """How boards are fitted and batches retried: the plain boards' fit, the online Elo, the
+    style-controlled boards' fit (None: the plain fit, reweighted as arena-rank's contextual
+    fit), the window of rank moves (services/rating/engine/significance.py), the first wait
+    before retrying a batch while Redis is down (doubling to 5 s), and the clock of the
+    documents' timestamps."""
+
+    fit: FitOptions = field(default_factory=FitOptions)
+    elo: EloOptions = field(default_factory=EloOptions)
+    style: StyleOptions | None = None
+    rank_change_window_s: float = 0.0
+    redis_retry_s: float = 0.5
+    clock: Callable[[], datetime] = utc_now
+
+    def style_options(self) -> StyleOptions:
+        """``style``, or the plain fit's options reweighted."""
+        return self.style or StyleOptions(board=FitOptions(
+            reweighted=True, preliminary_votes=self.fit.preliminary_votes, tol=self.fit.tol))
+
+
+@dataclass(frozen=True)
+class ResumeHooks:
+    """The worker's resume (services/rating/resume.py): ``admit`` drops what a rewind made
+    stale from each batch; ``on_state_lost`` rewinds when Redis lost applied votes (None:
+    ``StateLost`` is raised to the caller)."""
+
+    admit: Admit | None = None
+    on_state_lost: OnStateLost | None = None
+
+
 class RatingProcessor:
     """Runs each batch through the units, one batch (or style refit, or owed write) at a time.
+
+    ``RatingProcessor(store, Outputs(publish_dead, publish_changes))`` is a complete one; the
+    rest is optional: the ``tuning``, the voter ``screen`` (None: every vote counts), the
+    generations and the ``resume`` hooks.
 
     With ``generations_of`` (the base key layout), the processor writes to the live generation
     of that key space and copies each slice into the one a rebuild is filling (see
@@ -69,39 +117,31 @@ class RatingProcessor:
     def __init__(
         self,
         store: RatingStore,
-        options: FitOptions,
-        publish_dead_letters: Publish,
-        publish_rank_changes: Publish,
-        clock: Callable[[], datetime] = utc_now,
-        redis_retry_s: float = 0.5,
-        elo: EloOptions | None = None,
-        read_models: ReadModelWriter | None = None,
-        metrics: BatchObserver | None = None,
+        outputs: Outputs,
+        tuning: Tuning = Tuning(),
+        *,
         screen: VoterScreen | None = None,
         generations_of: KeyLayout | None = None,
-        style: StyleOptions | None = None,
-        rank_change_window_s: float = 0.0,
-        admit: Admit | None = None,
-        on_state_lost: OnStateLost | None = None,
+        resume: ResumeHooks = ResumeHooks(),
     ) -> None:
-        elo = elo or EloOptions()
+        clock = tuning.clock
         self._lock = asyncio.Lock()  # batches and style refits take turns with the cached state
-        last_rows = LastRows(RankMoves(rank_change_window_s))
-        self.counts = CountsApplier(store, elo)
-        self.boards = BoardRefitter(self.counts, options, clock, last_rows, read_models)
-        self.style = StyleRefitter(self.counts, style or StyleOptions(board=FitOptions(
-            reweighted=True, preliminary_votes=options.preliminary_votes, tol=options.tol)),
-            clock, last_rows, publish_rank_changes, self._lock)
+        last_rows = LastRows(RankMoves(tuning.rank_change_window_s))
+        self.counts = CountsApplier(store, tuning.elo)
+        self.boards = BoardRefitter(self.counts, tuning.fit, clock, last_rows,
+                                    outputs.read_models)
+        self.style = StyleRefitter(self.counts, tuning.style_options(), clock, last_rows,
+                                   outputs.publish_rank_changes, self._lock)
         self._generations = (None if generations_of is None
-                             else GenerationCopier(self.counts, generations_of, elo))
+                             else GenerationCopier(self.counts, generations_of, tuning.elo))
         self._screen = screen
         self._win_probability = WinProbabilities(self.boards.fits).of
-        self._read_models = read_models
-        self._metrics = metrics
-        self._publish_dead = publish_dead_letters
-        self._publish_changes = publish_rank_changes
+        self._read_models = outputs.read_models
+        self._metrics = outputs.metrics
+        self._publish_dead = outputs.publish_dead_letters
+        self._publish_changes = outputs.publish_rank_changes
         self._clock = clock
-        self._retry_s = redis_retry_s
+        self._retry_s = tuning.redis_retry_s
         # kept until refitted: a retry after a lost connection finds the slices that landed
         # already applied, and would otherwise leave their boards as they were
         self._unrefitted: Boards = {}
@@ -112,8 +152,8 @@ class RatingProcessor:
         # it was last positioned, and the ``through`` marks Redis holds (resume.py)
         self._position: dict[str, int] = {}
         self._through: dict[tuple[str, str], int] = {}
-        self._admit = admit
-        self._on_state_lost = on_state_lost
+        self._admit = resume.admit
+        self._on_state_lost = resume.on_state_lost
 
     @property
     def lock(self) -> asyncio.Lock:

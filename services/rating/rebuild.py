@@ -40,7 +40,7 @@ from services.common.runtime import configure_logging
 from services.rating.arena_slices import RawRecord
 from services.rating.engine import FitOptions
 from services.rating.packed_counts import decode_board, names_by_number
-from services.rating.processor import RatingProcessor
+from services.rating.processor import Outputs, RatingProcessor, Tuning
 from services.rating.scores import ScoreProcessor
 from services.rating.store import VERSION_FIELD, RatingStore
 from shared.events import BENCH_ARENA
@@ -88,6 +88,10 @@ async def rebuild(settings: RatingSettings, progress_every_s: float = 2.0) -> Re
         await client.aclose()
 
 
+async def _drop(values: Sequence[bytes]) -> None:
+    """Dead letters and rank changes were published by the live worker already."""
+
+
 async def _rebuild(
     settings: RatingSettings,
     client: RedisClient,
@@ -111,17 +115,13 @@ async def _rebuild(
     end = await consumer.end_offsets(tps)
     total = sum(end.values())
 
-    async def drop(values: Sequence[bytes]) -> None:
-        """Dead letters and rank changes were published by the live worker already."""
-
     processor = RatingProcessor(
         RatingStore(client, target),
-        FitOptions(preliminary_votes=settings.rating_preliminary_votes,
-                   tol=settings.rating_fit_tol),
-        drop,
-        drop,
+        Outputs(_drop, _drop),
+        Tuning(fit=FitOptions(preliminary_votes=settings.rating_preliminary_votes,
+                              tol=settings.rating_fit_tol)),
     )
-    scores = ScoreProcessor(client, target, drop)
+    scores = ScoreProcessor(client, target, _drop)
     replay = _Replay(consumer, processor, (scores, settings.topics.scores),
                      settings.rating_batch_max, progress_every_s, total)
     while any([await consumer.position(tp) < end[tp] for tp in tps]):

@@ -23,7 +23,7 @@ from services.rating.engine import FitOptions, StyleOptions
 from services.rating.health_server import HealthServer
 from services.rating.kept_votes import restore_kept_votes
 from services.rating.metrics import RatingMetrics
-from services.rating.processor import Publish, RatingProcessor
+from services.rating.processor import Outputs, Publish, RatingProcessor, ResumeHooks, Tuning
 from services.rating.read_models import ReadModelWriter
 from services.rating.resume import Resumer, StateLost
 from services.rating.scores import ScoreProcessor, raw_records, restored_marker
@@ -158,31 +158,15 @@ async def rate_votes(
     consumer seeks) and the records fetched before the rewind are dropped."""
     await wait_for_kafka(settings)
     client = redis_connect(settings.redis_url)
-    options = FitOptions(preliminary_votes=settings.rating_preliminary_votes,
-                         tol=settings.rating_fit_tol)
     screen = voter_screen(client, settings)
-    votes_topic = settings.topics.votes
     grace = grace or StopGrace(settings.rating_stop_grace_s)
-
-    async def on_state_lost(lost: StateLost) -> None:
-        if resumer is None or app is None:
-            raise lost
-        await resumer.reposition(app, lost)
-
     processor = RatingProcessor(
         RatingStore(client, settings.keys),
-        options,
-        publish_dead,
-        publish_changes,
-        read_models=read_model_writer(client, settings),
-        metrics=metrics,
+        Outputs(publish_dead, publish_changes, read_model_writer(client, settings), metrics),
+        tuning(settings),
         screen=screen,
         generations_of=settings.keys,
-        style=style_options(options, settings),
-        rank_change_window_s=settings.rating_rank_change_window_s,
-        admit=None if resumer is None else (
-            lambda records: resumer.rewinds.admit(records, votes_topic)),
-        on_state_lost=on_state_lost,
+        resume=resume_hooks(settings, app, resumer),
     )
     timers = [asyncio.ensure_future(refit_style_boards(processor, settings)),
               asyncio.ensure_future(flush_read_models(processor, flush_tick_s(settings)))]
@@ -261,14 +245,37 @@ def worker_replayer(client: RedisClient, settings: RatingSettings, scores: Score
                     None if metrics is None else metrics.restore)
 
 
-def style_options(options: FitOptions, settings: RatingSettings) -> StyleOptions:
-    """The style-controlled boards' options: the plain boards', reweighted as arena-rank's
-    contextual fit, and ``rating_style_reg``."""
-    return StyleOptions(
-        board=FitOptions(reweighted=True, preliminary_votes=options.preliminary_votes,
-                         tol=options.tol),
-        reg=settings.rating_style_reg,
-    )
+def tuning(settings: RatingSettings) -> Tuning:
+    """The processor's fits: the plain boards' (``rating_preliminary_votes``,
+    ``rating_fit_tol``); the style-controlled boards', those reweighted as arena-rank's
+    contextual fit with ``rating_style_reg``; rank moves over ``rating_rank_change_window_s``."""
+    fit = FitOptions(preliminary_votes=settings.rating_preliminary_votes,
+                     tol=settings.rating_fit_tol)
+    style = StyleOptions(board=FitOptions(reweighted=True, preliminary_votes=fit.preliminary_votes,
+                                          tol=fit.tol),
+                         reg=settings.rating_style_reg)
+    return Tuning(fit=fit, style=style,
+                  rank_change_window_s=settings.rating_rank_change_window_s)
+
+
+def resume_hooks(settings: RatingSettings, app: kafka_consumer.App | None,
+                 resumer: Resumer | None) -> ResumeHooks:
+    """The processor's hooks into ``resumer``: each batch drops the records fetched before a
+    rewind; a Redis that lost applied votes rewinds the partitions (``app``'s consumer seeks).
+    Without a resumer (or an app), ``StateLost`` is raised out of the batch."""
+    if resumer is None:
+        return ResumeHooks()
+    votes_topic = settings.topics.votes
+
+    def admit(records: Sequence[RawRecord]) -> list[RawRecord]:
+        return resumer.rewinds.admit(records, votes_topic)
+
+    async def on_state_lost(lost: StateLost) -> None:
+        if app is None:
+            raise lost
+        await resumer.reposition(app, lost)
+
+    return ResumeHooks(admit, on_state_lost)
 
 
 async def refit_style_boards(processor: RatingProcessor, settings: RatingSettings) -> None:

@@ -12,9 +12,9 @@ import redis.asyncio as aioredis
 
 from services.demo.arena import SyntheticArena
 from services.rating.arena_slices import RawRecord, decode, fold
-from services.rating.engine import BattleColumns, EloState, FitOptions, PairCounts
+from services.rating.engine import BattleColumns, EloState, PairCounts
 from services.rating.packed_counts import INCREMENT
-from services.rating.processor import RatingProcessor
+from services.rating.processor import Outputs, RatingProcessor, Tuning
 from services.rating.store import (
     ALREADY_APPLIED,
     APPLIED,
@@ -75,7 +75,7 @@ async def test_processor_counts_each_vote_once_across_overlapping_replays(
     async def publish(values: Sequence[bytes]) -> None:
         published.extend(values)
 
-    processor = RatingProcessor(RatingStore(redis_client, keys), FitOptions(), publish, publish)
+    processor = RatingProcessor(RatingStore(redis_client, keys), Outputs(publish, publish))
     recs = records(3000, seed=7)
     for window in (recs[0:1000], recs[500:1500], recs[0:800], recs[1200:3000], recs[2999:]):
         await processor.process(window)
@@ -103,7 +103,7 @@ async def test_poison_records_are_dead_lettered_and_good_ones_counted(
     async def ignore(values: Sequence[bytes]) -> None:
         return None
 
-    processor = RatingProcessor(RatingStore(redis_client, keys), FitOptions(), to_dlq, ignore)
+    processor = RatingProcessor(RatingStore(redis_client, keys), Outputs(to_dlq, ignore))
     good = records(100)
     poison = [RawRecord("votes", 0, 100 + i, b'{"vote_id": 1}') for i in range(10)]
     await processor.process([*good, *poison])
@@ -121,8 +121,8 @@ async def test_two_writers_taking_turns_stay_exact(redis_client: aioredis.Redis,
     async def ignore(values: Sequence[bytes]) -> None:
         return None
 
-    first, second = (RatingProcessor(RatingStore(redis_client, keys), FitOptions(), ignore,
-                                     ignore) for _ in range(2))
+    first, second = (RatingProcessor(RatingStore(redis_client, keys), Outputs(ignore, ignore))
+                     for _ in range(2))
     recs = records(2000, seed=11)
     for i, start in enumerate(range(0, 2000, 250)):
         worker = first if i % 2 == 0 else second
@@ -205,7 +205,7 @@ async def test_style_boards_refit_on_demand_and_the_cache_equals_redis(
     async def publish(values: Sequence[bytes]) -> None:
         changes.extend(values)
 
-    processor = RatingProcessor(RatingStore(redis_client, keys), FitOptions(), publish, publish)
+    processor = RatingProcessor(RatingStore(redis_client, keys), Outputs(publish, publish))
     recs = styled_records(1200, seed=5)
     await processor.process(recs[:700])
     assert await processor.refit_style_boards() >= 1  # overall and the categories it touched
@@ -224,7 +224,7 @@ async def test_style_boards_refit_on_demand_and_the_cache_equals_redis(
     assert b"overall+style" in await redis_client.smembers(keys.views("text"))
     assert any(orjson.loads(c)["board"] == "text/overall+style" for c in changes)
     # a fresh worker (a restart) loads the same battles from Redis
-    fresh = RatingProcessor(RatingStore(redis_client, keys), FitOptions(), publish, publish)
+    fresh = RatingProcessor(RatingStore(redis_client, keys), Outputs(publish, publish))
     assert await fresh.style.snapshot("text", "overall") == stored
 
 
@@ -331,8 +331,7 @@ async def test_a_failing_board_refit_leaves_the_other_boards_written(
 
     broken: list[PairCounts | None] = [None]
     monkeypatch.setattr(processor_module, "fit_board", fit_board)
-    processor = RatingProcessor(RatingStore(redis_client, keys), FitOptions(), ignore,
-                                publish_changes)
+    processor = RatingProcessor(RatingStore(redis_client, keys), Outputs(ignore, publish_changes))
     recs = records(1500, seed=11)
     await processor.process(recs[:500])
     broken[0] = processor.counts.cached("text").counts["coding"]  # the coding board breaks
@@ -374,7 +373,7 @@ async def test_boards_applied_before_a_lost_connection_are_refitted_by_the_retry
         return None
 
     store = ConnectionLostOnce(redis_client, keys)
-    processor = RatingProcessor(store, FitOptions(), ignore, ignore, redis_retry_s=0.01)
+    processor = RatingProcessor(store, Outputs(ignore, ignore), Tuning(redis_retry_s=0.01))
     recs = records(1000, seed=41)
     await processor.process(recs[:500])
     store.armed = True

@@ -13,8 +13,7 @@ import redis.asyncio as aioredis
 
 from services.demo.arena import SyntheticArena
 from services.rating.arena_slices import RawRecord
-from services.rating.engine import FitOptions
-from services.rating.processor import RatingProcessor
+from services.rating.processor import Outputs, RatingProcessor
 from services.rating.read_models import ReadModelWriter
 from services.rating.store import RatingStore
 from shared.keys import KeyLayout
@@ -40,8 +39,7 @@ async def ignore(values: Sequence[bytes]) -> None:
 def processor(client: aioredis.Redis, keys: KeyLayout, clock: Clock, matrices_s: float,
               history_s: float) -> RatingProcessor:
     writer = ReadModelWriter(client, keys, history_s, 100, clock, matrices_interval_s=matrices_s)
-    return RatingProcessor(RatingStore(client, keys), FitOptions(), ignore, ignore,
-                           read_models=writer)
+    return RatingProcessor(RatingStore(client, keys), Outputs(ignore, ignore, writer))
 
 
 async def matrix_battles(client: aioredis.Redis, keys: KeyLayout, view: str) -> int:

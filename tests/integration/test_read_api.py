@@ -18,7 +18,7 @@ from services.common.registry import ModelRegistry
 from services.demo.arena import SyntheticArena
 from services.rating.arena_slices import RawRecord
 from services.rating.engine import FitOptions
-from services.rating.processor import RatingProcessor
+from services.rating.processor import Outputs, RatingProcessor, Tuning
 from services.rating.read_models import ReadModelWriter
 from services.rating.scores import ScoreProcessor
 from services.rating.store import RatingStore
@@ -58,8 +58,8 @@ async def seed(client: aioredis.Redis, keys: KeyLayout, clock: Clock) -> list[by
 
     writer = ReadModelWriter(client, keys, history_interval_s=60, history_max_points=100,
                              monotonic=clock)
-    processor = RatingProcessor(RatingStore(client, keys), FitOptions(preliminary_votes=500),
-                                publish, publish, read_models=writer)
+    processor = RatingProcessor(RatingStore(client, keys), Outputs(publish, publish, writer),
+                                Tuning(fit=FitOptions(preliminary_votes=500)))
     arena = SyntheticArena(strengths=dict(STRENGTHS), seed=3, tie_rate=0.1)
     votes = [orjson.dumps(v) for v in arena.votes(3000)]
     offsets = itertools.count()

@@ -10,8 +10,7 @@ import redis.asyncio as aioredis
 
 from services.demo.arena import SyntheticArena
 from services.rating.arena_slices import RawRecord
-from services.rating.engine import FitOptions
-from services.rating.processor import RatingProcessor
+from services.rating.processor import Outputs, RatingProcessor, ResumeHooks
 from services.rating.resume import StateLost, resume_offsets
 from services.rating.store import RatingStore
 from shared.keys import KeyLayout
@@ -33,8 +32,8 @@ def processor(client: aioredis.Redis, keys: KeyLayout, lost: list[StateLost]) ->
     async def on_lost(exc: StateLost) -> None:
         lost.append(exc)
 
-    return RatingProcessor(RatingStore(client, keys), FitOptions(), ignore, ignore,
-                           generations_of=keys, on_state_lost=on_lost)
+    return RatingProcessor(RatingStore(client, keys), Outputs(ignore, ignore),
+                           generations_of=keys, resume=ResumeHooks(on_state_lost=on_lost))
 
 
 async def test_a_partition_resumes_after_the_lowest_fence_of_the_arenas_it_carries(

@@ -12,8 +12,7 @@ import redis.asyncio as aioredis
 
 from services.demo.arena import SyntheticArena
 from services.rating.arena_slices import RawRecord
-from services.rating.engine import FitOptions
-from services.rating.processor import RatingProcessor
+from services.rating.processor import Outputs, RatingProcessor
 from services.rating.store import RatingStore
 from services.rating.voter_screen import VoterScreen
 from services.rating.voter_stats import ScreenOptions
@@ -58,7 +57,7 @@ class Worker:
         self.client = client
         self.offset = 0
         self.processor = RatingProcessor(
-            RatingStore(client, keys), FitOptions(), ignore, ignore,
+            RatingStore(client, keys), Outputs(ignore, ignore),
             screen=VoterScreen(client, keys, ScreenOptions()) if screen else None,
         )
 
