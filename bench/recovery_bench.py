@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -47,12 +48,13 @@ def records(arenas: list[str], votes: int, per_record: int,
     """(arena, record value, votes in it), the arenas interleaved a record at a time, as ingest
     writes them (a JSON array of one arena's votes, ``received_at`` stamped). Each arena draws
     ``pool`` battles from its ``SyntheticArena`` and cycles through them, each vote with a
-    vote_id of its own (drawing 10M battles would cost the producer ~16 us of CPU a vote)."""
+    vote_id and a voter of its own (drawing 10M battles would cost ~16 us of CPU a vote)."""
     sources = [SyntheticArena(arena=a, seed=i + 1) for i, a in enumerate(arenas)]
     shares = [votes // len(arenas) + (i < votes % len(arenas)) for i in range(len(arenas))]
     battles = [list(s.votes(min(pool, share))) for s, share in zip(sources, shares, strict=True)]
     left = list(shares)
     serial = 0
+    voters = random.Random(0)  # a voter drawn afresh for each vote, not tied to its battle
     while any(left):
         for i, arena in enumerate(arenas):
             n = min(per_record, left[i])
@@ -64,6 +66,7 @@ def records(arenas: list[str], votes: int, per_record: int,
             for k in range(shares[i] - left[i], shares[i] - left[i] + n):
                 serial += 1
                 batch.append({**drawn[k % len(drawn)], "vote_id": f"rb-{serial:011d}",
+                              "voter": f"voter-{voters.randrange(5000)}",
                               "received_at": stamp})
             left[i] -= n
             yield arena, orjson.dumps(batch), n
