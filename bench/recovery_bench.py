@@ -155,16 +155,16 @@ async def standings_current(client: aioredis.Redis, keys: KeyLayout) -> bool:
 
 
 async def wait_applied(client: aioredis.Redis, keys: KeyLayout, topic: str,
-                       ends: dict[int, int], votes: int, timeout: float) -> float:
-    """Wait until the worker's fences are at the end of every partition; returns the
-    seconds."""
+                       ends: dict[int, int], votes: int, timeout: float, since: float) -> None:
+    """Wait until the worker's fences are at the end of every partition and the standings
+    count what the counts hold (``since``: when the first record was produced)."""
     reader = StandingsReader(client, keys)
     started = last = time.perf_counter()
     while True:
         positions = await resume_offsets(client, keys, topic, ends)
         if (all(positions.offsets.get(p, 0) >= end for p, end in ends.items())
                 and await standings_current(client, keys)):
-            return time.perf_counter() - started
+            return
         now = time.perf_counter()
         if now - started > timeout:
             raise TimeoutError(f"not applied after {timeout:.0f} s: {positions.offsets} of {ends}")
@@ -175,7 +175,7 @@ async def wait_applied(client: aioredis.Redis, keys: KeyLayout, topic: str,
                 if view == "overall":
                     doc = await reader.board_doc(arena, view)
                     counted += 0 if doc is None else int(doc["votes"])
-            print(f"  applied {counted:,} / {votes:,} votes ({counted / (now - started):,.0f}/s "
+            print(f"  applied {counted:,} / {votes:,} votes ({counted / (now - since):,.0f}/s "
                   f"since the first record)", flush=True)
         await asyncio.sleep(0.5)
 
@@ -189,6 +189,14 @@ async def metric(http: aiohttp.ClientSession, name: str) -> float | None:
     return None
 
 
+WORKER_SUMS = ("podium_rating_votes_total", "podium_rating_apply_seconds_sum",
+               "podium_rating_refit_seconds_sum", "podium_rating_boards_refitted_total")
+
+
+async def worker_sums(http: aiohttp.ClientSession) -> dict[str, float]:
+    return {name: await metric(http, name) or 0.0 for name in WORKER_SUMS}
+
+
 async def recover(client: aioredis.Redis, keys: KeyLayout, worker_url: str, worker_pid: int,
                   expected: dict[str, Board], votes: int, timeout: float) -> dict[str, float]:
     """FLUSHALL, then poll the boards and /readyz until every board matches ``expected``."""
@@ -197,6 +205,7 @@ async def recover(client: aioredis.Redis, keys: KeyLayout, worker_url: str, work
     cpu_before = cpu_seconds(worker_pid)
     async with aiohttp.ClientSession(worker_url,
                                      timeout=aiohttp.ClientTimeout(total=5)) as http:
+        sums_before = await worker_sums(http)
         await client.flushall()
         started = last = time.perf_counter()
         while True:
@@ -212,6 +221,8 @@ async def recover(client: aioredis.Redis, keys: KeyLayout, worker_url: str, work
                 times["identical"] = time.perf_counter() - started
                 times["worst_score_diff"] = worst
                 times["worker_cpu_s"] = cpu_seconds(worker_pid) - cpu_before
+                sums_after = await worker_sums(http)
+                times.update({k: sums_after[k] - sums_before[k] for k in WORKER_SUMS})
                 break
             if now > timeout:
                 raise TimeoutError(f"{off} of {len(expected)} boards still differ after "
@@ -252,7 +263,7 @@ async def main() -> None:
                              args.record_votes, args.pool)
         client = aioredis.Redis.from_url(running.redis_url)
         try:
-            await wait_applied(client, keys, topic, ends, args.votes, args.timeout)
+            await wait_applied(client, keys, topic, ends, args.votes, args.timeout, produced_at)
             applied_s = time.perf_counter() - produced_at
             expected = await snapshot(StandingsReader(client, keys))
             # each vote counts for both of its models
@@ -269,11 +280,15 @@ async def main() -> None:
         finally:
             await client.aclose()
     took = times["identical"]
+    at_10m = took * 10_000_000 / args.votes
     print(f"recovery: {args.votes:,} votes, {len(expected)} boards: identical again "
-          f"{took:.1f} s after FLUSHALL = {args.votes / took:,.0f} votes/s replayed "
-          f"(target <= 300 s for 10M: {took / 300:.0%} of it here"
-          + ("" if args.votes == 10_000_000 else
-             f"; 10M at this rate: {10_000_000 / (args.votes / took):.0f} s") + ")")
+          f"{took:.1f} s after FLUSHALL = {args.votes / took:,.0f} votes/s replayed; 10M "
+          + ("" if args.votes == 10_000_000 else "at this rate (extrapolated): ")
+          + f"{at_10m:.0f} s = {at_10m / 300:.0%} of the target (<= 300 s)")
+    print(f"  worker during the recovery: {times['podium_rating_votes_total']:,.0f} votes "
+          f"processed, apply {times['podium_rating_apply_seconds_sum']:.1f} s, refit "
+          f"{times['podium_rating_refit_seconds_sum']:.1f} s "
+          f"({times['podium_rating_boards_refitted_total']:,.0f} board refits)")
     print(f"  /readyz 503 from {times.get('readyz_503', float('nan')):.1f} s to "
           f"{times.get('readyz_200', float('nan')):.1f} s; largest score difference "
           f"{times['worst_score_diff']:.1e} (tolerance {SCORE_TOL:.0e}); worker CPU "
