@@ -181,9 +181,24 @@ async def wait_applied(client: aioredis.Redis, keys: KeyLayout, topic: str,
         await asyncio.sleep(0.5)
 
 
+async def readyz(http: aiohttp.ClientSession) -> tuple[int | None, float]:
+    """The worker's /readyz status (None: no answer within the session's timeout; its
+    endpoint shares the event loop with the batches) and how long the answer took."""
+    started = time.perf_counter()
+    try:
+        async with http.get("/readyz") as r:
+            await r.read()
+            return r.status, time.perf_counter() - started
+    except (TimeoutError, aiohttp.ClientError):
+        return None, time.perf_counter() - started
+
+
 async def metric(http: aiohttp.ClientSession, name: str) -> float | None:
-    async with http.get("/metrics") as r:
-        body = await r.text()
+    try:
+        async with http.get("/metrics") as r:
+            body = await r.text()
+    except (TimeoutError, aiohttp.ClientError):
+        return None
     for line in body.splitlines():
         if line.startswith(name + " ") or line.startswith(name + "{"):
             return float(line.rsplit(" ", 1)[1])
@@ -195,7 +210,7 @@ WORKER_SUMS = ("podium_rating_votes_total", "podium_rating_apply_seconds_sum",
 
 
 async def worker_sums(http: aiohttp.ClientSession) -> dict[str, float]:
-    return {name: await metric(http, name) or 0.0 for name in WORKER_SUMS}
+    return {name: await metric(http, name) or 0.0 for name in WORKER_SUMS}  # 0: no answer
 
 
 async def recover(client: aioredis.Redis, keys: KeyLayout, worker_url: str, worker_pid: int,
@@ -206,14 +221,14 @@ async def recover(client: aioredis.Redis, keys: KeyLayout, worker_url: str, work
     pids = {"worker": worker_pid, **infra_pids(), "bench": os.getpid()}
     cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     async with aiohttp.ClientSession(worker_url,
-                                     timeout=aiohttp.ClientTimeout(total=5)) as http:
+                                     timeout=aiohttp.ClientTimeout(total=2)) as http:
         sums_before = await worker_sums(http)
         await client.flushall()
         started = last = time.perf_counter()
         while True:
             now = time.perf_counter() - started
-            async with http.get("/readyz") as r:
-                status = r.status
+            status, waited = await readyz(http)
+            times["readyz_slowest"] = max(times.get("readyz_slowest", 0.0), waited)
             if status == 503 and "readyz_503" not in times:
                 times["readyz_503"] = now
             if status == 200 and "readyz_503" in times and "readyz_200" not in times:
@@ -237,9 +252,8 @@ async def recover(client: aioredis.Redis, keys: KeyLayout, worker_url: str, work
                       f"/readyz {status}; catch-up remaining {remaining} records", flush=True)
             await asyncio.sleep(0.1)
         if "readyz_200" not in times:  # identical before /readyz was polled back to 200
-            async with http.get("/readyz") as r:
-                if r.status == 200:
-                    times["readyz_200"] = time.perf_counter() - started
+            if (await readyz(http))[0] == 200:
+                times["readyz_200"] = time.perf_counter() - started
     return times
 
 
@@ -293,7 +307,8 @@ async def main() -> None:
           f"{times['podium_rating_refit_seconds_sum']:.1f} s "
           f"({times['podium_rating_boards_refitted_total']:,.0f} board refits)")
     print(f"  /readyz 503 from {times.get('readyz_503', float('nan')):.1f} s to "
-          f"{times.get('readyz_200', float('nan')):.1f} s; largest score difference "
+          f"{times.get('readyz_200', float('nan')):.1f} s (slowest answer "
+          f"{times['readyz_slowest']:.1f} s); largest score difference "
           f"{times['worst_score_diff']:.1e} (tolerance {SCORE_TOL:.0e})")
     print("  CPU during the recovery (s, us per vote): " + ", ".join(
         f"{name} {times[f'cpu_{name}']:.1f} ({times[f'cpu_{name}'] / args.votes * 1e6:.1f})"
