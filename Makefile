@@ -8,7 +8,7 @@ ARENA_VENV := .cache/arena-rank-venv
 # TOPOLOGY=cluster-infra: the brokers and the Redis Cluster alone (docs/operations.md)
 TOPOLOGY ?= $(or $(PODIUM_TOPOLOGY),single)
 
-.PHONY: help install up down status run rebuild test test-only lint bench bench-cluster settings-doc clean
+.PHONY: help install up down status run rebuild test test-only lint bench bench-cluster bench-recovery settings-doc clean
 
 help:
 	@echo "make run    start Kafka, Redis, ingest, rating, api + demo votes; prints the leaderboard URL"
@@ -20,6 +20,7 @@ help:
 	@echo "make bench  benchmarks (see bench/RESULTS.md)"
 	@echo "make settings-doc  regenerate the settings table of docs/configuration.md"
 	@echo "make bench-cluster  the production topology: end to end vs single node, failover times"
+	@echo "make bench-recovery  Redis wiped with 10M votes in Kafka: time until every board is back"
 
 $(VENV)/.installed: pyproject.toml
 	$(PY_BOOT) -m venv $(VENV)
@@ -69,7 +70,13 @@ bench: install $(ARENA_VENV)/.installed
 	$(PY) bench/memory_bench.py
 	$(PY) bench/storm_bench.py --sizes 1000 5000
 	$(PY) bench/fanout_bench.py --streams 5000
+	$(MAKE) bench-recovery
 	$(MAKE) bench-cluster
+
+# Redis wiped with RECOVERY_VOTES votes in Kafka: the worker replays the votes topic (issue #17)
+RECOVERY_VOTES ?= 10000000
+bench-recovery: install
+	$(PY) bench/recovery_bench.py --votes $(RECOVERY_VOTES)
 
 # the production topology (3 brokers, Redis Cluster 3+3, replicas) on ports of its own
 bench-cluster: install
