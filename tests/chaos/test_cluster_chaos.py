@@ -2,8 +2,10 @@
 three KRaft brokers, a Redis Cluster of 3 masters + 3 replicas; the services as processes on
 ``redis+cluster://``: 2 ingest, 2 rating workers, 2 api).
 
-Votes of four arenas are posted through both ingest replicas by a client that retries a batch
-answered 503, or not answered, with the same vote ids on the other replica. While they flow, one
+Votes of four arenas are posted through both ingest replicas in turn by a client that retries a
+batch answered 503, or not answered, with the same vote ids (with two batches in flight, each
+lane's retries land on the replica that failed it: a retry on the other replica after a Kafka
+ack timeout is counted twice, docs/operations.md "Scaling and failure", open). While they flow, one
 at a time, each followed by its recovery: a rating worker is SIGKILLed (the other takes its
 partitions over), a Redis master is SIGKILLed (its replica is promoted; the node is restarted),
 a Kafka broker is SIGKILLed (the leader of an arena's partition) and later restarted, an ingest
