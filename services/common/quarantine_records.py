@@ -28,6 +28,11 @@ class QuarantineRecords:
         self._topic = topic
         self._store = RecordStore(client)
 
+    @property
+    def topic(self) -> str:
+        """The quarantine topic (its marker in Redis says the decisions are back)."""
+        return self._topic
+
     async def close(self) -> None:
         """Stop the writer's producer (when there is one)."""
         if self._records is not None:

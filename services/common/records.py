@@ -234,10 +234,10 @@ class Replayer:
         if not at_start:
             log.warning("Redis lost %s (its marker is gone): replaying the topic", book.topic)
         count, end = await replay_topic(self._bootstrap, book.topic, book.apply)
+        if book.restored is not None:  # before the marker: what waits for it sees all of it
+            await book.restored()
         await self._redis.set(await book.marker(), end)
         book.replays += 1
-        if book.restored is not None:
-            await book.restored()
         if self._metrics is not None:
             self._metrics.replays.labels(book.topic).inc()
             self._metrics.records.labels(book.topic).inc(count)

@@ -11,6 +11,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import asyncio
 import logging
 import signal
+import threading
 
 import faust
 
@@ -30,6 +31,29 @@ class RatingWorker(faust.Worker):
 
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
         configure_logging(self._settings.log_level, "rating", self._settings.log_format)
+
+    def _schedule_shutdown(self, signal: signal.Signals) -> None:
+        """A stop has a deadline: the stop grace for the batch in flight plus time to close
+        the clients. Past it the process exits anyway (a cleanup stuck on a client that will
+        never answer): offsets are committed only for applied batches, so whatever was not
+        finished is re-read by whoever gets the partition and counted once (the fences)."""
+        if not self._signal_stop_time:
+            deadline = self._settings.rating_stop_grace_s + STOP_CLEANUP_S
+            watchdog = threading.Timer(deadline, _exit_past_deadline, args=(deadline,))
+            watchdog.daemon = True
+            watchdog.start()
+        super()._schedule_shutdown(signal)
+
+
+STOP_CLEANUP_S = 10.0  # after the stop grace: closing Kafka and Redis clients
+
+
+def _exit_past_deadline(deadline: float) -> None:
+    logging.getLogger(__name__).error(
+        "the stop did not finish within %.0fs; exiting without the rest of the cleanup "
+        "(nothing uncommitted is lost: it is re-read)", deadline)
+    logging.shutdown()
+    os._exit(0)
 
 
 def main() -> None:

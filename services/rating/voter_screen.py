@@ -23,6 +23,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
 
+import redis.asyncio as aioredis
+
 from services.common.quarantine_records import QuarantineRecords
 from services.common.records import RecordUnavailable
 from services.common.redis_client import RedisClient
@@ -60,6 +62,11 @@ class VoterScreen:
             if (vote.voter is not None and vote.anonymous and vote.excluded is None
                     and not vote.released):
                 by_arena[vote.arena].append(index)
+        if by_arena and self._decisions is not None and not await self._redis.exists(
+                self._keys.restored(self._decisions.topic)):
+            # Redis lost the quarantine decisions (wiped): screening now would flag released
+            # voters again; the batch waits (retried as for a Redis outage) until they are back
+            raise aioredis.ConnectionError("the quarantine decisions are not back in Redis yet")
         out = list(votes)
         for arena, indexes in by_arena.items():
             arena_votes = [votes[i] for i in indexes]
