@@ -40,10 +40,18 @@ class StopGrace:
 
 async def finish_even_if_cancelled(work: Awaitable[None], events: Sequence[Any],
                                    grace: StopGrace) -> None:
-    """Run one batch to completion even when the worker is being stopped: its events are acked
-    (and may be committed) as soon as the agent moves on, so a batch dropped unfinished would be
-    lost. Within ``grace`` at most: a batch that has not ended by then is given up: cancelled,
-    its events kept unacked so that faust commits none of their offsets (nor any after them)."""
+    """Run one batch to completion even when the worker is being stopped; within ``grace`` at
+    most: a batch that has not ended by then is given up (cancelled) and none of its offsets
+    (nor any after them) is committed.
+
+    The batch's events are pinned (one more reference each) while it runs: faust acks them as
+    soon as the agent lets go of the batch, and at a stop it also closes the stream's
+    ``take_events`` generator, whose ``finally`` acks the batch while it is still in flight (a
+    race: the batch's offsets were then committed and, when it was given up, lost). The pin
+    makes those acks not the last reference; the batch's end releases it (an ack of our own);
+    a batch given up keeps it for ever."""
+    for event in events:
+        event.message.incref()
     task = asyncio.ensure_future(work)
     try:
         await asyncio.shield(task)
@@ -52,8 +60,20 @@ async def finish_even_if_cancelled(work: Awaitable[None], events: Sequence[Any],
             log.info("stop requested: finishing the batch in flight first (for up to %.1fs)",
                      grace.start())
         if not await _wait_through_cancels(task, grace):
-            await _give_up(task, events, grace)
+            await _give_up(task, grace)
+            raise
+        _release(events)
         raise
+    except BaseException:
+        _release(events)  # a batch that failed is acked as before (the agent's crash path)
+        raise
+    _release(events)
+
+
+def _release(events: Sequence[Any]) -> None:
+    """Drop the batch's pin: if faust acked the events already, this ack is their last one."""
+    for event in events:
+        event.ack()
 
 
 async def _wait_through_cancels(task: asyncio.Future[None], grace: StopGrace) -> bool:
@@ -73,12 +93,10 @@ async def _wait_through_cancels(task: asyncio.Future[None], grace: StopGrace) ->
 GIVE_UP_WAIT_S = 1.0
 
 
-async def _give_up(task: asyncio.Future[None], events: Sequence[Any], grace: StopGrace) -> None:
-    """Abandon the batch in flight: pin its events (one more reference each, never released:
-    faust's ack of them when the agent's stream closes then does not mark them processed, so
-    their offsets are not committed) and cancel it (it lets go of the processor's lock)."""
-    for event in events:
-        event.message.incref()
+async def _give_up(task: asyncio.Future[None], grace: StopGrace) -> None:
+    """Abandon the batch in flight: its events keep their pin (faust's acks of them are then
+    not the last, so their offsets are not committed); cancel it (it lets go of the
+    processor's lock)."""
     grace.gave_up = True
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
