@@ -26,6 +26,7 @@ versions below at import and by tests/unit/test_kafka_consumer_internals.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 from collections.abc import Mapping
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 
 FETCH_MAX_WAIT_MS = 100
 PARK_TIMEOUT_S = 10.0
+PARK_POLL_S = 0.1  # how often the wait for the fetcher to park looks for a stop
 # the faust-streaming versions whose consumer internals the overrides below were read against
 FAUST_VERSIONS = ("0.15.",)
 
@@ -142,14 +144,28 @@ class _Consumer(faust_aiokafka.Consumer):
         self.stop_flow()
         self.app.flow_control.suspend()
         try:
-            await asyncio.wait_for(self._parked.wait(), PARK_TIMEOUT_S)
-        except TimeoutError:
-            log.warning("the fetcher did not park within %.0fs; seeking anyway", PARK_TIMEOUT_S)
-        try:
+            if not await self._park():
+                return  # a stop began meanwhile: the fetcher will not park, nor the thread seek
             await self.perform_seek()
         finally:
             self.app.flow_control.resume()
             self.resume_flow()
+
+    async def _park(self) -> bool:
+        """Wait until the fetcher parks (for ``PARK_TIMEOUT_S`` at most: then seek anyway);
+        False if the worker started stopping meanwhile."""
+        deadline = asyncio.get_running_loop().time() + PARK_TIMEOUT_S
+        while not self._parked.is_set():
+            if self._stopping():
+                return False
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                log.warning("the fetcher did not park within %.0fs; seeking anyway",
+                            PARK_TIMEOUT_S)
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._parked.wait(), min(left, PARK_POLL_S))
+        return not self._stopping()
 
 
 class _Transport(faust_aiokafka.Transport):
