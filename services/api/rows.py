@@ -28,6 +28,12 @@ class ListingPolicy:
         """Set the row's ``deprecated``, ``listed``, ``preliminary`` and ``why`` (the reasons
         for each flag that is not the plain case), in place."""
         votes = int(row["votes"])
+        if (votes >= self.min_votes_to_list and votes >= self.preliminary_min_votes
+                and not row.get("preliminary")
+                and (info is None or (not info.deprecated and info.public_since is None))):
+            row["preliminary"], row["deprecated"], row["listed"], row["why"] = (
+                False, False, True, [])  # the plain row (most of a board): no reasons to build
+            return
         why: list[str] = []
         deprecated = info is not None and info.deprecated
         if deprecated:
