@@ -100,7 +100,9 @@ def admin_router(settings: IngestSettings) -> APIRouter:
         if old is None:
             raise HTTPException(404, f"model {model_id!r} is not registered; register it "
                                 "first (POST /v1/admin/models)")
-        recorded = "public_since" in fields.model_fields_set
+        # a new public_since records its baseline; the same one sent again (a retry) keeps it
+        recorded = ("public_since" in fields.model_fields_set
+                    and fields.public_since != old.public_since)
         info = await with_lifecycle(request, old.updated(fields), recorded)
         await reg.replace(info)
         return info
