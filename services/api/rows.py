@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from shared.events import ModelInfo
+from shared.events import BENCH_ARENA, ModelInfo
 
 EXPORT_COLUMNS = ("rank", "rank_ub", "model", "display_name", "organization", "country",
                   "license", "preview", "score", "ci_low", "ci_high", "votes", "preliminary",
@@ -70,11 +70,16 @@ class ListingPolicy:
         return max(0, votes - baseline)
 
 
+NO_THRESHOLDS = ListingPolicy()
+
+
 def labelled(rows: Sequence[Mapping[str, Any]], registry: Mapping[str, ModelInfo],
              board: str = "", policy: ListingPolicy | None = None) -> list[dict[str, Any]]:
     """Rows with the registry facts of their model (null when the model is not registered) and
-    the publishing rules' verdict (``ListingPolicy.judged``)."""
-    policy = policy or ListingPolicy()
+    the publishing rules' verdict (``ListingPolicy.judged``). Benchmark boards have no votes
+    (a row is one score): only deprecation applies there."""
+    if policy is None or board.startswith(BENCH_ARENA + "/"):
+        policy = NO_THRESHOLDS
     out = []
     for row in rows:
         info = registry.get(str(row["model"]))

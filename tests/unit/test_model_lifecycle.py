@@ -87,3 +87,14 @@ def test_the_default_policy_changes_nothing() -> None:
     assert [(r["listed"], r["deprecated"], r["preliminary"]) for r in rows] == [
         (True, False, False), (True, False, True)]
     assert len(RowFilter().apply(rows)) == 2
+
+
+def test_benchmark_rows_are_not_held_to_vote_thresholds() -> None:
+    """A benchmark row is one score (votes = 1): listing and preliminary thresholds would hide
+    every benchmark board; deprecation still applies."""
+    policy = ListingPolicy(min_votes_to_list=1000, preliminary_min_votes=1000)
+    registry = {"old": ModelInfo(id="old", deprecated=True)}
+    rows = labelled([row("new", 1), row("old", 1)], registry, "bench/gpqa", policy)
+    assert [(r["listed"], r["preliminary"], r["deprecated"]) for r in rows] == [
+        (True, False, False), (True, False, True)]
+    assert [r["model"] for r in RowFilter().apply(rows)] == ["new"]
