@@ -30,7 +30,7 @@ import httpx
 import orjson
 from pydantic import BaseModel
 
-from shared.events import ModelInfo, RankChange, SignificanceLevel, Vote
+from shared.events import ModelFields, ModelInfo, RankChange, SignificanceLevel, Vote
 from shared.settings import ClientSettings
 from shared.sse import sse_events
 
@@ -155,6 +155,19 @@ class PodiumClient:
             return False
         _raise_for_status(response)
         return True
+
+    async def update_model(self, model_id: str, fields: ModelFields) -> ModelInfo:
+        """Change a registered model's facts or lifecycle (admin token needed): only the fields
+        set on ``fields`` are sent. Raises PodiumError 404 when it is not registered."""
+        token = self.settings.ingest_admin_token
+        headers = {"authorization": f"Bearer {token.get_secret_value()}"} if token else {}
+        response = await self._send_with_retries(
+            "PATCH", f"{self.settings.ingest_url}/v1/admin/models/{model_id}",
+            content=fields.model_dump_json(exclude_unset=True).encode(),
+            headers={"content-type": "application/json", **headers},
+        )
+        _raise_for_status(response)
+        return ModelInfo.model_validate_json(response.content)
 
     # -- reading (api) -----------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime
 from typing import Annotated, Final, Literal
 
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -204,6 +205,16 @@ class ModelFields(_Event):
     license: License | None = None
     preview: bool | None = None
     release_date: date | None = None
+    deprecated: bool | None = Field(
+        default=None, strict=True,
+        description="Retired: hidden from the default view of every board, kept in the fit "
+        "(`include_deprecated=true` shows it). The server stamps `deprecated_at`.")
+    public_since: AwareDatetime | None = Field(
+        default=None,
+        description="When the model became publicly available (ISO 8601 with a time zone, not "
+        "in the future). "
+        "Votes counted on a board after it was recorded are its fresh votes: the preliminary "
+        "policy asks for a number of them (docs/operations.md).")
 
 
 class ModelInfo(_Event):
@@ -218,6 +229,16 @@ class ModelInfo(_Event):
     license: License | None = None
     preview: bool = False
     release_date: date | None = None
+    deprecated: bool = False
+    deprecated_at: datetime | None = Field(
+        default=None, description="Server-set: when the model was deprecated.")
+    public_since: AwareDatetime | None = Field(
+        default=None, description="When the model became publicly available (ISO 8601 with a "
+        "time zone, not in the future).")
+    public_votes: dict[str, int] | None = Field(
+        default=None,
+        description="Server-set when `public_since` is recorded: the model's votes on each "
+        'board (`"arena/view"`) at that moment. Votes past these are its fresh votes.')
 
     @model_validator(mode="after")
     def _name_defaults_to_id(self) -> ModelInfo:
@@ -239,7 +260,25 @@ class ModelInfo(_Event):
             changes["display_name"] = self.id
         if changes.get("preview", False) is None:
             changes["preview"] = False
+        if changes.get("deprecated", False) is None:
+            changes["deprecated"] = False
         return ModelInfo.model_validate({**self.model_dump(), **changes})
+
+    def lifecycle(self, now: datetime, public_votes: dict[str, int] | None) -> ModelInfo:
+        """This entry with its server-set lifecycle fields brought up to date: ``deprecated_at``
+        stamped when it became deprecated (cleared when it is not), ``public_votes`` replaced by
+        ``public_votes`` when given (``public_since`` was just recorded) and cleared with
+        ``public_since``."""
+        changes: dict[str, object] = {}
+        if self.deprecated and self.deprecated_at is None:
+            changes["deprecated_at"] = now
+        elif not self.deprecated and self.deprecated_at is not None:
+            changes["deprecated_at"] = None
+        if public_votes is not None:
+            changes["public_votes"] = public_votes
+        if self.public_since is None and self.public_votes is not None:
+            changes["public_votes"] = None
+        return self.model_copy(update=changes) if changes else self
 
 
 class SourcePosition(_Event):

@@ -326,6 +326,26 @@ class ApiSettings(HttpSettings):
         description="Take the client address (per-address stream cap) from X-Forwarded-For "
         "(only behind a trusted proxy).",
     )
+    api_min_votes_to_list: int = Field(
+        default=0, ge=0,
+        description="Listing threshold: a model with fewer votes on a board is left out of its "
+        "default view (`listed: false`; `include_unlisted=true` shows it). LMArena lists a "
+        "model after at least 1,000 votes (`1000`).",
+    )
+    api_preliminary_min_votes: int = Field(
+        default=0, ge=0,
+        description="Preliminary policy: a model with fewer votes on a board is `preliminary` "
+        "there (on top of the rating service's `PODIUM_RATING_PRELIMINARY_VOTES` flag). "
+        "E.g. `1000`, LMArena's minimum for a settled score.",
+    )
+    api_preliminary_min_fresh_votes: int = Field(
+        default=0, ge=0,
+        description="Preliminary policy: a model with a `public_since` in the registry stays "
+        "`preliminary` on a board until it has this many votes there counted after its "
+        "`public_since` was recorded (LMArena: pre-release scores stay preliminary \"until "
+        "enough fresh votes have been collected after the model's public release\"; e.g. "
+        "`1000`). 0: off.",
+    )
 
 
 class ClientSettings(BaseSettings):

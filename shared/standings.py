@@ -34,6 +34,7 @@ EXAMPLE_ROW: dict[str, Any] = {
     "ci_high": 1498.4, "votes": 41230, "wins": 22011, "losses": 15012, "ties": 4207,
     "preliminary": False, "elo": 1488.0, "position": 1, "display_name": "Gemini 3 Pro",
     "organization": "Google", "country": "US", "license": "proprietary", "preview": False,
+    "deprecated": False, "listed": True, "why": [],
 }
 
 
@@ -54,7 +55,11 @@ class StoredRow(BaseModel):
     wins: int
     losses: int
     ties: int
-    preliminary: bool = Field(description="Too few votes for a settled score.")
+    preliminary: bool = Field(description="Too few votes for a settled score: as the rating "
+                              "service writes it, fewer than `PODIUM_RATING_PRELIMINARY_VOTES`; "
+                              "as the api serves it, also the deployment's preliminary policy "
+                              "(`PODIUM_API_PRELIMINARY_MIN_VOTES`, fresh votes since "
+                              "`public_since`).")
     elo: float | None = Field(default=None, description="Online Elo (vote boards without "
                               "style control only).")
 
@@ -70,6 +75,14 @@ class Row(StoredRow):
     country: str | None = None
     license: str | None = None
     preview: bool | None = None
+    deprecated: bool = Field(default=False, description="Retired in the registry: left out of "
+                             "the default view (`include_deprecated=true`), kept in the fit.")
+    listed: bool = Field(default=True, description="At or above the listing threshold "
+                         "(`PODIUM_API_MIN_VOTES_TO_LIST`); unlisted rows are left out of the "
+                         "default view (`include_unlisted=true`).")
+    why: list[str] = Field(default_factory=list, description="Why the row is deprecated, "
+                           "unlisted or preliminary (one reason each; empty when none), e.g. "
+                           '"preliminary: 420 votes since public release, fewer than 1000".')
 
 
 class StyleCoefficient(BaseModel):

@@ -19,6 +19,7 @@ from services.api.board_cache import BoardChanges, RenderedBoards
 from services.api.board_fast_path import BoardFastPath
 from services.api.metrics import ApiMetrics
 from services.api.rank_feed import RankChangeFeed
+from services.api.rows import ListingPolicy
 from services.api.standings import StandingsReader
 from services.common.health import KafkaProbe, RedisProbe
 from services.common.http import OrjsonResponse, RequestAdmission, install_error_handlers
@@ -61,6 +62,12 @@ def create_app(settings: ApiSettings, redis_client: RedisClient | None = None) -
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 
+def listing_policy(settings: ApiSettings) -> ListingPolicy:
+    """The deployment's publishing rules, from its settings."""
+    return ListingPolicy(settings.api_min_votes_to_list, settings.api_preliminary_min_votes,
+                         settings.api_preliminary_min_fresh_votes)
+
+
 def _lifespan(settings: ApiSettings, redis_client: RedisClient | None, metrics: ApiMetrics
               ) -> Lifespan:
     """What the app holds while it serves (on ``app.state``), set up and closed in order."""
@@ -73,8 +80,10 @@ def _lifespan(settings: ApiSettings, redis_client: RedisClient | None, metrics: 
         app.state.redis = client
         app.state.reader = StandingsReader(client, settings.keys)
         app.state.registry = ModelRegistry(client, settings.keys)
+        app.state.listing_policy = listing_policy(settings)
         app.state.rendered_boards = RenderedBoards(fresh_s=settings.api_read_cache_s,
-                                                   recheck_s=settings.api_read_recheck_s)
+                                                   recheck_s=settings.api_read_recheck_s,
+                                                   policy=app.state.listing_policy)
         changes = asyncio.create_task(BoardChanges(
             client, settings.keys.board_changes(), app.state.rendered_boards).run())
         app.state.feed = RankChangeFeed(settings.kafka_bootstrap, settings.topics.rank_changes,

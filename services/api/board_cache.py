@@ -35,7 +35,7 @@ import orjson
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
 
-from services.api.rows import labelled
+from services.api.rows import ListingPolicy, labelled
 from services.api.standings import StandingsReader
 from services.common.redis_client import RedisClient
 from services.common.registry import ModelRegistry
@@ -69,8 +69,10 @@ class RenderedBoards:
     """Responses of board reads by (arena, view, variant); see the module's staleness bound."""
 
     def __init__(self, size: int = 512, fresh_s: float = 0.05, recheck_s: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 policy: ListingPolicy | None = None) -> None:
         self._size = size
+        self._policy = policy or ListingPolicy()
         self._fresh_s = fresh_s
         self._recheck_s = max(recheck_s, fresh_s)
         self._clock = clock
@@ -155,7 +157,8 @@ class RenderedBoards:
             entry.checked, entry.epoch = started, epoch  # unchanged: no JSON work
         else:
             doc = orjson.loads(raw)
-            doc["rows"] = labelled(doc["rows"], await registry.all_at(version))
+            doc["rows"] = labelled(doc["rows"], await registry.all_at(version),
+                                   str(doc["board"]), self._policy)
             body = orjson.dumps(render(doc))
             entry = RenderedBoard(raw, version, body, json_headers(body), started, epoch)
         # an invalidation during this read leaves ``epoch`` behind: the next read loads again

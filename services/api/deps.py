@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import Depends, HTTPException, Request
 
 from services.api.board_cache import RenderedBoards
-from services.api.rows import labelled
+from services.api.rows import ListingPolicy, labelled
 from services.api.standings import StandingsReader
 from services.common.registry import ModelRegistry
 from shared.events import ModelInfo
@@ -24,8 +24,14 @@ async def _registry(request: Request) -> ModelRegistry:
     return registry
 
 
+async def _policy(request: Request) -> ListingPolicy:
+    policy: ListingPolicy = request.app.state.listing_policy
+    return policy
+
+
 Reader = Annotated[StandingsReader, Depends(_reader)]
 Registry = Annotated[ModelRegistry, Depends(_registry)]
+Policy = Annotated[ListingPolicy, Depends(_policy)]
 
 
 async def board_or_404(reader: StandingsReader, arena: str, view: str) -> dict[str, Any]:
@@ -36,11 +42,13 @@ async def board_or_404(reader: StandingsReader, arena: str, view: str) -> dict[s
 
 
 async def labelled_board(reader: StandingsReader, registry: ModelRegistry, arena: str,
-                         view: str) -> tuple[dict[str, Any], dict[str, ModelInfo]]:
-    """The board document with registry-labelled rows, and the registry it used."""
+                         view: str, policy: ListingPolicy
+                         ) -> tuple[dict[str, Any], dict[str, ModelInfo]]:
+    """The board document with registry-labelled rows (judged by ``policy``), and the registry
+    it used."""
     doc = await board_or_404(reader, arena, view)
     models = await registry.all_at(await registry.version())
-    doc["rows"] = labelled(doc["rows"], models)
+    doc["rows"] = labelled(doc["rows"], models, str(doc["board"]), policy)
     return doc, models
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import Response
 
-from services.api.deps import Reader, Registry, Rendered, labelled_board
+from services.api.deps import Policy, Reader, Registry, Rendered, labelled_board
 from services.api.params import ArenaParam, ViewParam
 from services.api.responses import BoardList, Groups, Matchups, Standings
 from services.api.rows import RowFilter, export_csv, export_json, groups, headline
@@ -21,6 +21,10 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
 
 Top = Annotated[int | None, Query(ge=1, le=10_000, description="Keep the first N rows.")]
 MinVotes = Annotated[int, Query(ge=0, description="Leave out models with fewer votes.")]
+IncludeDeprecated = Annotated[bool, Query(
+    description="Show deprecated (retired) models too; they are always in the fit.")]
+IncludeUnlisted = Annotated[bool, Query(
+    description="Show models below the listing threshold (`PODIUM_API_MIN_VOTES_TO_LIST`) too.")]
 
 
 @router.get("", response_model=BoardList, summary="All boards and their sizes")
@@ -34,7 +38,9 @@ async def list_boards(reader: Reader) -> Any:
     summary="Live standings of one board, with filters",
     description="Columns as LMArena shows them: rank, rank_ub (rank upper bound), score, "
     "95% CI, votes, preliminary; plus the registry facts of each model. `rank` and `rank_ub` "
-    "are on the whole board; `position` is the place among the filtered rows.",
+    "are on the whole board; `position` is the place among the filtered rows. The default "
+    "view leaves out deprecated models and models below the listing threshold (both stay in "
+    "the fit); each row says `deprecated`, `listed`, `preliminary` and `why`.",
     responses=NOT_FOUND,
 )
 async def get_board(
@@ -49,8 +55,11 @@ async def get_board(
     preview: Annotated[bool | None, Query(description="Only previews (true) or not.")] = None,
     min_votes: MinVotes = 0,
     top: Top = None,
+    include_deprecated: IncludeDeprecated = False,
+    include_unlisted: IncludeUnlisted = False,
 ) -> Any:
-    filters = RowFilter(organization, country, license, preview, min_votes, top)
+    filters = RowFilter(organization, country, license, preview, min_votes, top,
+                        include_deprecated, include_unlisted)
     body = await rendered.body(reader, registry, arena, view, filters, filters.render)
     return Response(body, media_type="application/json")
 
@@ -82,13 +91,17 @@ def _groups_endpoint(by: Literal["organization", "country"]) -> Any:
     async def endpoint(
         reader: Reader,
         registry: Registry,
+        policy: Policy,
         arena: ArenaParam,
         view: ViewParam,
         top: Annotated[int, Query(ge=1, le=10_000, description="Size of the top.")] = 10,
         min_votes: MinVotes = 0,
+        include_deprecated: IncludeDeprecated = False,
+        include_unlisted: IncludeUnlisted = False,
     ) -> Any:
-        doc, _ = await labelled_board(reader, registry, arena, view)
-        rows = RowFilter(min_votes=min_votes).apply(doc["rows"])
+        doc, _ = await labelled_board(reader, registry, arena, view, policy)
+        rows = RowFilter(min_votes=min_votes, include_deprecated=include_deprecated,
+                         include_unlisted=include_unlisted).apply(doc["rows"])
         found = groups(rows, by, top)
         return OrjsonResponse({"board": doc["board"], "by": by, "top": top, "groups": found,
                                "headline": headline(found, top)})
@@ -126,11 +139,16 @@ router.add_api_route(
 async def export_board(
     reader: Reader,
     registry: Registry,
+    policy: Policy,
     arena: ArenaParam,
     view: ViewParam,
     format: Annotated[Literal["json", "csv"], Query()] = "json",
+    include_deprecated: IncludeDeprecated = False,
+    include_unlisted: IncludeUnlisted = False,
 ) -> Response:
-    doc, _ = await labelled_board(reader, registry, arena, view)
+    doc, _ = await labelled_board(reader, registry, arena, view, policy)
+    doc["rows"] = RowFilter(include_deprecated=include_deprecated,
+                            include_unlisted=include_unlisted).apply(doc["rows"])
     board = board_name(arena, view)
     if format == "csv":
         filename = board.replace("/", "-").replace(":", "_")

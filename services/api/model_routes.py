@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query
 
-from services.api.deps import Reader, Registry
+from services.api.deps import Policy, Reader, Registry
 from services.api.params import BoardQuery as Board
 from services.api.responses import HeadToHead, History, ModelPage
 from services.api.rows import labelled
@@ -57,14 +57,16 @@ async def get_history(
     summary="A model's registry entry and its row on every board",
     responses={404: {"description": "Neither registered nor on any board."}},
 )
-async def get_model(reader: Reader, registry: Registry, model_id: ModelPath) -> Any:
+async def get_model(reader: Reader, registry: Registry, policy: Policy, model_id: ModelPath
+                    ) -> Any:
     info = await registry.get(model_id)
     rows = []
     for arena, view in await reader.board_names():
         doc = await reader.board_doc(arena, view)
         for row in (doc or {}).get("rows", []):
             if row["model"] == model_id:
-                [row] = labelled([row], {model_id: info} if info else {})
+                [row] = labelled([row], {model_id: info} if info else {},
+                                 board_name(arena, view), policy)
                 rows.append({**row, "board": board_name(arena, view)})
                 break
     if info is None and not rows:

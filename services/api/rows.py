@@ -8,26 +8,91 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from shared.events import ModelInfo
+from shared.events import BENCH_ARENA, ModelInfo
 
 EXPORT_COLUMNS = ("rank", "rank_ub", "model", "display_name", "organization", "country",
-                  "license", "preview", "score", "ci_low", "ci_high", "votes", "preliminary")
+                  "license", "preview", "score", "ci_low", "ci_high", "votes", "preliminary",
+                  "deprecated", "listed")
 
 
-def labelled(rows: Sequence[Mapping[str, Any]], registry: Mapping[str, ModelInfo]
-             ) -> list[dict[str, Any]]:
-    """Rows with the registry facts of their model (null when the model is not registered)."""
+@dataclass(frozen=True)
+class ListingPolicy:
+    """The deployment's publishing rules (``PODIUM_API_MIN_VOTES_TO_LIST``,
+    ``PODIUM_API_PRELIMINARY_MIN_VOTES``, ``PODIUM_API_PRELIMINARY_MIN_FRESH_VOTES``)."""
+
+    min_votes_to_list: int = 0
+    preliminary_min_votes: int = 0
+    preliminary_min_fresh_votes: int = 0
+
+    def judged(self, row: dict[str, Any], info: ModelInfo | None, board: str) -> None:
+        """Set the row's ``deprecated``, ``listed``, ``preliminary`` and ``why`` (the reasons
+        for each flag that is not the plain case), in place."""
+        votes = int(row["votes"])
+        if (votes >= self.min_votes_to_list and votes >= self.preliminary_min_votes
+                and not row.get("preliminary")
+                and (info is None or (not info.deprecated and info.public_since is None))):
+            row["preliminary"], row["deprecated"], row["listed"], row["why"] = (
+                False, False, True, [])  # the plain row (most of a board): no reasons to build
+            return
+        why: list[str] = []
+        deprecated = info is not None and info.deprecated
+        if deprecated:
+            assert info is not None
+            since = f" since {info.deprecated_at.isoformat()}" if info.deprecated_at else ""
+            why.append(f"deprecated{since}: hidden by default, kept in the fit")
+        listed = votes >= self.min_votes_to_list
+        if not listed:
+            why.append(f"unlisted: {votes} votes, fewer than the {self.min_votes_to_list} "
+                       "needed to be listed")
+        preliminary = bool(row.get("preliminary"))
+        if preliminary:
+            why.append(f"preliminary: {votes} votes, too few for a settled score")
+        elif votes < self.preliminary_min_votes:
+            preliminary = True
+            why.append(f"preliminary: {votes} votes, fewer than {self.preliminary_min_votes}")
+        fresh = self.fresh_votes(votes, info, board)
+        if fresh is not None and fresh < self.preliminary_min_fresh_votes:
+            preliminary = True
+            why.append(f"preliminary: {fresh} votes since public release, fewer than "
+                       f"{self.preliminary_min_fresh_votes}")
+        row["preliminary"] = preliminary
+        row["deprecated"] = deprecated
+        row["listed"] = listed
+        row["why"] = why
+
+    @staticmethod
+    def fresh_votes(votes: int, info: ModelInfo | None, board: str) -> int | None:
+        """Votes on the board since the model's ``public_since`` was recorded (its votes then
+        are the baseline), or None when it has none."""
+        if info is None or info.public_since is None:
+            return None
+        baseline = (info.public_votes or {}).get(board, 0)
+        return max(0, votes - baseline)
+
+
+NO_THRESHOLDS = ListingPolicy()
+
+
+def labelled(rows: Sequence[Mapping[str, Any]], registry: Mapping[str, ModelInfo],
+             board: str = "", policy: ListingPolicy | None = None) -> list[dict[str, Any]]:
+    """Rows with the registry facts of their model (null when the model is not registered) and
+    the publishing rules' verdict (``ListingPolicy.judged``). Benchmark boards have no votes
+    (a row is one score): only deprecation applies there."""
+    if policy is None or board.startswith(BENCH_ARENA + "/"):
+        policy = NO_THRESHOLDS
     out = []
     for row in rows:
         info = registry.get(str(row["model"]))
-        out.append({
+        labelled_row = {
             **row,
             "display_name": info.display_name if info else None,
             "organization": info.organization if info else None,
             "country": info.country if info else None,
             "license": info.license if info else None,
             "preview": info.preview if info else None,
-        })
+        }
+        policy.judged(labelled_row, info, board)
+        out.append(labelled_row)
     return out
 
 
@@ -39,6 +104,8 @@ class RowFilter:
     preview: bool | None = None
     min_votes: int = 0
     top: int | None = None
+    include_deprecated: bool = False
+    include_unlisted: bool = False
 
     def render(self, doc: dict[str, Any]) -> dict[str, Any]:
         """The board document with only the rows that pass."""
@@ -49,6 +116,10 @@ class RowFilter:
         """Labelled rows that pass every filter, then the first ``top``, with their position."""
         kept: list[dict[str, Any]] = []
         for row in rows:
+            if not self.include_deprecated and row.get("deprecated"):
+                continue
+            if not self.include_unlisted and row.get("listed") is False:
+                continue
             if self.organization is not None and (
                     str(row.get("organization") or "").casefold() != self.organization.casefold()):
                 continue

@@ -23,7 +23,7 @@ from rich.table import Table
 from services.cli.lmarena import RowError
 from services.cli.replay import ReplaySummary, replay
 from shared.client import PodiumClient, PodiumError, PodiumUnavailable
-from shared.events import ModelInfo, RankChange
+from shared.events import ModelFields, ModelInfo, RankChange, utc_now
 from shared.settings import ClientSettings
 
 T = TypeVar("T")
@@ -266,6 +266,37 @@ def models_add(
         raise typer.Exit(1)
 
 
+@models_app.command("deprecate")
+def models_deprecate(
+    ctx: typer.Context,
+    model_id: Annotated[str, typer.Argument(metavar="ID")],
+    undo: Annotated[bool, typer.Option("--undo", help="Bring it back.")] = False,
+) -> None:
+    """Retire a model: hidden from the boards' default view, kept in the fit (admin token)."""
+    info = _run(ctx, lambda client: client.update_model(
+        model_id, ModelFields(deprecated=not undo)))
+    out.print(f"{info.id} deprecated since {info.deprecated_at.isoformat()}"
+              if info.deprecated_at else f"{info.id} is not deprecated")
+
+
+@models_app.command("release")
+def models_release(
+    ctx: typer.Context,
+    model_id: Annotated[str, typer.Argument(metavar="ID")],
+    since: Annotated[str | None, typer.Option(
+        help="ISO 8601 with a time zone (default: now); its fresh votes count from now.")] = None,
+) -> None:
+    """Record a model's public release (``public_since``): it stays preliminary until it has
+    ``PODIUM_API_PRELIMINARY_MIN_FRESH_VOTES`` votes counted from now (admin token)."""
+    try:
+        fields = ModelFields.model_validate({"public_since": since or utc_now().isoformat()})
+    except ValidationError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    info = _run(ctx, lambda client: client.update_model(model_id, fields))
+    out.print(f"{info.id} public since {info.public_since}; baseline {info.public_votes or {}}")
+
+
 @models_app.command("list")
 def models_list(
     ctx: typer.Context,
@@ -278,9 +309,11 @@ def models_list(
         for m in models:
             sys.stdout.write(m.model_dump_json() + "\n")
         return
-    table = Table("id", "name", "organization", "country", "license", "preview", "released")
+    table = Table("id", "name", "organization", "country", "license", "preview", "released",
+                  "deprecated")
     for m in models:
         table.add_row(m.id, m.display_name, m.organization or "", m.country or "",
                       m.license or "", "yes" if m.preview else "",
-                      m.release_date.isoformat() if m.release_date else "")
+                      m.release_date.isoformat() if m.release_date else "",
+                      m.deprecated_at.date().isoformat() if m.deprecated_at else "")
     out.print(table)

@@ -137,3 +137,10 @@ class ModelRegistry:
         await self._write(info)
         await self._changed()
         return info
+
+    async def replace(self, info: ModelInfo) -> None:
+        """Write ``info`` as the entry of a registered model (the admin's lifecycle updates:
+        the caller read it, applied the fields and set the server-set ones)."""
+        await self._write(info)
+        self._known.add(info.id)
+        await self._changed()

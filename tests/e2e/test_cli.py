@@ -109,6 +109,17 @@ async def test_replaying_an_lmarena_csv(stack: dict[str, ServiceProcess], tmp_pa
     listed = podium(stack, "models", "list", "--json")
     models = {m["id"]: m for m in map(orjson.loads, listed.stdout.splitlines())}
     assert set(models) == {"alpha", "beta", "gamma"} and models["alpha"]["organization"] == "Acme"
+    retired = podium(stack, "models", "deprecate", "gamma")
+    assert retired.returncode == 0 and "gamma deprecated since" in retired.stdout, retired.stderr
+    unknown = podium(stack, "models", "deprecate", "nobody")
+    assert unknown.returncode == 1 and "not registered" in unknown.stderr
+    async with httpx.AsyncClient(base_url=stack["api"].url, timeout=10) as api:
+        async def gamma_hidden() -> bool:
+            doc = (await api.get("/v1/leaderboards/text/overall")).json()
+            return {row["model"] for row in doc["rows"]} == {"alpha", "beta"}
+
+        await wait_until(gamma_hidden, 10, "gamma hidden from the default board")
+    assert podium(stack, "models", "deprecate", "gamma", "--undo").returncode == 0
 
     exported = podium(stack, "export", "text/overall", "--format", "csv")
     assert exported.returncode == 0 and len(exported.stdout.strip().splitlines()) == 1 + 3

@@ -109,7 +109,9 @@ async def test_registry_admin_unknown_models_and_scores(infra: Infra, prefix: st
                                                               "display_name": "A One"},
                                    headers=admin)
             assert r.status_code == 200
-            assert r.json() == {**entry, "display_name": "A One", "preview": True}
+            assert r.json() == {**entry, "display_name": "A One", "preview": True,
+                                "deprecated": False, "deprecated_at": None,
+                                "public_since": None, "public_votes": None}
             r = await client.patch("/v1/admin/models/ghost", json={"preview": True},
                                    headers=admin)
             assert r.status_code == 404
