@@ -33,7 +33,7 @@ per opponent x: a beat x, a tied x, b lost to x, b tied x.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -45,7 +45,7 @@ from services.rating.engine.counts import FloatMatrix, IntMatrix, PairCounts
 from services.rating.engine.newton import solve_linear
 
 Result = Literal["win", "loss", "tie"]
-# the cell kinds of :func:`_influences`, in column-block order: (whose vote, its result)
+# the cell kinds of a row, in column-block order: (whose vote: 0 a's, 1 b's; its result)
 _KINDS: Final[tuple[tuple[int, Result], ...]] = ((0, "win"), (0, "tie"), (1, "loss"), (1, "tie"))
 _INDEX_BITS_MAX: Final = 16  # column index packed into a float32 sort key up to 2^16 columns
 _HEAD: Final = 64  # most closing cells counted first; a gap they leave open is counted in full
@@ -98,9 +98,7 @@ def rank_margins(counts: PairCounts, fit: BoardFit) -> list[int | None]:
         return [None] * order.size
     closing = _closing(counts, fit, order[:-1], order[1:])
     gaps = fit.theta[order[:-1]] - fit.theta[order[1:]]
-    columns, per_vote = _descending(closing.per_vote)
-    margins = _votes_to_close(closing, gaps, columns, per_vote)
-    return [*margins, None]
+    return [*_votes_to_close(closing, gaps), None]
 
 
 def adverse_votes(counts: PairCounts, fit: BoardFit, model: str, below: str) -> list[AdverseVotes]:
@@ -108,9 +106,8 @@ def adverse_votes(counts: PairCounts, fit: BoardFit, model: str, below: str) -> 
     first (the last cell only as far as needed); empty when the gap cannot be closed."""
     a, b = counts.index(model), counts.index(below)
     closing = _closing(counts, fit, np.array([a], np.intp), np.array([b], np.intp))
-    gap = fit.theta[[a]] - fit.theta[[b]]
-    columns, per_vote = _descending(closing.per_vote)
-    needed = _votes_to_close(closing, gap, columns, per_vote)[0]
+    needed = _votes_to_close(closing, fit.theta[[a]] - fit.theta[[b]])[0]
+    columns, per_vote = _descending(closing.per_vote, closing.per_vote.shape[1])
     votes = closing.votes(np.zeros(1, np.intp), columns)[0].tolist()
     out: list[AdverseVotes] = []
     for column, n, each in zip(columns[0].tolist(), votes, per_vote[0].tolist(), strict=True):
@@ -131,63 +128,64 @@ def _closing(counts: PairCounts, fit: BoardFit, top: IndexMatrix, below: IndexMa
     options = fit.options
     wins, ties = counts.wins(), counts.ties()
     battles = wins + wins.T + ties
-    p = expit(fit.theta[:, None] - fit.theta[None, :])
+    theta = fit.theta
+    p = expit(theta[:, None] - theta[None, :])
+    info = p * (1.0 - p)
     n = battles.astype(np.float64)
-    if options.reweighted:
-        weight = 1.0 / np.maximum(n, float(options.min_pair_count))
-    else:
-        weight = np.ones_like(n)
-    u = _gap_directions(weight * battles, p * (1.0 - p), options.l2, top, below)
+    weighted = n / np.maximum(n, float(options.min_pair_count)) if options.reweighted else n
+    # the per-row work below is (R, M) arrays: in float32 (half the memory traffic; the counts
+    # do not need more than its 7 digits)
+    u = _gap_directions(weighted, info, options.l2, top, below).astype(np.float32)
+    theta32, p32, weighted32 = (x.astype(np.float32) for x in (theta, p, weighted))
     rows = np.arange(top.size)
-    to_a = u - u[rows, top][:, None]  # u_x - u_a <= 0: a's vote against x moves the gap by
-    to_b = u - u[rows, below][:, None]  # -coef * to_a; u_x - u_b >= 0: b's, by -coef * to_b
-    fixed_a, fixed_b = weight[top], weight[below]
-    coef_win, coef_tie_a = fixed_a * (p[top] - 1.0), fixed_a * (p[top] - 0.5)
-    coef_loss, coef_tie_b = fixed_b * p[below], fixed_b * (p[below] - 0.5)
-    # averaged with the same where a and b meet halfway (the trapezoid rule along the path)
-    p_mid, scale_a, scale_b = _halfway(fit.theta, weight * battles, p, top, below)
-    coef_win = 0.5 * (coef_win + fixed_a * (p_mid - 1.0) * scale_a)
-    coef_tie_a = 0.5 * (coef_tie_a + fixed_a * (p_mid - 0.5) * scale_a)
-    coef_loss = 0.5 * (coef_loss + fixed_b * p_mid * scale_b)
-    coef_tie_b = 0.5 * (coef_tie_b + fixed_b * (p_mid - 0.5) * scale_b)
-    if options.reweighted:
-        # weight 1/n above min_pair_count: the pair's total weight stays 1, its mean score moves
-        free = n > options.min_pair_count
-        mean = np.divide(wins + 0.5 * ties, n, out=np.zeros_like(n), where=free)
-        free_a, free_b, mean_a, mean_b = free[top], free[below], mean[top], mean[below]
-        coef_win = np.where(free_a, (mean_a - 1.0) * fixed_a, coef_win)
-        coef_tie_a = np.where(free_a, (mean_a - 0.5) * fixed_a, coef_tie_a)
-        coef_loss = np.where(free_b, mean_b * fixed_b, coef_loss)
-        coef_tie_b = np.where(free_b, (mean_b - 0.5) * fixed_b, coef_tie_b)
+    # a's vote against x moves the gap by c (u_a - u_x), b's by c (u_b - u_x); c of a vote of a
+    # (b) is the mean of c at the fit and where a and b meet halfway (the trapezoid rule along
+    # the path), times there the ratio s of a's (b's) information at the fit to halfway
+    half_a = np.float32(0.5) * (u[rows, top][:, None] - u)  # (u_a - u_x) / 2 >= 0
+    half_b = np.float32(0.5) * (u[rows, below][:, None] - u)  # (u_b - u_x) / 2 <= 0
+    p_mid = expit((np.float32(0.5) * (theta32[top] + theta32[below]))[:, None] - theta32)
+    p_mid[rows, top] = p_mid[rows, below] = 0.5
+    information = (weighted * info).sum(axis=1)
+    info_mid = p_mid * (np.float32(1.0) - p_mid)
+    scale_a = _ratio(information[top], (weighted32[top] * info_mid).sum(axis=1))[:, None]
+    scale_b = _ratio(information[below], (weighted32[below] * info_mid).sum(axis=1))[:, None]
+    scale_a, scale_b = scale_a.astype(np.float32), scale_b.astype(np.float32)
+    sum_a, sum_b = p_mid * scale_a, p_mid * scale_b
+    sum_a += p32[top]  # p_ax + s_a p_mid_x: twice the mean p, the constants of c apart
+    sum_b += p32[below]
     m = p.shape[0]
     per_vote = np.empty((top.size, 4 * m), dtype=np.float32)
-    np.multiply(coef_win, to_a, out=per_vote[:, :m], casting="same_kind")
-    np.multiply(coef_tie_a, to_a, out=per_vote[:, m:2 * m], casting="same_kind")
-    np.multiply(coef_loss, to_b, out=per_vote[:, 2 * m:3 * m], casting="same_kind")
-    np.multiply(coef_tie_b, to_b, out=per_vote[:, 3 * m:], casting="same_kind")
+    blocks = [per_vote[:, k * m:(k + 1) * m] for k in range(4)]
+    # c of a win: p - 1; of a tie: p - 1/2; of a loss: p (a unit weight; reweighted below).
+    # Closing is minus the gap's change: -(c_fit + s c_mid) / 2 (u_first - u_x).
+    np.multiply((1.0 + scale_a) - sum_a, half_a, out=blocks[0], casting="same_kind")
+    np.multiply(0.5 * (1.0 + scale_a) - sum_a, half_a, out=blocks[1], casting="same_kind")
+    np.multiply(sum_b, half_b, out=blocks[2], casting="same_kind")
+    np.negative(blocks[2], out=blocks[2])
+    np.multiply(0.5 * (1.0 + scale_b) - sum_b, half_b, out=blocks[3], casting="same_kind")
+    if options.reweighted:
+        _reweight(blocks, n, wins, ties, options.min_pair_count, (top, below), (half_a, half_b))
     np.maximum(per_vote, 0.0, out=per_vote)
     return _Closing(top, below, per_vote, wins, ties)
 
 
-def _halfway(theta: FloatMatrix, weighted: FloatMatrix, p: FloatMatrix, top: IndexMatrix,
-             below: IndexMatrix) -> tuple[FloatMatrix, FloatMatrix, FloatMatrix]:
-    """Where a and b meet halfway (theta_a = theta_b = their mean): the win probability of
-    either against each x, and how much less (or more) a vote of a, of b, moves the gap there
-    (the ratio of their Fisher information at the fit to that halfway: u scales as 1/h)."""
-    rows = np.arange(top.size)
-    mid = 0.5 * (theta[top] + theta[below])
-    p_mid = expit(mid[:, None] - theta[None, :])
-    p_mid[rows, top] = p_mid[rows, below] = 0.5
-    info_mid = p_mid * (1.0 - p_mid)
-    info = p * (1.0 - p)
-    scale_a = _ratio((weighted[top] * info[top]).sum(axis=1),
-                     (weighted[top] * info_mid).sum(axis=1))
-    scale_b = _ratio((weighted[below] * info[below]).sum(axis=1),
-                     (weighted[below] * info_mid).sum(axis=1))
-    return p_mid, scale_a[:, None], scale_b[:, None]
+def _reweight(blocks: list[Float32Matrix], n: FloatMatrix, wins: IntMatrix, ties: IntMatrix,
+              min_pair_count: int, firsts: tuple[IndexMatrix, IndexMatrix],
+              halves: tuple[NDArray[np.floating[Any]], NDArray[np.floating[Any]]]) -> None:
+    """arena-rank's reweighting: a vote weighs 1/max(n, min_pair_count). A pair at most at the
+    floor keeps that fixed weight (its blocks are scaled by it); above it, the pair's total
+    weight stays 1 whatever is dropped and only its mean score s moves: c = (s - y) / n, the
+    observed s (no path average: it is not the fit that moves it)."""
+    weight = 1.0 / np.maximum(n, float(min_pair_count))
+    free = n > min_pair_count
+    mean = np.divide(wins + 0.5 * ties, n, out=np.zeros_like(n), where=free)
+    for k, (side, score) in enumerate(((0, 1.0), (0, 0.5), (1, 0.0), (1, 0.5))):
+        first, half = firsts[side], halves[side]
+        at_fit = -2.0 * (mean[first] - score) * weight[first] * half  # 2 * half: u_first - u_x
+        blocks[k][...] = np.where(free[first], at_fit, blocks[k] * weight[first])
 
 
-def _ratio(at_fit: FloatMatrix, halfway: FloatMatrix) -> FloatMatrix:
+def _ratio(at_fit: FloatMatrix, halfway: NDArray[np.floating]) -> FloatMatrix:
     out: FloatMatrix = np.divide(at_fit, halfway, out=np.ones_like(at_fit), where=halfway > 0)
     return out
 
@@ -230,36 +228,41 @@ def _spd_inverse(matrix: FloatMatrix) -> FloatMatrix:
     return np.asarray(solve_linear(matrix, identity), dtype=np.float64)
 
 
-def _descending(per_vote: Float32Matrix) -> tuple[IndexMatrix, Float32Matrix]:
-    """Each row's columns, largest value first, with those values. Sorted as float32 keys with
-    the column index packed into their low mantissa bits (an argsort of float64 was 3-5x
-    slower); the values keep 23 - bits bits (~0.05% at 300 models), and cells within that of
-    each other are in any order: not a vote's difference to the count."""
+def _descending(per_vote: Float32Matrix, width: int) -> tuple[IndexMatrix, Float32Matrix]:
+    """The ``width`` largest columns of each row, largest first, with their values. Sorted as
+    int32 keys: the (non-negative) float32 value with the column index packed into its low
+    mantissa bits, negated (an argsort of float64 was 3-5x slower); the values keep 23 - bits
+    bits (~0.05% at 300 models), and cells within that of each other are in any order: not a
+    vote's difference to the count. Fewer than all columns: a partition, then a sort of those."""
     columns = per_vote.shape[1]
+    width = min(width, columns)
     bits = max(1, (columns - 1).bit_length())
     if bits > _INDEX_BITS_MAX:
-        order: IndexMatrix = np.argsort(-per_vote, axis=1, kind="stable")
+        order: IndexMatrix = np.argsort(-per_vote, axis=1, kind="stable")[:, :width]
         return order, np.take_along_axis(per_vote, order, axis=1)
     mask = np.int32((1 << bits) - 1)
     keys = per_vote.view(np.int32) & ~mask  # non-negative floats sort as their bits
     keys |= np.arange(columns, dtype=np.int32)
+    np.negative(keys, out=keys)
+    if width < columns:
+        keys = np.partition(keys, width - 1, axis=1)[:, :width]
     keys.sort(axis=1)
-    keys = keys[:, ::-1]
+    np.negative(keys, out=keys)
     values: Float32Matrix = (keys & ~mask).view(np.float32)
     return (keys & mask).astype(np.intp), values
 
 
-def _votes_to_close(
-    closing: _Closing, gaps: FloatMatrix, columns: IndexMatrix, per_vote: Float32Matrix
-) -> list[int | None]:
+def _votes_to_close(closing: _Closing, gaps: FloatMatrix) -> list[int | None]:
     """Per row: the fewest votes, most closing first, whose closings sum to at least its gap
     (None when all of them do not; 0 for a gap <= 0). The first ``_HEAD`` cells of a row
     usually do; the rows they do not are counted again over all their cells."""
     rows = np.arange(gaps.size)
-    out = _count(closing, gaps, rows, columns[:, :_HEAD], per_vote[:, :_HEAD])
+    out = _count(closing, gaps, rows, *_descending(closing.per_vote, _HEAD))
     again = [r for r, n in enumerate(out) if n is None and gaps[r] > 0.0]
-    if again and columns.shape[1] > _HEAD:
-        more = _count(closing, gaps[again], rows[again], columns[again], per_vote[again])
+    columns = closing.per_vote.shape[1]
+    if again and columns > _HEAD:
+        more = _count(closing, gaps[again], rows[again],
+                      *_descending(closing.per_vote[again], columns))
         for r, n in zip(again, more, strict=True):
             out[r] = n
     return out
