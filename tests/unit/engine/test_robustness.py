@@ -8,6 +8,7 @@ from itertools import pairwise
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
 from scipy.special import expit
 
 from services.rating.engine import (
@@ -21,7 +22,8 @@ from services.rating.engine import (
     rank_margins,
 )
 from services.rating.engine.pairs import PairData
-from tests.unit.engine.synthetic import counts_of, synthetic_battles, synthetic_counts
+from tests.unit.engine.synthetic import Battle, counts_of, synthetic_battles, synthetic_counts
+from tests.unit.engine.test_properties import OPTIONS, battle_lists
 
 _CELLS_OF = {"win": (("model_a", False), ("model_b", True)),
              "loss": (("model_b", False), ("model_a", True)),
@@ -200,3 +202,24 @@ def test_any_board_gets_a_margin_per_row(counts: PairCounts) -> None:
         assert margins[-1] is None
     assert all(m is None or (isinstance(m, int) and m >= 0) for m in margins)
     assert all(m is None or m <= counts.total for m in margins)
+
+
+@settings(max_examples=150, deadline=None)
+@given(battles=battle_lists(min_size=0), options=OPTIONS)
+def test_any_board_gets_margins_that_are_counts_or_none(battles: list[Battle],
+                                                        options: FitOptions) -> None:
+    """Whatever the board (unbeaten models, one-sided pairs, disconnected, reweighted): one
+    margin per row, none raised, each a count of at most the two models' votes, or None; the
+    votes :func:`adverse_votes` names add up to it."""
+    counts = counts_of(battles)
+    fit = fit_board(counts, options)
+    margins = rank_margins(counts, fit)
+    assert len(margins) == len(counts)
+    order = [fit.models[k] for k in fit.order()]
+    battles_of = dict(zip(fit.models, fit.votes.tolist(), strict=True))
+    for (model, below), margin in zip(pairwise(order), margins, strict=False):
+        if margin is None:
+            continue
+        assert isinstance(margin, int) and 0 <= margin <= battles_of[model] + battles_of[below]
+        named = adverse_votes(counts, fit, model, below)
+        assert sum(group.votes for group in named) == margin
