@@ -18,8 +18,9 @@ A straight first-order count overestimates (up to 3x on a wide gap, against exac
 a's wins go, p_ax falls and each further win weighs more. So the fixed-weight ``c`` of a's and
 b's votes is averaged (trapezoid rule) between the fit and the point where a and b meet halfway
 (p there; u scaled by the ratio of a's, b's Fisher information at the fit to there, as u goes
-as 1/h). Against exact refits on small boards the count is then within 0.66-1.0x of the exact
-one, 0.93x on average (tests/unit/engine/test_robustness.py; docs/decisions.md).
+as 1/h). On small boards an exact refit without the votes named then swaps the pair after
+0.66-1.0x of the count, 0.93x on average (reweighted: 0.26-1.0x, 0.74x; the count leans high;
+tests/unit/engine/test_robustness.py, docs/decisions.md).
 
 Candidates are the votes of a or b (against anyone): a vote between two other models moves the
 gap ~M times less, and leaving them out keeps the cost at O(M) per adjacent pair (O(M^2) per
