@@ -2,7 +2,8 @@
 
     /tmp/v/bin/python bench/engine_bench.py [--arena-python /tmp/arena-venv/bin/python]
 
-Measures: cold fit incl. sandwich CIs; warm refit after 1,000 new votes; the cost of applying
+Measures: cold fit incl. sandwich CIs; warm refit after 1,000 new votes, and the rank margins
+the worker computes after it (``rank_margins``, issue #20); the cost of applying
 one vote to the counts at 10 thousand vs 10 million votes so far; and, when an arena-rank
 interpreter is given (or PODIUM_ARENA_RANK_PYTHON is set), arena-rank's fit + sandwich on the
 same board, in the same run. BLAS is pinned to one thread (see bench/RESULTS.md).
@@ -29,7 +30,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from services.rating.engine import OUTCOMES, BoardFit, PairCounts, fit_board  # noqa: E402
+from services.rating.engine import (  # noqa: E402
+    OUTCOMES,
+    BoardFit,
+    PairCounts,
+    fit_board,
+    rank_margins,
+)
 from tests.unit.engine.synthetic import synthetic_counts  # noqa: E402
 
 N_MODELS = 300
@@ -63,7 +70,7 @@ def bench_fits(counts: PairCounts) -> tuple[BoardFit, dict[str, object]]:
     fit_board(counts)  # first call: imports, page faults
     cold_ms, cold_all = _median_ms(lambda: fit_board(counts), 7)
     fit = fit_board(counts)
-    warm_all, iterations = [], []
+    warm_all, iterations, margins_all = [], [], []
     for trial in range(7):
         updated = counts.copy()
         for vote in _new_votes(counts, NEW_VOTES, seed=trial):
@@ -72,6 +79,9 @@ def bench_fits(counts: PairCounts) -> tuple[BoardFit, dict[str, object]]:
         refit = fit_board(updated, warm_start=fit)
         warm_all.append((time.perf_counter() - start) * 1e3)
         iterations.append(refit.iterations)
+        start = time.perf_counter()
+        rank_margins(updated, refit)  # the worker's margin_votes, after each refit
+        margins_all.append((time.perf_counter() - start) * 1e3)
     return fit, {
         "cold_fit_ms": cold_ms,
         "cold_fit_all_ms": cold_all,
@@ -79,6 +89,8 @@ def bench_fits(counts: PairCounts) -> tuple[BoardFit, dict[str, object]]:
         "warm_refit_ms": statistics.median(warm_all),
         "warm_refit_all_ms": warm_all,
         "warm_iterations": iterations,
+        "margins_ms": statistics.median(margins_all),
+        "margins_all_ms": margins_all,
     }
 
 
@@ -149,7 +161,12 @@ def main() -> None:
         f"warm refit after {NEW_VOTES:,} new votes: {figures['warm_refit_ms']:.1f} ms median "
         f"(iterations {figures['warm_iterations']}) target <= 10 ms"
     )
-    for label, key in (("cold", "cold_fit_all_ms"), ("warm", "warm_refit_all_ms")):
+    print(
+        f"rank margins (margin_votes) after the warm refit: {figures['margins_ms']:.1f} ms "
+        "median"
+    )
+    for label, key in (("cold", "cold_fit_all_ms"), ("warm", "warm_refit_all_ms"),
+                       ("margins", "margins_all_ms")):
         runs = figures[key]
         assert isinstance(runs, list)
         print(f"  {label} runs ms: " + ", ".join(f"{t:.1f}" for t in runs))

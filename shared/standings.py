@@ -32,16 +32,16 @@ __all__ = [
 EXAMPLE_ROW: dict[str, Any] = {
     "model": "gemini-3-pro", "rank": 1, "rank_ub": 1, "score": 1492.3, "ci_low": 1486.1,
     "ci_high": 1498.4, "votes": 41230, "wins": 22011, "losses": 15012, "ties": 4207,
-    "preliminary": False, "elo": 1488.0, "position": 1, "display_name": "Gemini 3 Pro",
-    "organization": "Google", "country": "US", "license": "proprietary", "preview": False,
-    "deprecated": False, "listed": True, "why": [],
+    "preliminary": False, "elo": 1488.0, "margin_votes": 412, "position": 1,
+    "display_name": "Gemini 3 Pro", "organization": "Google", "country": "US",
+    "license": "proprietary", "preview": False, "deprecated": False, "listed": True, "why": [],
 }
 
 
 class StoredRow(BaseModel):
     """One model's standing on a board, as the rating service writes it: these columns in this
-    order (``elo`` only on vote boards without style control). Benchmark boards add the
-    ``source`` and ``timestamp`` of the score (extra columns are kept)."""
+    order (``elo`` and ``margin_votes`` only on vote boards without style control). Benchmark
+    boards add the ``source`` and ``timestamp`` of the score (extra columns are kept)."""
 
     model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [EXAMPLE_ROW]})
 
@@ -62,6 +62,11 @@ class StoredRow(BaseModel):
                               "`public_since`).")
     elo: float | None = Field(default=None, description="Online Elo (vote boards without "
                               "style control only).")
+    margin_votes: int | None = Field(
+        default=None, description="Vote boards without style control only: about how many "
+        "votes would have to be removed for this model and the next one on the whole board to "
+        "swap (a first-order influence approximation, refreshed with each fit); null on the "
+        "last row, or where the two models' votes cannot close the gap.")
 
 
 class Row(StoredRow):

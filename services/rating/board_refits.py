@@ -12,7 +12,7 @@ import orjson
 
 from services.common.redis_client import REDIS_RETRYABLE
 from services.rating.counts_applier import CountsApplier
-from services.rating.engine import BoardFit, FitOptions, fit_board
+from services.rating.engine import BoardFit, FitOptions, fit_board, rank_margins
 from services.rating.read_models import ReadModelWriter
 from services.rating.standings import LastRows, rank_changes, standings_document
 from shared.events import RankChange, SourcePosition
@@ -101,7 +101,7 @@ class BoardRefitter:
         fit = fit_board(counts, self._options, warm_start=self._fits.get(board))
         elo = state.elo[view]
         now = self._clock()
-        doc = standings_document(arena, view, fit, elo, now, position)
+        doc = standings_document(arena, view, fit, elo, now, position, rank_margins(counts, fit))
         store = self._applier.store
         old_rows = await self._last_rows.of(store, arena, view)
         await store.write_standings(arena, view, orjson.dumps(doc))

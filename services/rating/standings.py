@@ -24,10 +24,11 @@ from shared.keys import board_name
 Publish = Callable[[Sequence[bytes]], Awaitable[None]]  # values to a Kafka topic, acked
 
 
-def standings_rows(fit: BoardFit, elo: Mapping[str, float] | None = None
-                   ) -> list[dict[str, Any]]:
+def standings_rows(fit: BoardFit, elo: Mapping[str, float] | None = None,
+                   margins: Sequence[int | None] | None = None) -> list[dict[str, Any]]:
     """The fit's rows (``StoredRow``), sorted by score descending; with each model's online Elo
-    when given (style-controlled boards have none)."""
+    when given (style-controlled boards have none), and each row's ``margin_votes`` when given
+    (``engine.robustness.rank_margins``, in the same order)."""
     models, rank, rank_ub = fit.models, fit.rank.tolist(), fit.rank_ub.tolist()
     scores, ci_low, ci_high = fit.scores.tolist(), fit.ci_low.tolist(), fit.ci_high.tolist()
     votes, wins, losses = fit.votes.tolist(), fit.wins.tolist(), fit.losses.tolist()
@@ -39,6 +40,9 @@ def standings_rows(fit: BoardFit, elo: Mapping[str, float] | None = None
     if elo is not None:
         for row in rows:
             row["elo"] = elo.get(row["model"], fit.options.init_rating)
+    if margins is not None:
+        for row, margin in zip(rows, margins, strict=True):
+            row["margin_votes"] = margin
     return rows
 
 
@@ -49,9 +53,10 @@ def standings_document(
     elo: Mapping[str, float] | None,
     updated_at: datetime,
     position: SourcePosition | None,
+    margins: Sequence[int | None] | None = None,
 ) -> dict[str, Any]:
     """The board's ``StoredStandings`` document."""
-    rows = standings_rows(fit, elo)
+    rows = standings_rows(fit, elo, margins)
     return {
         "board": board_name(arena, view),
         "arena": arena,

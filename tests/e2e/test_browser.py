@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 import shutil
 from pathlib import Path
 
@@ -51,11 +52,15 @@ async def test_page_shows_the_table_and_a_live_rank_change(
                 await expect(rows.first).to_have_attribute("data-model", "ursa", timeout=20_000)
                 await expect(page.locator("#standings")).to_contain_text("Ursa Major")
                 await expect(page.locator("#status")).to_have_text("live", timeout=20_000)
+                margin = page.locator("#margin")  # rank robustness of #1 (unbeaten: no count)
+                await expect(margin).to_contain_text("#1 Ursa Major by a wide margin")
 
                 await battle(ingest, "vega", "ursa", 80)  # the flip, while the page is open
                 change = page.locator('#ticker li.change[data-model="vega"]')
                 await expect(change.first).to_contain_text("→ #1", timeout=20_000)
                 await expect(rows.first).to_have_attribute("data-model", "vega", timeout=10_000)
+                await expect(margin).to_contain_text(  # 80 wins to 30: exactly 50 would swap
+                    re.compile(r"#1 Vega 2 by a margin of \d+ votes out of 110"), timeout=10_000)
                 ARTIFACTS.mkdir(exist_ok=True)
                 await page.screenshot(path=str(ARTIFACTS / "leaderboard.png"), full_page=True)
 

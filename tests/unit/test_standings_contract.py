@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from services.api.app import create_app
-from services.rating.engine import FitOptions, fit_board
+from services.rating.engine import FitOptions, fit_board, rank_margins
 from services.rating.read_models import history_point
 from services.rating.standings import standings_document
 from shared.events import SourcePosition
@@ -90,3 +90,18 @@ def test_a_written_history_point_is_the_model_serialised() -> None:
     raw = orjson.dumps(history_point(row, NOW, True))
     assert HistoryPoint.model_validate_json(raw).model_dump_json().encode() == raw
     assert StoredRow.model_validate(row).model_dump(exclude_unset=True) == row
+
+
+def test_a_document_with_margins_writes_them_last_in_each_row() -> None:
+    """``margin_votes`` (engine.robustness) after ``elo``, in the model's order: the stored
+    bytes are the model's; the last row's is null."""
+    fit = _fit()
+    counts = counts_of(synthetic_battles(n_models=6, n_battles=400, seed=3))
+    elo = dict.fromkeys(fit.models, 1000.0)
+    raw = orjson.dumps(standings_document("text", "overall", fit, elo, NOW, POSITION,
+                                          rank_margins(counts, fit)))
+    doc = orjson.loads(raw)
+    assert [list(row) for row in doc["rows"]] == [[*WRITTEN_ROW, "elo", "margin_votes"]] * 6
+    assert doc["rows"][-1]["margin_votes"] is None
+    assert all(isinstance(row["margin_votes"], int) for row in doc["rows"][:-1])
+    assert StoredStandings.model_validate_json(raw).to_json() == raw

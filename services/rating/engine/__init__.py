@@ -22,11 +22,13 @@ from services.rating.engine.counts import OUTCOMES, Outcome, PairCounts
 from services.rating.engine.elo import EloState
 from services.rating.engine.matrices import predicted_win_matrix, win_rate_matrix
 from services.rating.engine.options import FitOptions
+from services.rating.engine.robustness import AdverseVotes, adverse_votes, rank_margins
 from services.rating.engine.style import STYLE_FEATURES, style_features_from_text
 
 __all__ = [
     "OUTCOMES",
     "STYLE_FEATURES",
+    "AdverseVotes",
     "BattleColumns",
     "BoardFit",
     "ContextualFit",
@@ -36,11 +38,13 @@ __all__ = [
     "PairCounts",
     "StyleCoefficient",
     "StyleOptions",
+    "adverse_votes",
     "bootstrap_ci",
     "bootstrap_ci_from_resamples",
     "fit_board",
     "fit_contextual",
     "predicted_win_matrix",
+    "rank_margins",
     "rank_upper_bound",
     "resample_counts",
     "style_features_from_text",
