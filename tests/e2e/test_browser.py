@@ -15,6 +15,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 from playwright.async_api import BrowserContext, Page, async_playwright, expect
+from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from tests.support.big_board import write_busy_history, write_lmarena_board
 from tests.support.infra import ADMIN_TOKEN, Infra, service_env
@@ -160,10 +161,12 @@ async def test_page_is_readable_with_282_models_at_every_width(
                 await expect(rows_shown).to_have_count(282, timeout=20_000)
                 await assert_board_readable(page, width)
                 await page.screenshot(path=str(ARTIFACTS / f"board-282-{width}.png"))
-            for width, height in [WIDTHS[0], PHONE]:
+            model_page = f"/?board=text/overall#/model/{busy['model']}"
+            await page.set_viewport_size({"width": WIDTHS[0][0], "height": WIDTHS[0][1]})
+            await page.goto(services["api"].url + model_page)
+            for width, height in [WIDTHS[0], PHONE]:  # the phone: the same page, resized
                 await page.set_viewport_size({"width": width, "height": height})
-                model_page = f"/?board=text/overall#/model/{busy['model']}"
-                await page.goto(services["api"].url + model_page)
+                await wait_until_no_overflow(page, width)
                 await assert_chart_readable(page, rows)
                 note = page.locator("#chart-note")
                 await expect(note).to_contain_text("4 of 60 points not drawn")
@@ -173,6 +176,16 @@ async def test_page_is_readable_with_282_models_at_every_width(
             assert console.problems == []
         finally:
             await browser.close()
+
+
+async def wait_until_no_overflow(page: Page, width: int) -> None:
+    """The page fits its width without horizontal scrolling (after a resize: once redrawn)."""
+    fits = "document.documentElement.scrollWidth <= window.innerWidth"
+    try:
+        await page.wait_for_function(fits, timeout=5_000)
+    except PlaywrightTimeout:
+        scroll = await page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+        raise AssertionError(f"page overflows at {width}px: {scroll}") from None
 
 
 async def assert_board_readable(page: Page, width: int) -> None:
