@@ -128,7 +128,11 @@ async def test_page_shows_the_table_and_a_live_rank_change(
                 await expect(page.locator("#heatmap tr.me")).to_be_visible(timeout=10_000)
                 async with httpx.AsyncClient(base_url=live_stack["api"].url) as api:
                     board = (await api.get("/v1/leaderboards/text/overall")).json()
-                # vega's first points come from fits where it had only lost: no finite score
+                    history = (await api.get("/v1/models/vega/history")).json()["points"]
+                # vega's first points come from fits where it had only lost: no finite score,
+                # and the worker says so in the point
+                assert history[0]["mle_exists"] is False, history
+                assert history[-1]["mle_exists"] is True, history
                 await assert_chart_readable(page, board["rows"])
                 await expect(page.locator("#chart-note")).to_contain_text("not drawn")
                 await assert_heatmap_readable(page)
