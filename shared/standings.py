@@ -154,8 +154,16 @@ class HistoryPoint(BaseModel):
     rank_ub: int
     votes: int
     rank_change: bool = Field(description="Recorded because the rank changed.")
+    mle_exists: bool = Field(
+        default=True, description="False when the fit had no finite score for the model: it "
+        "had not yet both won (or tied) and lost (or tied) against the board's main body of "
+        "models, so the maximum likelihood did not exist and the regularised fit put it "
+        "thousands of points off. Charts leave such points out. (Absent from points recorded "
+        "before this field: true.)")
 
     @classmethod
-    def of(cls, row: StoredRow, at: str, changed: bool) -> HistoryPoint:
+    def of(cls, row: StoredRow, at: str, changed: bool, mle_exists: bool = True
+           ) -> HistoryPoint:
         return cls(at=at, score=row.score, ci_low=row.ci_low, ci_high=row.ci_high,
-                   rank=row.rank, rank_ub=row.rank_ub, votes=row.votes, rank_change=changed)
+                   rank=row.rank, rank_ub=row.rank_ub, votes=row.votes, rank_change=changed,
+                   mle_exists=mle_exists)

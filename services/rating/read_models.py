@@ -16,7 +16,13 @@ import numpy as np
 import orjson
 
 from services.common.redis_client import RedisClient
-from services.rating.engine import BoardFit, PairCounts, predicted_win_matrix, win_rate_matrix
+from services.rating.engine import (
+    BoardFit,
+    PairCounts,
+    models_with_a_score,
+    predicted_win_matrix,
+    win_rate_matrix,
+)
 from services.rating.store import VERSION_FIELD
 from shared.events import RankChange
 from shared.keys import KeyLayout, board_name
@@ -50,7 +56,11 @@ def matrices_document(
     }
 
 
-def history_point(row: Mapping[str, Any], at: datetime, changed: bool) -> dict[str, Any]:
+def history_point(
+    row: Mapping[str, Any], at: datetime, changed: bool, scored: bool = True
+) -> dict[str, Any]:
+    """A ``HistoryPoint``; ``scored`` False when the fit had no finite score for the model
+    (``engine.models_with_a_score``)."""
     return {
         "at": at.isoformat(),
         "score": row["score"],
@@ -60,7 +70,17 @@ def history_point(row: Mapping[str, Any], at: datetime, changed: bool) -> dict[s
         "rank_ub": row["rank_ub"],
         "votes": row["votes"],
         "rank_change": changed,
+        "mle_exists": scored,
     }
+
+
+def unscored_models(counts: PairCounts, fit: BoardFit) -> frozenset[str]:
+    """The models whose score the fit got from its ridge, not the votes (none when the MLE
+    exists: the usual case costs nothing)."""
+    if fit.mle_exists or counts.models != fit.models:
+        return frozenset()
+    scored = models_with_a_score(counts).tolist()
+    return frozenset(m for m, s in zip(counts.models, scored, strict=True) if not s)
 
 
 @dataclass(frozen=True)
@@ -91,6 +111,7 @@ class _Owed:
     tick: float  # the same, monotonic; a model whose last point is older is owed one
     matrices: bool
     history_due: float  # earliest time an owed point is due (inf: none is owed)
+    unscored: frozenset[str] = frozenset()  # models without a finite score in ``fit``
 
 
 class ReadModelWriter:
@@ -142,10 +163,12 @@ class ReadModelWriter:
         if not matrices_owed:
             await self.write_matrices(arena, view, counts, fit, now)
             self._last_matrices[board] = tick
-        _, history_due = await self._record_history(arena, view, rows, changes, now, tick)
+        unscored = unscored_models(counts, fit)
+        _, history_due = await self._record_history(arena, view, rows, changes, now, tick,
+                                                     unscored)
         if matrices_owed or history_due < math.inf:
             self._owed[board] = _Owed(arena, view, counts, fit, rows, now, tick, matrices_owed,
-                                      history_due)
+                                      history_due, unscored)
         elif board in self._owed:
             del self._owed[board]
 
@@ -177,6 +200,7 @@ class ReadModelWriter:
         changes: Sequence[RankChange],
         now: datetime,
         tick: float,
+        unscored: frozenset[str] = frozenset(),
     ) -> tuple[int, float]:
         """Write the points due at ``tick``; returns how many, and when the first of the
         others is due (inf if every row got a point)."""
@@ -196,7 +220,8 @@ class ReadModelWriter:
         async with self._redis.pipeline(transaction=False) as pipe:
             for model, row in due_rows:
                 key = self._keys.history(arena, view, model)
-                pipe.rpush(key, orjson.dumps(history_point(row, now, model in changed)))
+                point = history_point(row, now, model in changed, model not in unscored)
+                pipe.rpush(key, orjson.dumps(point))
                 pipe.ltrim(key, -self._max_points, -1)
                 self._last_point[(board, model)] = tick
             await pipe.execute()
@@ -274,7 +299,8 @@ class ReadModelWriter:
     ) -> list[tuple[str, bytes]]:
         """(model, point) of each owed history point due at ``tick`` (every one with
         ``everything``)."""
-        return [(model, orjson.dumps(history_point(row, owed.at, False)))
+        return [(model, orjson.dumps(history_point(row, owed.at, False,
+                                                   model not in owed.unscored)))
                 for model, last, row in self._pending(board, owed)
                 if everything or tick - last >= self._interval]
 

@@ -6,6 +6,7 @@ a real Redis, with a clock of the test's."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -13,11 +14,14 @@ import redis.asyncio as aioredis
 
 from services.demo.arena import SyntheticArena
 from services.rating.arena_slices import RawRecord
+from services.rating.engine import PairCounts, fit_board
 from services.rating.processor import Outputs, RatingProcessor
-from services.rating.read_models import ReadModelWriter
-from services.rating.store import RatingStore
+from services.rating.read_models import ArenaFence, ReadModelWriter
+from services.rating.standings import standings_rows
+from services.rating.store import VERSION_FIELD, RatingStore
 from shared.keys import KeyLayout
 from tests.integration.test_apply import expected_battles, records, styled_records
+from tests.unit.engine.synthetic import counts_of
 
 VIEWS = ("overall", "coding", "lang:en")
 
@@ -52,9 +56,11 @@ async def board_votes(client: aioredis.Redis, keys: KeyLayout, view: str) -> int
     return votes
 
 
-async def last_points(client: aioredis.Redis, keys: KeyLayout, view: str
+async def last_points(client: aioredis.Redis, keys: KeyLayout, view: str,
+                      rows: Sequence[dict[str, Any]] | None = None
                       ) -> dict[str, dict[str, Any]]:
-    rows = orjson.loads(await client.get(keys.standings("text", view)))["rows"]
+    if rows is None:
+        rows = orjson.loads(await client.get(keys.standings("text", view)))["rows"]
     out = {}
     for row in rows:
         raw = await client.lindex(keys.history("text", view, row["model"]), -1)
@@ -212,3 +218,35 @@ async def test_an_owed_write_survives_the_cached_state_being_dropped(
     clock.now += 2
     assert await worker.flush_read_models() >= len(VIEWS)
     assert await matrix_battles(redis_client, keys, "overall") == 1000
+
+
+async def test_history_points_say_when_the_fit_had_no_score_for_the_model(
+    redis_client: aioredis.Redis, prefix: str
+) -> None:
+    """A newcomer that has only won has no finite score (the ridge puts it thousands of points
+    up): its points say ``mle_exists: false``, the others' true; a point written when owed too."""
+    keys, clock = KeyLayout(prefix), Clock()
+    writer = ReadModelWriter(redis_client, keys, 10.0, 100, clock, matrices_interval_s=0)
+    battles = [("a", "b", "model_a"), ("b", "c", "model_a"), ("c", "a", "model_a"),
+               ("new", "a", "model_a"), ("new", "b", "model_a")]
+    counts = counts_of(battles)
+    fit = fit_board(counts)
+    now = datetime.now(UTC)
+    await writer.after_refit("text", "overall", counts, fit, standings_rows(fit), [], now)
+    first = await last_points(redis_client, keys, "overall", standings_rows(fit))
+    assert {m: p["mle_exists"] for m, p in first.items()} == {
+        "a": True, "b": True, "c": True, "new": False}
+
+    clock.now += 1  # inside the interval: every point is owed, then written at shutdown
+    await writer.after_refit("text", "overall", counts, fit, standings_rows(fit), [], now)
+    fence = keys.fence("text")
+    await redis_client.hset(fence, VERSION_FIELD, 3)
+
+    async def fence_of(arena: str, view: str, owed: PairCounts) -> ArenaFence:
+        return ArenaFence(fence, 3)
+
+    assert await writer.flush(fence_of, everything=True) == 1
+    owed = await last_points(redis_client, keys, "overall", standings_rows(fit))
+    assert [p["rank_change"] for p in owed.values()] == [False] * 4
+    assert {m: p["mle_exists"] for m, p in owed.items()} == {
+        "a": True, "b": True, "c": True, "new": False}

@@ -23,6 +23,7 @@ from services.rating.engine.elo import EloState
 from services.rating.engine.matrices import predicted_win_matrix, win_rate_matrix
 from services.rating.engine.options import FitOptions
 from services.rating.engine.robustness import AdverseVotes, adverse_votes, rank_margins
+from services.rating.engine.scored import models_with_a_score
 from services.rating.engine.style import STYLE_FEATURES, style_features_from_text
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "bootstrap_ci_from_resamples",
     "fit_board",
     "fit_contextual",
+    "models_with_a_score",
     "predicted_win_matrix",
     "rank_margins",
     "rank_upper_bound",
