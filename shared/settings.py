@@ -152,6 +152,17 @@ class IngestSettings(HttpSettings):
         default=False,
         description="Register unknown models named by votes and scores (else 422).",
     )
+    ingest_release_every_s: float = Field(
+        default=0.0, ge=0, le=366 * 86_400,
+        description="Publish a release of each scheduled board (ingest_release_boards) every "
+        "this many seconds, at the multiples of it in UTC (86400: daily at 00:00 UTC); 0 = "
+        "only by the admin endpoint. Replicas agree on the id: each release is published once.",
+    )
+    ingest_release_boards: list[str] = Field(
+        default_factory=list,
+        description="Boards (`arena/view`, JSON list) the release schedule publishes; empty = "
+        "every board.",
+    )
     ingest_admin_token: SecretStr | None = Field(
         default=None,
         description="Admin key: bearer token of the /v1/admin endpoints (unset = disabled).",
