@@ -11,7 +11,7 @@ reads it from Redis.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
 from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, StringConstraints
@@ -81,6 +81,12 @@ class Release(BaseModel):
         default_factory=dict, description="The registry entries of the board's models at the "
         "time (rows are labelled with these, not with today's).")
 
+    def to_json(self) -> bytes:
+        """The release as recorded: its standings document in the shape the rating service
+        wrote it (only the fields that were set), the registry entries as the registry held
+        them."""
+        return self.__pydantic_serializer__.to_json(self, exclude_unset=True)
+
     def summary(self) -> ReleaseSummary:
         rows = self.standings.rows
         return ReleaseSummary(id=self.id, board=self.board, published_at=self.published_at,
@@ -96,13 +102,21 @@ def release_id(board: str, at: datetime) -> str:
 
 
 def parse_instant(value: str) -> datetime | None:
-    """An ISO 8601 date or time as an aware UTC datetime (a naive one is UTC; a ``+`` that a
-    query string turned into a space is read back), or None when ``value`` is not one."""
+    """An ISO 8601 date or time as an aware UTC datetime (a naive time is UTC; a date alone
+    means its last instant, UTC: "as of that day"; a ``+`` that a query string turned into a
+    space is read back), or None when ``value`` is not one."""
+    value = value.strip().replace(" ", "+")
     try:
-        at = datetime.fromisoformat(value.strip().replace(" ", "+"))
+        day = date.fromisoformat(value)
     except ValueError:
+        pass
+    else:
+        return datetime.combine(day, time.max, UTC)
+    try:
+        at = datetime.fromisoformat(value)
+        return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    except (ValueError, OverflowError):  # not a date; or one past year 9999 in UTC
         return None
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
 def instant(iso: str) -> datetime:

@@ -137,7 +137,7 @@ async def list_releases(store: Releases, board: BoardQuery | None = None) -> Any
             "entries and the methodology settings")
 async def get_release(store: Releases, release_id: ReleasePath) -> Any:
     release = await release_or_404(store, release_id)
-    return Response(release.model_dump_json(), media_type="application/json")
+    return Response(release.to_json(), media_type="application/json")
 
 
 @router.get(

@@ -58,7 +58,7 @@ class ReleaseRecords:
         try:
             if await self.exists(release.id):
                 return False
-            value = release.model_dump_json().encode()
+            value = release.to_json()
             offset = await self._records.write(self._topic, release.id, value)
             await self._put(release.id, offset, value, release.summary())
             return True
