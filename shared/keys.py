@@ -43,7 +43,9 @@
 |                                  |        | topic                                            |
 | ``{p}:{releases}:docs``          | hash   | release id -> Release JSON (shared/releases.py): |
 |                                  |        | one board as published, immutable               |
-| ``{p}:{releases}:index``         | hash   | release id -> its ReleaseSummary JSON (listings) |
+| ``{p}:{releases}:index:{board}`` | hash   | release id -> its ReleaseSummary JSON: the       |
+|                                  |        | board's releases (listings, time travel)         |
+| ``{p}:{releases}:boards``        | set    | boards that have releases                        |
 | ``{p}:{releases}:offsets``       | hash   | release id (``#index:{id}`` for the summary) ->  |
 |                                  |        | offset of its record in the releases topic       |
 | ``{p}:{releases}:claim:{id}``    | string | a publish of that id under way (SET NX, TTL)     |
@@ -262,9 +264,14 @@ class KeyLayout:
         """release id -> Release JSON (shared/releases.py)."""
         return f"{self._releases()}:docs"
 
-    def release_index(self) -> str:
-        """release id -> ReleaseSummary JSON (the listings read this, not the documents)."""
-        return f"{self._releases()}:index"
+    def release_index(self, board: str) -> str:
+        """release id -> ReleaseSummary JSON of the board's releases (the listings and time
+        travel read these, not the documents)."""
+        return f"{self._releases()}:index:{board}"
+
+    def release_boards(self) -> str:
+        """The boards that have releases."""
+        return f"{self._releases()}:boards"
 
     def release_offsets(self) -> str:
         """release id -> offset of its record in the releases topic."""

@@ -6,13 +6,16 @@ object to the service's wiring function; tests build their own.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, StringConstraints
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.keys import KeyLayout
 from shared.topics import Topics
+
+# ``arena/view`` (a view: ``overall``, a category, ``lang:{language}``, a ``+style`` twin)
+BOARD_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}/(lang:)?[a-z0-9][a-z0-9_-]{0,63}(\+style)?$"
 
 
 class PodiumSettings(BaseSettings):
@@ -158,7 +161,8 @@ class IngestSettings(HttpSettings):
         "this many seconds, at the multiples of it in UTC (86400: daily at 00:00 UTC); 0 = "
         "only by the admin endpoint. Replicas agree on the id: each release is published once.",
     )
-    ingest_release_boards: list[str] = Field(
+    ingest_release_boards: list[
+        Annotated[str, StringConstraints(pattern=BOARD_PATTERN)]] = Field(
         default_factory=list,
         description="Boards (`arena/view`, JSON list) the release schedule publishes; empty = "
         "every board.",

@@ -184,14 +184,17 @@ async def diff_releases(store: Releases, from_id: ReleasePath, to_id: ReleasePat
 @router.get(
     "/v1/leaderboards/{arena}/{view}/releases", response_model=OverTime,
     summary="The leaderboard over time: the top N's scores and CIs across the releases",
+    description="The board's latest `last` releases, oldest first; the top `top` models of "
+    "the latest one, each with its rank, score and CI in every one of them that lists it.",
     responses={404: {"description": "The board has no releases."}},
 )
 async def over_time(
     store: Releases, arena: ArenaParam, view: ViewParam,
     top: Annotated[int, Query(ge=1, le=100, description="Models followed.")] = 10,
+    last: Annotated[int, Query(ge=1, le=366, description="The latest N releases.")] = 50,
 ) -> Any:
     board = board_name(arena, view)
-    summaries = newest_first(await store.summaries(board))[::-1]
+    summaries = newest_first(await store.summaries(board))[:last][::-1]
     if not summaries:
         raise HTTPException(404, f"board {board} has no releases")
     releases = [await release_or_404(store, s.id) for s in summaries]

@@ -4,7 +4,8 @@ them (``publish``), the api reads them, ingest's Replayer brings them back into 
 them (``apply_records``). See services/common/records.py and shared/releases.py.
 
 Redis holds each release twice: the whole document (``{p}:{releases}:docs``) and its summary
-(``{p}:{releases}:index``, what listings and time travel read), each with its record's offset.
+in its board's index (``{p}:{releases}:index:{board}``, what listings and time travel read),
+each with its record's offset; ``{p}:{releases}:boards`` lists the boards that have releases.
 """
 
 from __future__ import annotations
@@ -39,9 +40,9 @@ class ReleaseRecords:
         return Place(self._keys.release_docs(), release_id, self._keys.release_offsets(),
                      release_id)
 
-    def _index_place(self, release_id: str) -> Place:
-        return Place(self._keys.release_index(), release_id, self._keys.release_offsets(),
-                     INDEX_OFFSET + release_id)
+    def _index_place(self, board: str, release_id: str) -> Place:
+        return Place(self._keys.release_index(board), release_id,
+                     self._keys.release_offsets(), INDEX_OFFSET + release_id)
 
     async def exists(self, release_id: str) -> bool:
         return bool(await self._redis.hexists(self._keys.release_docs(), release_id))
@@ -69,7 +70,8 @@ class ReleaseRecords:
                    summary: ReleaseSummary) -> None:
         """The document, then its summary (a listing never names a release it cannot serve)."""
         await self._store.put(self._doc_place(release_id), offset, value)
-        await self._store.put(self._index_place(release_id), offset,
+        await self._redis.sadd(self._keys.release_boards(), summary.board)
+        await self._store.put(self._index_place(summary.board, release_id), offset,
                               summary.model_dump_json())
 
     async def get(self, release_id: str) -> Release | None:
@@ -77,14 +79,18 @@ class ReleaseRecords:
         return None if raw is None else Release.model_validate_json(raw)
 
     async def summaries(self, board: str | None = None) -> list[ReleaseSummary]:
-        """Every release's summary (of ``board`` only, when given), in no particular order."""
-        raw = await self._redis.hgetall(self._keys.release_index())
-        found = [ReleaseSummary.model_validate_json(v) for v in raw.values()]
-        return [s for s in found if board is None or s.board == board]
-
-    async def summary(self, release_id: str) -> ReleaseSummary | None:
-        raw = await self._redis.hget(self._keys.release_index(), release_id)
-        return None if raw is None else ReleaseSummary.model_validate_json(raw)
+        """The summaries of ``board``'s releases (of every board's when None), in no
+        particular order."""
+        if board is None:
+            boards = sorted(text(b) for b in await self._redis.smembers(
+                self._keys.release_boards()))
+        else:
+            boards = [board]
+        found: list[ReleaseSummary] = []
+        for name in boards:
+            raw = await self._redis.hgetall(self._keys.release_index(name))
+            found += [ReleaseSummary.model_validate_json(v) for v in raw.values()]
+        return found
 
     async def apply_records(self, records: Sequence[Any]) -> None:
         """Replay: write consumer records of the releases topic (each only if newer)."""

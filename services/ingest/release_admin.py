@@ -24,13 +24,11 @@ from services.ingest.defence_admin import ADMIN_ERRORS
 from shared.generations import active_layout
 from shared.keys import KeyLayout, board_name, split_board, text
 from shared.releases import Release, ReleaseId, ReleaseSummary, release_id
-from shared.settings import IngestSettings
+from shared.settings import BOARD_PATTERN, IngestSettings
 from shared.standings import StoredStandings
 
 log = logging.getLogger(__name__)
 SCHEDULE_RETRYABLE: tuple[type[Exception], ...] = (*REDIS_RETRYABLE, RecordUnavailable)
-
-BOARD_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}/(lang:)?[a-z0-9][a-z0-9_-]{0,63}(\+style)?$"
 
 
 class NewRelease(BaseModel):
