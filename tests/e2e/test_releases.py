@@ -158,3 +158,20 @@ async def test_releases_time_travel_diff_and_a_wiped_redis(
         again = await ingest.post("/v1/admin/releases", headers=ADMIN,
                                   json={"board": "text/overall", "id": "dec-2026"})
         assert again.status_code == 409
+
+        # publishing works again once the board (all 800 votes) and the worker's methodology
+        # are back
+        async def board_back() -> bool:
+            r = await api.get(BOARD)
+            return r.status_code == 200 and r.json()["votes"] == 800
+
+        await wait_until(board_back, 60, "the board counted again from podium.votes")
+
+        async def published() -> dict[str, Any] | None:
+            r = await ingest.post("/v1/admin/releases", headers=ADMIN,
+                                  json={"board": "text/overall", "id": "after-wipe"})
+            assert r.status_code in (201, 503), r.text  # 503: the methodology not back yet
+            return dict(r.json()) if r.status_code == 201 else None
+
+        third = await wait_until(published, 60, "a publish after the wipe", interval=0.5)
+        assert third["votes"] == 800
