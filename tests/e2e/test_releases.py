@@ -6,7 +6,10 @@ the releases topic."""
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,7 +17,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from tests.support.infra import ADMIN_TOKEN, Infra, service_env
+from tests.support.infra import ADMIN_TOKEN, ROOT, Infra, service_env
 from tests.support.processes import ServiceProcess, running_stack
 from tests.support.wait import wait_until
 
@@ -57,6 +60,14 @@ async def post_and_wait(ingest: httpx.AsyncClient, api: httpx.AsyncClient,
         return r.status_code == 200 and r.json()["votes"] == total
 
     await wait_until(counted, 60, f"{total} votes on text/overall")
+
+
+def podium(stack: dict[str, ServiceProcess], *args: str) -> subprocess.CompletedProcess[str]:
+    """The ``podium`` command line against the stack."""
+    env = {**os.environ, "PODIUM_INGEST_URL": stack["ingest"].url,
+           "PODIUM_API_URL": stack["api"].url, "PODIUM_INGEST_ADMIN_TOKEN": ADMIN_TOKEN}
+    return subprocess.run([sys.executable, "-m", "services.cli", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
 
 
 async def test_releases_time_travel_diff_and_a_wiped_redis(
@@ -137,6 +148,12 @@ async def test_releases_time_travel_diff_and_a_wiped_redis(
         assert [s["id"] for s in series["releases"]] == [first["id"], "dec-2026"]
         assert series["series"][0]["model"] == "m4" and len(series["series"]) == 3
         assert len(series["series"][0]["points"]) == 2
+
+        # the same through the command line
+        cli = podium(stack, "releases", "diff", first["id"], "dec-2026")
+        assert cli.returncode == 0 and "m5" in cli.stdout and "new at" in cli.stdout, cli
+        cli = podium(stack, "releases", "publish", "text/overall", "--id", "dec-2026")
+        assert cli.returncode == 1 and "409" in cli.stderr, cli
 
         # Redis loses everything of this deployment: the releases come back from their topic
         before = {rid: (await api.get(f"/v1/releases/{rid}")).json()
