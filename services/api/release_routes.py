@@ -91,12 +91,12 @@ async def release_at(store: ReleaseRecords, board: str, at: str) -> Release:
     """The release ``at`` names for ``board``: one of that id, else the latest published at or
     before ``at`` read as a date or time. 404 with what is wrong otherwise."""
     release = await store.get(at)
-    if release is not None:
-        if release.board != board:
-            raise HTTPException(404, f"release {at!r} is of board {release.board}, not {board}")
+    if release is not None and release.board == board:
         return release
     when = parse_instant(at)
-    if when is None:
+    if when is None:  # (an id that reads as a date, of another board: the date is meant)
+        if release is not None:
+            raise HTTPException(404, f"release {at!r} is of board {release.board}, not {board}")
         raise HTTPException(404, f"no release {at!r} (and it is not an ISO 8601 date or time)")
     summaries = await store.summaries(board)
     if not summaries:
