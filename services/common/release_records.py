@@ -23,8 +23,13 @@ from shared.releases import Release, ReleaseSummary
 
 log = logging.getLogger(__name__)
 
+RECORD_MAX_BYTES = 1_000_000  # below the producer's max_request_size and the broker's default
 INDEX_OFFSET = "#index:"  # ``#index:{id}`` -> offset of the summary's record (ids start alnum)
 CLAIM_S = 60  # a publish of one id holds its claim at most this long
+
+
+class ReleaseTooLarge(Exception):
+    """The release does not fit in one record of the releases topic."""
 
 
 class ReleaseRecords:
@@ -50,16 +55,20 @@ class ReleaseRecords:
     async def publish(self, release: Release) -> bool:
         """Write ``release`` to the topic, then to Redis; False (nothing written) when a release
         of its id exists or is being published. Raises RecordUnavailable when Kafka does not
-        acknowledge (nothing written; the id is free again)."""
+        acknowledge (nothing written; the id is free again), ReleaseTooLarge when it does not
+        fit in one record (``RECORD_MAX_BYTES``)."""
         if self._records is None:
             raise RuntimeError("publishing needs a record writer")
+        value = release.to_json()
+        if len(value) > RECORD_MAX_BYTES:
+            raise ReleaseTooLarge(f"the release is {len(value)} bytes, above the "
+                                  f"{RECORD_MAX_BYTES} one record of the releases topic holds")
         claim = self._keys.release_claim(release.id)
         if not await self._redis.set(claim, "1", nx=True, ex=CLAIM_S):
             return False
         try:
             if await self.exists(release.id):
                 return False
-            value = release.to_json()
             offset = await self._records.write(self._topic, release.id, value)
             await self._put(release.id, offset, value, release.summary())
             return True

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 from services.common.records import RecordUnavailable
 from services.common.redis_client import REDIS_RETRYABLE, RedisClient
 from services.common.registry import ModelRegistry
-from services.common.release_records import ReleaseRecords
+from services.common.release_records import ReleaseRecords, ReleaseTooLarge
 from services.ingest.client_keys import admin_auth
 from services.ingest.defence_admin import ADMIN_ERRORS
 from shared.generations import active_layout
@@ -79,6 +79,8 @@ def release_router(settings: IngestSettings) -> APIRouter:
         responses={**ADMIN_ERRORS,
                    404: {"description": "No such board (nothing counted on it yet)."},
                    409: {"description": "A release with this id exists."},
+                   422: {"description": "Invalid body, or the board is too large for one "
+                         "release record."},
                    503: {"description": "Kafka did not acknowledge, or the rating worker's "
                          "methodology is not in Redis yet; retry."}},
     )
@@ -109,6 +111,8 @@ def release_router(settings: IngestSettings) -> APIRouter:
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
                                 "Kafka did not acknowledge; retry the publish",
                                 headers={"Retry-After": "1"}) from exc
+        except ReleaseTooLarge as exc:
+            raise HTTPException(422, f"{exc} (docs/operations.md, Releases)") from exc
         if not written:
             raise HTTPException(409, f"release {rid!r} exists (or is being published); "
                                 "releases are immutable: publish under another id")
@@ -162,8 +166,11 @@ async def publish_slot(app: Any, settings: IngestSettings, at: datetime) -> list
         except (NoBoard, NoMethodology) as exc:
             log.warning("scheduled release of %s skipped: %s", board, type(exc).__name__)
             continue
-        if await releases.publish(release):
-            published.append(rid)
+        try:
+            if await releases.publish(release):
+                published.append(rid)
+        except ReleaseTooLarge as exc:
+            log.error("scheduled release of %s skipped: %s", board, exc)
     if published:
         log.info("published %d scheduled releases: %s", len(published), ", ".join(published))
     return published
