@@ -68,7 +68,8 @@ Rating state lives in a *generation* of the key space: the base prefix (``podium
 one (``active``, absent = the base prefix) and the one a rebuild is filling (``next``). Every
 arena-scoped key keeps the ``{arena}`` hash tag in every generation, so one arena's keys of two
 generations share a Redis Cluster slot. Dedupe markers, the registry, clients, limits, voter
-screening, matrices and history are not counted state: they stay in the base key space.
+screening, matrices, history, releases and the methodology are not counted state: they stay in
+the base key space.
 
 Keys used together must share a hash tag (one Redis Cluster slot): the Lua apply and every
 transaction of an arena use ``{arena}`` keys only (both generations of an arena included);
