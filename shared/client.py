@@ -31,6 +31,7 @@ import orjson
 from pydantic import BaseModel
 
 from shared.events import ModelFields, ModelInfo, RankChange, SignificanceLevel, Vote
+from shared.releases import ReleaseDiff, ReleaseSummary
 from shared.settings import ClientSettings
 from shared.sse import sse_events
 
@@ -169,16 +170,49 @@ class PodiumClient:
         _raise_for_status(response)
         return ModelInfo.model_validate_json(response.content)
 
+    async def publish_release(self, board: str, release_id: str | None = None,
+                              note: str | None = None) -> ReleaseSummary:
+        """Publish a release of ``board`` (admin token needed); PodiumError 409 when the id
+        exists (releases are immutable)."""
+        token = self.settings.ingest_admin_token
+        headers = {"authorization": f"Bearer {token.get_secret_value()}"} if token else {}
+        body = {"board": board, "id": release_id, "note": note}
+        response = await self._send_with_retries(
+            "POST", f"{self.settings.ingest_url}/v1/admin/releases",
+            content=orjson.dumps({k: v for k, v in body.items() if v is not None}),
+            headers={"content-type": "application/json", **headers},
+        )
+        _raise_for_status(response)
+        return ReleaseSummary.model_validate_json(response.content)
+
     # -- reading (api) -----------------------------------------------------------------------
+
+    async def releases(self, board: str | None = None) -> list[ReleaseSummary]:
+        """Published releases (of ``board``, when given), newest first."""
+        response = await self._send_with_retries(
+            "GET", f"{self.settings.api_url}/v1/releases",
+            params={"board": board} if board else None)
+        _raise_for_status(response)
+        return [ReleaseSummary.model_validate(r) for r in response.json()["releases"]]
+
+    async def release_diff(self, from_id: str, to_id: str) -> ReleaseDiff:
+        """What changed on a board from one of its releases to another."""
+        response = await self._send_with_retries(
+            "GET", f"{self.settings.api_url}/v1/releases/{from_id}/diff/{to_id}")
+        _raise_for_status(response)
+        return ReleaseDiff.model_validate_json(response.content)
 
     async def list_models(self) -> list[ModelInfo]:
         response = await self._send_with_retries("GET", f"{self.settings.api_url}/v1/models")
         _raise_for_status(response)
         return [ModelInfo.model_validate(m) for m in response.json()]
 
-    async def leaderboard(self, board: str) -> dict[str, Any]:
+    async def leaderboard(self, board: str, at: str | None = None) -> dict[str, Any]:
+        """A board's standings; with ``at`` (a release id or an ISO time), as a release
+        published them."""
         response = await self._send_with_retries(
-            "GET", f"{self.settings.api_url}/v1/leaderboards/{board}")
+            "GET", f"{self.settings.api_url}/v1/leaderboards/{board}",
+            params={"at": at} if at else None)
         _raise_for_status(response)
         doc: dict[str, Any] = response.json()
         return doc

@@ -41,6 +41,16 @@
 |                                  |        | topic (a replay writes only newer records)       |
 | ``{p}:{ingest}:clients-offsets`` | hash   | key id -> offset of its record in the clients    |
 |                                  |        | topic                                            |
+| ``{p}:{releases}:docs``          | hash   | release id -> Release JSON (shared/releases.py): |
+|                                  |        | one board as published, immutable               |
+| ``{p}:{releases}:index:{board}`` | hash   | release id -> its ReleaseSummary JSON: the       |
+|                                  |        | board's releases (listings, time travel)         |
+| ``{p}:{releases}:boards``        | set    | boards that have releases                        |
+| ``{p}:{releases}:offsets``       | hash   | release id (``#index:{id}`` for the summary) ->  |
+|                                  |        | offset of its record in the releases topic       |
+| ``{p}:{releases}:claim:{id}``    | string | a publish of that id under way (SET NX, TTL)     |
+| ``{p}:methodology``              | string | the rating worker's methodology settings, JSON   |
+|                                  |        | (what a release records beside the standings)    |
 | ``{p}:restored:{topic}``         | string | set after a system-of-record topic was replayed  |
 |                                  |        | into Redis; gone = Redis lost it: replay again   |
 | ``{p}:{arena}:screen-fence``     | hash   | ``topic/partition`` -> last screened offset      |
@@ -58,7 +68,8 @@ Rating state lives in a *generation* of the key space: the base prefix (``podium
 one (``active``, absent = the base prefix) and the one a rebuild is filling (``next``). Every
 arena-scoped key keeps the ``{arena}`` hash tag in every generation, so one arena's keys of two
 generations share a Redis Cluster slot. Dedupe markers, the registry, clients, limits, voter
-screening, matrices and history are not counted state: they stay in the base key space.
+screening, matrices, history, releases and the methodology are not counted state: they stay in
+the base key space.
 
 Keys used together must share a hash tag (one Redis Cluster slot): the Lua apply and every
 transaction of an arena use ``{arena}`` keys only (both generations of an arena included);
@@ -245,6 +256,36 @@ class KeyLayout:
         """Set once a system-of-record topic has been replayed into this key space; its absence
         tells a service that Redis lost the state (services/common/records.py)."""
         return f"{self.prefix}:restored:{topic}"
+
+    def _releases(self) -> str:
+        """Release keys: one hash tag, as a record and its offset are written together."""
+        return f"{self.prefix}:{{releases}}"
+
+    def release_docs(self) -> str:
+        """release id -> Release JSON (shared/releases.py)."""
+        return f"{self._releases()}:docs"
+
+    def release_index(self, board: str) -> str:
+        """release id -> ReleaseSummary JSON of the board's releases (the listings and time
+        travel read these, not the documents)."""
+        return f"{self._releases()}:index:{board}"
+
+    def release_boards(self) -> str:
+        """The boards that have releases."""
+        return f"{self._releases()}:boards"
+
+    def release_offsets(self) -> str:
+        """release id -> offset of its record in the releases topic."""
+        return f"{self._releases()}:offsets"
+
+    def release_claim(self, release_id: str) -> str:
+        """Held (SET NX) while a release of this id is being published: two publishers of one
+        id (ingest replicas, a schedule) cannot both write it."""
+        return f"{self._releases()}:claim:{release_id}"
+
+    def methodology(self) -> str:
+        """The rating worker's methodology settings (JSON), written at its start."""
+        return f"{self.prefix}:methodology"
 
     def screen_fence(self, arena: str) -> str:
         return f"{self._arena(arena)}:screen-fence"

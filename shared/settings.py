@@ -6,13 +6,16 @@ object to the service's wiring function; tests build their own.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, StringConstraints
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.keys import KeyLayout
 from shared.topics import Topics
+
+# ``arena/view`` (a view: ``overall``, a category, ``lang:{language}``, a ``+style`` twin)
+BOARD_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}/(lang:)?[a-z0-9][a-z0-9_-]{0,63}(\+style)?$"
 
 
 class PodiumSettings(BaseSettings):
@@ -151,6 +154,18 @@ class IngestSettings(HttpSettings):
     ingest_auto_register_models: bool = Field(
         default=False,
         description="Register unknown models named by votes and scores (else 422).",
+    )
+    ingest_release_every_s: float = Field(
+        default=0.0, ge=0, le=366 * 86_400,
+        description="Publish a release of each scheduled board (ingest_release_boards) every "
+        "this many seconds, at the multiples of it in UTC (86400: daily at 00:00 UTC); 0 = "
+        "only by the admin endpoint. Replicas agree on the id: each release is published once.",
+    )
+    ingest_release_boards: list[
+        Annotated[str, StringConstraints(pattern=BOARD_PATTERN)]] = Field(
+        default_factory=list,
+        description="Boards (`arena/view`, JSON list) the release schedule publishes; empty = "
+        "every board.",
     )
     ingest_admin_token: SecretStr | None = Field(
         default=None,

@@ -140,6 +140,9 @@ class Standings(StoredStandings):
     registry facts and left by the request's filters."""
 
     rows: Sequence[Row] = Field(description="Ordered by score, best first, after filters.")
+    release: dict[str, Any] | None = Field(
+        default=None, description="With `?at=` only: the release served (its summary, "
+        "shared/releases.py `ReleaseSummary`); the rows are as it published them.")
 
 
 class HistoryPoint(BaseModel):

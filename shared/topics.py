@@ -13,6 +13,7 @@ RANK_CHANGES = "podium.rank-changes"
 MODELS = "podium.models"
 CLIENTS = "podium.clients"
 QUARANTINE = "podium.quarantine"
+RELEASES = "podium.releases"
 
 
 @dataclass(frozen=True)
@@ -50,3 +51,9 @@ class Topics:
         """Voter quarantine decisions: key ``arena/voter``, value the evidence JSON of the flag,
         a tombstone on release."""
         return self.prefix + QUARANTINE
+
+    @property
+    def releases(self) -> str:
+        """Board releases: key the release id, value the Release JSON (shared/releases.py);
+        never deleted (a release is immutable)."""
+        return self.prefix + RELEASES

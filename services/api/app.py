@@ -14,7 +14,7 @@ from importlib.resources import files
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 
-from services.api import leaderboards, model_routes, streams
+from services.api import leaderboards, model_routes, release_routes, streams
 from services.api.board_cache import BoardChanges, RenderedBoards
 from services.api.board_fast_path import BoardFastPath
 from services.api.metrics import ApiMetrics
@@ -26,6 +26,7 @@ from services.common.http import OrjsonResponse, RequestAdmission, install_error
 from services.common.metrics import RequestContextMiddleware, metrics_response
 from services.common.redis_client import RedisClient, check_topology, connect_for_requests
 from services.common.registry import ModelRegistry
+from services.common.release_records import ReleaseRecords
 from shared.settings import ApiSettings
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ def create_app(settings: ApiSettings, redis_client: RedisClient | None = None) -
     app.include_router(leaderboards.router)
     app.include_router(model_routes.router)
     app.include_router(streams.router)
+    app.include_router(release_routes.router)
     _add_ops_and_page_routes(app, metrics)
     return BoardFastPath(app)  # the hot read skips FastAPI's routing
 
@@ -81,6 +83,7 @@ def _lifespan(settings: ApiSettings, redis_client: RedisClient | None, metrics: 
         app.state.reader = StandingsReader(client, settings.keys)
         app.state.registry = ModelRegistry(client, settings.keys)
         app.state.listing_policy = listing_policy(settings)
+        app.state.releases = ReleaseRecords(client, settings.keys)
         app.state.rendered_boards = RenderedBoards(fresh_s=settings.api_read_cache_s,
                                                    recheck_s=settings.api_read_recheck_s,
                                                    policy=app.state.listing_policy)

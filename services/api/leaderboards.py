@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response
 
 from services.api.deps import Policy, Reader, Registry, Rendered, labelled_board
 from services.api.params import ArenaParam, ViewParam
+from services.api.release_routes import AtQuery, release_at, released_board
 from services.api.responses import BoardList, Groups, Matchups, Standings
 from services.api.rows import RowFilter, export_csv, export_json, groups, headline
 from services.common.http import OrjsonResponse
@@ -40,10 +41,13 @@ async def list_boards(reader: Reader) -> Any:
     "95% CI, votes, preliminary; plus the registry facts of each model. `rank` and `rank_ub` "
     "are on the whole board; `position` is the place among the filtered rows. The default "
     "view leaves out deprecated models and models below the listing threshold (both stay in "
-    "the fit); each row says `deprecated`, `listed`, `preliminary` and `why`.",
-    responses=NOT_FOUND,
+    "the fit); each row says `deprecated`, `listed`, `preliminary` and `why`. With `at`, the "
+    "board as a release published it (time travel; the release is named in `release`).",
+    responses={404: {"description": "No such board (nothing counted on it yet); with `at`: "
+                     "no such release of it, or none at or before that time."}},
 )
 async def get_board(
+    request: Request,
     reader: Reader,
     registry: Registry,
     rendered: Rendered,
@@ -57,9 +61,13 @@ async def get_board(
     top: Top = None,
     include_deprecated: IncludeDeprecated = False,
     include_unlisted: IncludeUnlisted = False,
+    at: AtQuery = None,
 ) -> Any:
     filters = RowFilter(organization, country, license, preview, min_votes, top,
                         include_deprecated, include_unlisted)
+    if at is not None:
+        release = await release_at(request.app.state.releases, board_name(arena, view), at)
+        return OrjsonResponse(released_board(release, filters))
     body = await rendered.body(reader, registry, arena, view, filters, filters.render)
     return Response(body, media_type="application/json")
 

@@ -21,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from services.cli.lmarena import RowError
+from services.cli.releases import releases_app
 from services.cli.replay import ReplaySummary, replay
 from shared.client import PodiumClient, PodiumError, PodiumUnavailable
 from shared.events import ModelFields, ModelInfo, RankChange, utc_now
@@ -36,6 +37,7 @@ tail_app = typer.Typer(help="Follow live streams.", no_args_is_help=True)
 app.add_typer(votes_app, name="votes")
 app.add_typer(models_app, name="models")
 app.add_typer(tail_app, name="tail")
+app.add_typer(releases_app, name="releases")
 
 out = Console()
 err = Console(stderr=True)

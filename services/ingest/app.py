@@ -6,8 +6,9 @@ fast path."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 
 from fastapi import FastAPI
 
@@ -23,6 +24,7 @@ from services.common.quarantine_records import QuarantineRecords
 from services.common.records import Book, RecordWriter, Replayer, RestoreMetrics
 from services.common.redis_client import RedisClient, check_topology, connect_for_requests
 from services.common.registry import ModelRegistry
+from services.common.release_records import ReleaseRecords
 from services.ingest import defences
 from services.ingest.acceptor import VoteAcceptor
 from services.ingest.client_key_check import ClientKeyCheck
@@ -32,6 +34,7 @@ from services.ingest.metrics import IngestMetrics
 from services.ingest.model_admin import admin_router
 from services.ingest.publisher import VotePublisher
 from services.ingest.rejection_metrics import VoteRejectionMiddleware
+from services.ingest.release_admin import publish_on_schedule, release_router
 from services.ingest.routes import add_probe_routes, add_score_routes, add_vote_routes
 from services.ingest.single_vote_route import VoteFastPath
 from services.ingest.vote_ids import VoteIdMemory
@@ -66,6 +69,7 @@ def create_app(
     app.add_middleware(RequestContextMiddleware, metrics=metrics)  # outermost
     install_error_handlers(app)
     app.include_router(admin_router(settings))
+    app.include_router(release_router(settings))
     writer = defences.install(app, settings)
     add_vote_routes(app, settings, writer)
     add_score_routes(app, settings, writer)
@@ -95,11 +99,13 @@ def lifespan(
         app.state.memory = memory
         topics = settings.topics
         records = RecordWriter(settings.kafka_bootstrap,
-                               [topics.models, topics.clients, topics.quarantine],
+                               [topics.models, topics.clients, topics.quarantine,
+                                topics.releases],
                                settings.ingest_kafka_ack_timeout_s, "podium-ingest-records")
         app.state.registry = ModelRegistry(client, settings.keys, records, topics.models)
         app.state.quarantine_records = QuarantineRecords(client, settings.keys, records,
                                                          topics.quarantine)
+        app.state.releases = ReleaseRecords(client, settings.keys, records, topics.releases)
         app.state.redis = client
         app.state.redis_probe = RedisProbe(settings.redis_url)
         await defences.start(app, client, settings, records)
@@ -111,9 +117,15 @@ def lifespan(
             metrics, client,
             max_groups_in_flight=settings.ingest_groups_in_flight,
         )
+        schedule = (asyncio.create_task(publish_on_schedule(app, settings))
+                    if settings.ingest_release_every_s > 0 else None)
         try:
             yield
         finally:
+            if schedule is not None:
+                schedule.cancel()
+                with suppress(asyncio.CancelledError):
+                    await schedule
             await app.state.replayer.stop()
             await app.state.acceptor.drain()
             await records.stop()
@@ -128,8 +140,9 @@ def lifespan(
 
 def ingest_replayer(app: FastAPI, client: RedisClient, settings: IngestSettings,
                     metrics: IngestMetrics) -> Replayer:
-    """Replays the models and clients topics into Redis at start and whenever Redis lost them
-    (services/common/records.py); after the clients, the dev key is registered again."""
+    """Replays the models, clients and releases topics into Redis at start and whenever Redis
+    lost them (services/common/records.py); after the clients, the dev key is registered
+    again."""
     keys, topics = settings.keys, settings.topics
     registry: ModelRegistry = app.state.registry
     client_keys: ClientKeys = app.state.client_keys
@@ -145,6 +158,7 @@ def ingest_replayer(app: FastAPI, client: RedisClient, settings: IngestSettings,
     books = [
         Book(topics.models, registry.apply_records, marker(topics.models), registry.replayed),
         Book(topics.clients, client_keys.apply_records, marker(topics.clients), dev_key_again),
+        Book(topics.releases, app.state.releases.apply_records, marker(topics.releases)),
     ]
     return Replayer(client, settings.kafka_bootstrap, books, settings.records_check_s,
                     RestoreMetrics(metrics.registry, "ingest"))

@@ -10,6 +10,7 @@ from typing import Any
 
 import faust
 import mode
+import orjson
 from aiokafka.errors import KafkaError
 
 from services.common.logcontext import batch_context
@@ -32,6 +33,7 @@ from services.rating.store import RatingStore
 from services.rating.voter_screen import VoterScreen
 from services.rating.voter_stats import ScreenOptions
 from shared.kafka import ensure_topics
+from shared.releases import methodology
 from shared.settings import RatingSettings
 
 log = logging.getLogger(__name__)
@@ -207,6 +209,7 @@ async def rate_benchmark_scores(
     processor = ScoreProcessor(client, settings.keys, publish_changes,
                                read_models=read_model_writer(client, settings),
                                generations_of=settings.keys)
+    await write_methodology(client, settings)
     replayer = worker_replayer(client, settings, processor, metrics)
     replayer.start()
     grace = grace or StopGrace(settings.rating_stop_grace_s)
@@ -238,11 +241,27 @@ def worker_replayer(client: RedisClient, settings: RatingSettings, scores: Score
 
     async def kept_votes() -> None:  # the flags are back: their quarantine lists too
         await restore_kept_votes(client, keys, settings.kafka_bootstrap)
+        await write_methodology(client, settings)  # what releases record, lost with Redis
 
     books = [Book(topics.quarantine, decisions.apply_records, quarantine_marker, kept_votes),
              Book(topics.scores, apply_scores, scores_marker, compacted=False)]
     return Replayer(client, settings.kafka_bootstrap, books, settings.records_check_s,
                     None if metrics is None else metrics.restore)
+
+
+async def write_methodology(client: RedisClient, settings: RatingSettings) -> None:
+    """The worker's methodology settings into Redis, for the releases ingest publishes
+    (shared/releases.py); written at start and after a wipe, retried until Redis takes it."""
+    value = orjson.dumps(methodology(settings))
+    delay = 0.2
+    while True:
+        try:
+            await client.set(settings.keys.methodology(), value)
+            return
+        except REDIS_RETRYABLE as exc:
+            log.warning("methodology not written yet (%s); retrying", exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 def tuning(settings: RatingSettings) -> Tuning:

@@ -51,3 +51,11 @@ def test_arenas_spread_over_slots() -> None:
     """The point of the arena tag: boards of different arenas land on different slots."""
     arenas = [f"arena-{n}" for n in range(8)]
     assert len(slots([BASE.fence(a) for a in arenas])) == len(arenas)
+
+
+def test_a_releases_keys_share_a_slot() -> None:
+    """apply_record.lua writes a release's document or summary with its offset: one slot."""
+    keys = [BASE.release_docs(), BASE.release_offsets(), BASE.release_boards(),
+            BASE.release_index("text/overall"), BASE.release_index("vision/lang:zh+style"),
+            BASE.release_claim("text.overall.20261201T000000Z")]
+    assert len(slots(keys)) == 1
