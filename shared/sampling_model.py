@@ -50,8 +50,9 @@ class PairSampler:
                  + np.bincount(self.second, self.probability, m)) / 2.0
         return np.asarray(share, dtype=np.float64)
 
-    def draw(self, n: int, rng: np.random.Generator) -> list[tuple[int, int, Reason]]:
-        """``n`` pairs drawn independently (with replacement), each with its reason."""
+    def draw(self, n: int, rng: np.random.Generator) -> list[tuple[int, int, Reason, float]]:
+        """``n`` pairs drawn independently (with replacement): (first, second, reason,
+        probability) each."""
         if self.pairs == 0 or n <= 0:
             return []
         cumulative = self._cumulative
@@ -60,8 +61,8 @@ class PairSampler:
             object.__setattr__(self, "_cumulative", cumulative)
         picks = np.searchsorted(cumulative, rng.random(n) * cumulative[-1], side="right")
         picks = np.minimum(picks, self.pairs - 1)
-        return [(int(self.first[k]), int(self.second[k]), REASONS[int(self.reason[k])])
-                for k in picks.tolist()]
+        return [(int(self.first[k]), int(self.second[k]), REASONS[int(self.reason[k])],
+                 float(self.probability[k])) for k in picks.tolist()]
 
     def encode(self) -> bytes:
         """A compact document: a JSON head line, then the pairs as binary arrays (float32

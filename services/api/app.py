@@ -11,10 +11,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from importlib.resources import files
 
+import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 
-from services.api import leaderboards, model_routes, streams
+from services.api import leaderboards, model_routes, next_battle, streams
 from services.api.board_cache import BoardChanges, RenderedBoards
 from services.api.board_fast_path import BoardFastPath
 from services.api.metrics import ApiMetrics
@@ -54,6 +55,7 @@ def create_app(settings: ApiSettings, redis_client: RedisClient | None = None) -
     app.include_router(leaderboards.router)
     app.include_router(model_routes.router)
     app.include_router(streams.router)
+    app.include_router(next_battle.router)
     _add_ops_and_page_routes(app, metrics)
     return BoardFastPath(app)  # the hot read skips FastAPI's routing
 
@@ -73,6 +75,9 @@ def _lifespan(settings: ApiSettings, redis_client: RedisClient | None, metrics: 
         app.state.redis = client
         app.state.reader = StandingsReader(client, settings.keys)
         app.state.registry = ModelRegistry(client, settings.keys)
+        app.state.samplers = next_battle.SamplerCache(client, settings.keys,
+                                                      settings.api_sampling_cache_s)
+        app.state.sampling_rng = np.random.default_rng()
         app.state.rendered_boards = RenderedBoards(fresh_s=settings.api_read_cache_s,
                                                    recheck_s=settings.api_read_recheck_s)
         changes = asyncio.create_task(BoardChanges(

@@ -134,7 +134,7 @@ def test_encode_decode_round_trip_and_draws_follow_the_probabilities() -> None:
     draws = decoded.draw(20_000, np.random.default_rng(1))
     index = {(int(a), int(b)): k for k, (a, b) in
              enumerate(zip(decoded.first, decoded.second, strict=True))}
-    seen = np.bincount([index[(a, b)] for a, b, _ in draws], minlength=decoded.pairs)
+    seen = np.bincount([index[(a, b)] for a, b, _, _ in draws], minlength=decoded.pairs)
     assert np.abs(seen / 20_000 - decoded.probability).max() < 0.02
 
 

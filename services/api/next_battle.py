@@ -1,0 +1,128 @@
+"""``GET /v1/arenas/{arena}/next-battle``: which pairs of models to show next.
+
+Read-side only: the rating worker writes each board's pair probabilities per policy after its
+refits (``shared/sampling_model.py``); this draws ``n`` pairs from the arena's policy, each with
+the reason it was picked and a signed sampling token for the vote to bring back
+(``shared/sampling_tokens.py``). A board's sampler is kept in process and re-read from Redis
+when older than ``api_sampling_cache_s``: one GET per board and second, not per request."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, HTTPException, Query, Request
+from pydantic import BaseModel, Field
+
+from services.api.params import ArenaParam
+from services.common.http import OrjsonResponse
+from services.common.redis_client import RedisClient
+from shared.keys import KeyLayout, board_name
+from shared.sampling_model import PairSampler, Policy, Reason
+from shared.sampling_tokens import new_claim, sign
+from shared.settings import ApiSettings
+
+router = APIRouter(prefix="/v1/arenas", tags=["sampling"])
+
+SLUG = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+
+
+class BattlePair(BaseModel):
+    model_a: str
+    model_b: str
+    reason: Reason = Field(description="Why the pair was picked: `information_gain` (active "
+                           "policy), `new_model_boost`, `exploration_floor` or `uniform`.")
+    probability: float = Field(description="The pair's probability under the policy.")
+    sampling_token: str | None = Field(description="Send it back with the vote "
+                                       "(`sampling_token`); null when no secret is set.")
+
+
+class NextBattle(BaseModel):
+    board: str
+    policy: Policy
+    pairs: list[BattlePair]
+    token_ttl_s: int
+
+
+class SamplerCache:
+    """Each board's sampler of each policy as last read from Redis (None: none written)."""
+
+    def __init__(self, client: RedisClient, keys: KeyLayout, fresh_s: float) -> None:
+        self._redis = client
+        self._keys = keys
+        self._fresh_s = fresh_s
+        self._entries: dict[tuple[str, str, str], tuple[float, PairSampler | None]] = {}
+
+    async def sampler(self, arena: str, view: str, policy: str) -> PairSampler | None:
+        key = (arena, view, policy)
+        now = time.monotonic()
+        entry = self._entries.get(key)
+        if entry is not None and now - entry[0] < self._fresh_s:
+            return entry[1]
+        raw = await self._redis.get(self._keys.sampling(arena, view, policy))
+        sampler = None
+        if raw is not None:
+            try:
+                sampler = PairSampler.decode(raw if isinstance(raw, bytes) else raw.encode())
+            except ValueError:
+                sampler = None  # another format (a newer worker): as if none were written
+        self._entries[key] = (now, sampler)
+        return sampler
+
+
+def _view(category: str | None, language: str | None) -> str:
+    if category is not None and language is not None:
+        raise HTTPException(422, [{"loc": ["query", "language"], "type": "value_error",
+                                   "msg": "give category or language, not both: a battle is "
+                                   "drawn from one board"}])
+    if category is not None:
+        return category
+    return f"lang:{language}" if language is not None else "overall"
+
+
+@router.get(
+    "/{arena}/next-battle",
+    response_model=NextBattle,
+    summary="Pairs of models to show next, with reasons and sampling tokens",
+    description="Drawn (with replacement) from the board's pair probabilities under the "
+    "arena's policy, computed by the rating worker from the live fit. `category` or "
+    "`language` picks the board (default `overall`). Send each pair's `sampling_token` back "
+    "with the vote: the vote is then tallied under the policy that chose its pair.",
+    responses={404: {"description": "No such arena or board (or no votes on it yet)."}},
+)
+async def next_battle(
+    request: Request,
+    arena: ArenaParam,
+    category: Annotated[str | None, Query(pattern=SLUG, examples=["coding"])] = None,
+    language: Annotated[str | None, Query(pattern=SLUG, examples=["zh"])] = None,
+    n: Annotated[int, Query(ge=1, description="How many pairs (at most "
+                            "PODIUM_API_NEXT_BATTLE_MAX_N).")] = 1,
+) -> Any:
+    settings: ApiSettings = request.app.state.settings
+    if n > settings.api_next_battle_max_n:
+        raise HTTPException(422, [{"loc": ["query", "n"], "type": "less_than_equal",
+                                   "msg": f"n must be at most {settings.api_next_battle_max_n}"}])
+    view = _view(category, language)
+    policy = settings.api_sampling_policy.get(arena, settings.api_sampling_default_policy)
+    cache: SamplerCache = request.app.state.samplers
+    sampler = await cache.sampler(arena, view, policy)
+    board = board_name(arena, view)
+    if sampler is None or sampler.pairs == 0:
+        raise HTTPException(404, f"no board {board} to draw battles from (unknown arena or "
+                            "category, or no votes counted on it yet)")
+    rng: np.random.Generator = request.app.state.sampling_rng
+    secret = settings.sampling_secret
+    key = None if secret is None else secret.get_secret_value().encode()
+    now = time.time()
+    pairs = []
+    for first, second, reason, probability in sampler.draw(n, rng):
+        a, b = sampler.models[first], sampler.models[second]
+        if rng.random() < 0.5:  # sides at random, as the arena shows them
+            a, b = b, a
+        token = None if key is None else sign(new_claim(board, a, b, policy, now), key)
+        pairs.append({"model_a": a, "model_b": b, "reason": reason,
+                      "probability": probability,
+                      "sampling_token": token})
+    return OrjsonResponse({"board": board, "policy": policy, "pairs": pairs,
+                           "token_ttl_s": settings.sampling_token_ttl_s})
