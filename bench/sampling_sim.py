@@ -18,8 +18,10 @@ import argparse
 import statistics
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import orjson
 
 from services.rating.engine import BoardFit, FitOptions, PairCounts, fit_board
 from services.rating.engine.sampling import (
@@ -48,14 +50,31 @@ class Run:
     fit: BoardFit
 
 
+TARGET_HALF_WIDTH = 5.0
+MAX_JUMP = 0.25  # a step adds at most this fraction of the votes so far (the sampler is rebuilt
+# after every step, as the worker rebuilds it every few seconds: coarser steps starve `active`)
+
+
+def _top20_half_width(fit: BoardFit) -> float:
+    top20 = fit.order()[:20]
+    return float(np.mean((fit.ci_high[top20] - fit.ci_low[top20]) / 2.0))
+
+
 def _stopped(fit: BoardFit, truth_order: np.ndarray) -> bool:
-    order = fit.order()
-    top10 = order[:10]
+    top10 = fit.order()[:10]
     if np.array_equal(top10, truth_order[:10]) and np.all(
             fit.ci_low[top10[:-1]] > fit.ci_high[top10[1:]]):
         return True
-    top20 = order[:20]
-    return float(np.mean((fit.ci_high[top20] - fit.ci_low[top20]) / 2.0)) <= 5.0
+    return _top20_half_width(fit) <= TARGET_HALF_WIDTH
+
+
+def _next_batch(fit: BoardFit, total: int, growth: float) -> int:
+    """Votes of the next step: ``growth`` of the votes so far, or half the way to where the
+    top-20 half-width would reach the target if it shrank as 1 / sqrt(votes), at most
+    ``MAX_JUMP`` (the same rule for every policy: far from the target, fewer refits; near it,
+    steps of ``growth``)."""
+    ahead = (_top20_half_width(fit) / TARGET_HALF_WIDTH) ** 2 - 1.0
+    return max(1000, int(total * max(growth, min(MAX_JUMP, 0.5 * ahead))))
 
 
 def simulate(policy: Policy, seed: int, m: int, options: SamplingOptions, warmup: int,
@@ -91,7 +110,7 @@ def simulate(policy: Policy, seed: int, m: int, options: SamplingOptions, warmup
         if _stopped(fit, truth_order) or total >= max_votes:
             ratio = float(np.min(appearances / (2.0 * total) / floor_share))
             return Run(total, total < max_votes or _stopped(fit, truth_order), ratio, fit)
-        batch = max(1000, int(total * growth))
+        batch = _next_batch(fit, total, growth)
 
 
 def _agreement(active: BoardFit, uniform: BoardFit) -> float:
@@ -107,32 +126,50 @@ def main() -> None:
     parser.add_argument("--models", type=int, default=300)
     parser.add_argument("--floor", type=float, default=0.1)
     parser.add_argument("--warmup", type=int, default=30_000)
-    parser.add_argument("--growth", type=float, default=0.08,
+    parser.add_argument("--growth", type=float, default=0.05,
                         help="each step adds this fraction of the votes so far")
     parser.add_argument("--max-votes", type=int, default=20_000_000)
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="run seeds first-seed .. first-seed + seeds - 1")
+    parser.add_argument("--out", help="append one JSON line per seed to this file")
+    parser.add_argument("--summarize", nargs="+", metavar="FILE",
+                        help="only summarize the JSON lines of earlier runs (--out files)")
     args = parser.parse_args()
+    if args.summarize:
+        lines = [orjson.loads(line) for name in args.summarize
+                 for line in open(name, "rb").read().splitlines() if line.strip()]
+        summarize(lines, f"{len(lines)} seeds from {', '.join(args.summarize)}")
+        return
     options = SamplingOptions(floor=args.floor)
-    results: dict[str, list[Run]] = {"uniform": [], "active": []}
-    agreement = []
+    lines = []
     started = time.perf_counter()
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         runs = {policy: simulate(policy, seed, args.models, options, args.warmup, args.growth,
                                  args.max_votes) for policy in ("uniform", "active")}
-        for policy, run in runs.items():
-            results[policy].append(run)
-        agreement.append(_agreement(runs["active"].fit, runs["uniform"].fit))
-        print(f"seed {seed}: uniform {runs['uniform'].votes:,} active {runs['active'].votes:,} "
-              f"(active floor ratio {runs['active'].min_floor_ratio:.2f}, "
-              f"agreement {agreement[-1]:.3f})", flush=True)
-    medians = {p: statistics.median(r.votes for r in runs) for p, runs in results.items()}
-    saving = 1.0 - medians["active"] / medians["uniform"]
-    print(f"\n{args.models} models, {args.seeds} seeds, floor {args.floor}, "
-          f"{time.perf_counter() - started:.0f} s")
-    for policy, done in results.items():
-        print(f"{policy:8s} median votes {medians[policy]:,.0f}  all stopped: "
-              f"{all(r.done for r in done)}  min share / floor share: "
-              f"{min(r.min_floor_ratio for r in done):.2f}")
-    print(f"active needs {saving:.0%} fewer votes (target >= 30%)")
+        line = {"seed": seed, "models": args.models, "floor": args.floor,
+                "agreement": _agreement(runs["active"].fit, runs["uniform"].fit),
+                **{f"{p}_{k}": getattr(r, k) for p, r in runs.items()
+                   for k in ("votes", "done", "min_floor_ratio")}}
+        lines.append(line)
+        print(orjson.dumps(line).decode(), flush=True)
+        if args.out:
+            with open(args.out, "ab") as out:
+                out.write(orjson.dumps(line) + b"\n")
+    summarize(lines, f"{args.models} models, {len(lines)} seeds, floor {args.floor}, "
+              f"{time.perf_counter() - started:.0f} s")
+
+
+def summarize(lines: list[dict[str, Any]], title: str) -> None:
+    print(f"\n{title}")
+    medians = {p: statistics.median(line[f"{p}_votes"] for line in lines)
+               for p in ("uniform", "active")}
+    for policy, median in medians.items():
+        print(f"{policy:8s} median votes {median:,.0f}  all stopped: "
+              f"{all(line[f'{policy}_done'] for line in lines)}  min share / floor share: "
+              f"{min(line[f'{policy}_min_floor_ratio'] for line in lines):.2f}")
+    print(f"active needs {1.0 - medians['active'] / medians['uniform']:.0%} fewer votes "
+          f"(target >= 30%)")
+    agreement = [line["agreement"] for line in lines]
     print(f"active (reweighted) vs uniform fit within 95% CI: median "
           f"{statistics.median(agreement):.1%} of models, worst seed {min(agreement):.1%}")
 
