@@ -290,7 +290,7 @@ class RatingSettings(PodiumSettings):
         "the data speak."
     )
     rating_sampling_interval_s: float = Field(
-        default=2.0, ge=0, le=3600, description="A board's next-battle samplers (one per "
+        default=10.0, ge=0, le=3600, description="A board's next-battle samplers (one per "
         "policy) are recomputed from its live fit at most once per this many seconds, off the "
         "batch path (0 = after every refit); the last refit is always covered."
     )
