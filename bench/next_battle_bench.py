@@ -15,7 +15,7 @@ import asyncio
 import time
 
 import httpx
-from harness import infra, stack
+from harness import cpu_seconds, infra, stack
 
 from services.common.redis_client import connect
 from services.demo.arena import SyntheticArena
@@ -62,20 +62,27 @@ async def main(requests: int, n: int) -> None:
                 assert r.status_code == 202, r.text
         await sampler_of_all_models(running.redis_url, s.prefix)
         timings: dict[str, list[float]] = {"next-battle": [], "board read": []}
+        cpu: dict[str, float] = {"next-battle": 0.0, "board read": 0.0}
         paths = {"next-battle": f"/v1/arenas/text/next-battle?n={n}",
                  "board read": "/v1/leaderboards/text/overall"}
+        api_proc = s.services["api"].proc
+        assert api_proc is not None
         async with httpx.AsyncClient(base_url=s.services["api"].url, timeout=10) as api:
             for path in paths.values():  # warm: caches filled, connection open
                 assert (await api.get(path)).status_code == 200
-            for _ in range(requests):
+            for _ in range(requests // 100):  # blocks of 100 of each, interleaved
                 for name, path in paths.items():
-                    started = time.perf_counter()
-                    r = await api.get(path)
-                    timings[name].append((time.perf_counter() - started) * 1000)
-                    assert r.status_code == 200, r.text
+                    before = cpu_seconds(api_proc.pid)
+                    for _ in range(100):
+                        started = time.perf_counter()
+                        r = await api.get(path)
+                        timings[name].append((time.perf_counter() - started) * 1000)
+                        assert r.status_code == 200, r.text
+                    cpu[name] += cpu_seconds(api_proc.pid) - before
         for name, ms in timings.items():
             print(f"{name:12s} n={len(ms)} p50 {pct(ms, 0.5):.2f} ms  p90 {pct(ms, 0.9):.2f} ms"
-                  f"  p99 {pct(ms, 0.99):.2f} ms  max {max(ms):.2f} ms")
+                  f"  p99 {pct(ms, 0.99):.2f} ms  max {max(ms):.2f} ms;  api CPU "
+                  f"{cpu[name] / len(ms) * 1000:.2f} ms/request")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 
-from services.api import leaderboards, model_routes, next_battle, streams
+from services.api import leaderboards, model_routes, next_battle, sampling_report, streams
 from services.api.board_cache import BoardChanges, RenderedBoards
 from services.api.board_fast_path import BoardFastPath
 from services.api.metrics import ApiMetrics
@@ -56,6 +56,7 @@ def create_app(settings: ApiSettings, redis_client: RedisClient | None = None) -
     app.include_router(model_routes.router)
     app.include_router(streams.router)
     app.include_router(next_battle.router)
+    app.include_router(sampling_report.router)
     _add_ops_and_page_routes(app, metrics)
     return BoardFastPath(app)  # the hot read skips FastAPI's routing
 
@@ -96,6 +97,7 @@ def _lifespan(settings: ApiSettings, redis_client: RedisClient | None, metrics: 
             with suppress(asyncio.CancelledError):
                 await _bounded("the board-changes listener", changes)
             await _bounded("the rank-change feed", app.state.feed.close())
+            await _bounded("the sampler reads", app.state.samplers.close())
             await _bounded("the Kafka probe", app.state.kafka_probe.close())
             await _bounded("the Redis probe", app.state.redis_probe.close())
             if redis_client is None:

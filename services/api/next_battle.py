@@ -8,6 +8,8 @@ when older than ``api_sampling_cache_s``: one GET per board and second, not per 
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from typing import Annotated, Any
 
@@ -17,12 +19,13 @@ from pydantic import BaseModel, Field
 
 from services.api.params import ArenaParam
 from services.common.http import OrjsonResponse
-from services.common.redis_client import RedisClient
+from services.common.redis_client import REDIS_ERRORS, RedisClient
 from shared.keys import KeyLayout, board_name
 from shared.sampling_model import PairSampler, Policy, Reason
 from shared.sampling_tokens import new_claim, sign
 from shared.settings import ApiSettings
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/arenas", tags=["sampling"])
 
 SLUG = r"^[a-z0-9][a-z0-9_-]{0,63}$"
@@ -46,29 +49,52 @@ class NextBattle(BaseModel):
 
 
 class SamplerCache:
-    """Each board's sampler of each policy as last read from Redis (None: none written)."""
+    """Each board's sampler of each policy as last read from Redis (None: none written). An
+    entry older than ``fresh_s`` is still served while one background task re-reads it (a
+    400 kB GET and its decoding stay off the requests' way); only a board's first request
+    waits for the read."""
 
     def __init__(self, client: RedisClient, keys: KeyLayout, fresh_s: float) -> None:
         self._redis = client
         self._keys = keys
         self._fresh_s = fresh_s
         self._entries: dict[tuple[str, str, str], tuple[float, PairSampler | None]] = {}
+        self._refreshing: dict[tuple[str, str, str], asyncio.Task[None]] = {}
 
     async def sampler(self, arena: str, view: str, policy: str) -> PairSampler | None:
         key = (arena, view, policy)
-        now = time.monotonic()
         entry = self._entries.get(key)
-        if entry is not None and now - entry[0] < self._fresh_s:
-            return entry[1]
-        raw = await self._redis.get(self._keys.sampling(arena, view, policy))
+        if entry is None or entry[1] is None:  # nothing to serve meanwhile: read now
+            if entry is None or time.monotonic() - entry[0] >= self._fresh_s:
+                await self._read(key)
+            return self._entries[key][1]
+        if time.monotonic() - entry[0] >= self._fresh_s and key not in self._refreshing:
+            task = asyncio.ensure_future(self._refresh(key))
+            self._refreshing[key] = task
+            task.add_done_callback(lambda _: self._refreshing.pop(key, None))
+        return entry[1]
+
+    async def _refresh(self, key: tuple[str, str, str]) -> None:
+        try:
+            await self._read(key)
+        except REDIS_ERRORS as exc:  # the entry in hand stays served; the next request retries
+            log.warning("re-reading the sampler of %s failed: %s", key, exc)
+
+    async def _read(self, key: tuple[str, str, str]) -> None:
+        read_at = time.monotonic()
+        raw = await self._redis.get(self._keys.sampling(*key))
         sampler = None
         if raw is not None:
             try:
                 sampler = PairSampler.decode(raw if isinstance(raw, bytes) else raw.encode())
             except ValueError:
                 sampler = None  # another format (a newer worker): as if none were written
-        self._entries[key] = (now, sampler)
-        return sampler
+        self._entries[key] = (read_at, sampler)
+
+    async def close(self) -> None:
+        for task in list(self._refreshing.values()):
+            task.cancel()
+        await asyncio.gather(*self._refreshing.values(), return_exceptions=True)
 
 
 def _view(category: str | None, language: str | None) -> str:

@@ -120,6 +120,21 @@ async def test_pairs_from_the_live_fit_and_tokens_tallied_by_policy(
         await wait_until(lambda: _equals(board_votes, len(votes) + len(cast)), 30,
                          "the token votes counted")
 
+        # the sampling report: the tally by policy, and shares against uniform
+        r = await api.get("/v1/leaderboards/text/overall/sampling")
+        assert r.status_code == 200, r.text
+        report = r.json()
+        assert report["tokens"] == {"by_policy": {"active": 1}, "unsampled_arena": {
+            "replayed": 1, "forged": 2, "mismatched": 1}}
+        models = report["models"]
+        assert {m["name"] for m in models} == set(STRENGTHS)
+        assert sum(m["battles"] for m in models) == 2 * (len(votes) + len(cast))
+        assert all(m["uniform_share"] == pytest.approx(1 / 6, abs=1e-5) for m in models)
+        assert sum(m["policy_share"] for m in models) == pytest.approx(1.0, abs=1e-4)
+        assert sum(m["share"] for m in models) == pytest.approx(1.0, abs=1e-4)
+        assert report["licenses"][0]["battles"] == 2 * (len(votes) + len(cast))  # unknown
+        assert (await api.get("/v1/leaderboards/nope/overall/sampling")).status_code == 404
+
 
 async def _equals(probe: Any, value: int) -> bool:
     return bool(await probe() == value)
