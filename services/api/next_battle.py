@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from typing import Annotated, Any
 
 import numpy as np
+import orjson
 from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from services.api.params import ArenaParam
-from services.common.http import OrjsonResponse
 from services.common.redis_client import REDIS_ERRORS, RedisClient
 from shared.keys import KeyLayout, board_name
 from shared.sampling_model import PairSampler, Policy, Reason
@@ -29,6 +31,8 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/arenas", tags=["sampling"])
 
 SLUG = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+SLUG_BYTES = re.compile(SLUG.encode())
+PATH = re.compile(r"^/v1/arenas/([a-z0-9][a-z0-9_-]{0,63})/next-battle$")
 
 
 class BattlePair(BaseModel):
@@ -68,11 +72,24 @@ class SamplerCache:
             if entry is None or time.monotonic() - entry[0] >= self._fresh_s:
                 await self._read(key)
             return self._entries[key][1]
-        if time.monotonic() - entry[0] >= self._fresh_s and key not in self._refreshing:
+        self._refresh_if_stale(key, entry[0])
+        return entry[1]
+
+    def cached(self, arena: str, view: str, policy: str) -> PairSampler | None:
+        """The sampler in hand, without waiting (a stale one starts its re-read); None when
+        there is none yet (the route then reads it)."""
+        key = (arena, view, policy)
+        entry = self._entries.get(key)
+        if entry is None or entry[1] is None:
+            return None
+        self._refresh_if_stale(key, entry[0])
+        return entry[1]
+
+    def _refresh_if_stale(self, key: tuple[str, str, str], read_at: float) -> None:
+        if time.monotonic() - read_at >= self._fresh_s and key not in self._refreshing:
             task = asyncio.ensure_future(self._refresh(key))
             self._refreshing[key] = task
             task.add_done_callback(lambda _: self._refreshing.pop(key, None))
-        return entry[1]
 
     async def _refresh(self, key: tuple[str, str, str]) -> None:
         try:
@@ -138,6 +155,14 @@ async def next_battle(
         raise HTTPException(404, f"no board {board} to draw battles from (unknown arena or "
                             "category, or no votes counted on it yet)")
     rng: np.random.Generator = request.app.state.sampling_rng
+    return Response(next_battle_body(settings, sampler, board, policy, n, rng),
+                    media_type="application/json")
+
+
+def next_battle_body(settings: ApiSettings, sampler: PairSampler, board: str, policy: str,
+                     n: int, rng: np.random.Generator) -> bytes:
+    """The answer: ``n`` pairs drawn from ``sampler``, each with its reason, probability and
+    token (shared by the route and the fast path, services/api/board_fast_path.py)."""
     secret = settings.sampling_secret
     key = None if secret is None else secret.get_secret_value().encode()
     now = time.time()
@@ -148,7 +173,29 @@ async def next_battle(
             a, b = b, a
         token = None if key is None else sign(new_claim(board, a, b, policy, now), key)
         pairs.append({"model_a": a, "model_b": b, "reason": reason,
-                      "probability": probability,
-                      "sampling_token": token})
-    return OrjsonResponse({"board": board, "policy": policy, "pairs": pairs,
-                           "token_ttl_s": settings.sampling_token_ttl_s})
+                      "probability": probability, "sampling_token": token})
+    return orjson.dumps({"board": board, "policy": policy, "pairs": pairs,
+                         "token_ttl_s": settings.sampling_token_ttl_s})
+
+
+def simple_query(query: bytes, max_n: int) -> tuple[str, int] | None:
+    """(view, n) of a well-formed next-battle query (the fast path's); None for anything
+    else, which the route then answers (its 422s included)."""
+    view, n = "overall", 1
+    seen: set[bytes] = set()
+    for part in query.split(b"&") if query else ():
+        name, _, value = part.partition(b"=")
+        if name in seen:
+            return None
+        seen.add(name)
+        if name == b"n" and value.isdigit() and len(value) <= 4:
+            n = int(value)
+        elif name == b"category" and SLUG_BYTES.match(value):
+            view = value.decode()
+        elif name == b"language" and SLUG_BYTES.match(value):
+            view = f"lang:{value.decode()}"
+        else:
+            return None
+    if len(seen & {b"category", b"language"}) > 1 or not 1 <= n <= max_n:
+        return None
+    return view, n
