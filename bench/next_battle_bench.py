@@ -31,6 +31,18 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def within(metrics: str, route: str, bound: str) -> float:
+    """Share of the route's GETs the api answered within ``bound`` seconds (its latency
+    histogram: time from the request to the answer, inside the server)."""
+    counts = {}
+    for line in metrics.splitlines():
+        if (line.startswith("podium_api_http_request_seconds_bucket{")
+                and f'route="{route}"' in line and 'method="GET"' in line):
+            le = line.split('le="')[1].split('"')[0]
+            counts[le] = float(line.rsplit(" ", 1)[1])
+    return counts[bound] / counts["+Inf"] if counts.get("+Inf") else float("nan")
+
+
 async def sampler_of_all_models(redis_url: str, prefix: str) -> None:
     client = connect(redis_url)
     key = KeyLayout(prefix).sampling("text", "overall", "active")
@@ -79,10 +91,14 @@ async def main(requests: int, n: int) -> None:
                         timings[name].append((time.perf_counter() - started) * 1000)
                         assert r.status_code == 200, r.text
                     cpu[name] += cpu_seconds(api_proc.pid) - before
+            metrics = (await api.get("/metrics")).text
         for name, ms in timings.items():
             print(f"{name:12s} n={len(ms)} p50 {pct(ms, 0.5):.2f} ms  p90 {pct(ms, 0.9):.2f} ms"
                   f"  p99 {pct(ms, 0.99):.2f} ms  max {max(ms):.2f} ms;  api CPU "
                   f"{cpu[name] / len(ms) * 1000:.2f} ms/request")
+        for route in ("/v1/arenas/{arena}/next-battle", "/v1/leaderboards/{arena}/{view}"):
+            print(f"server side, {route}: {within(metrics, route, '0.005'):.2%} answered within "
+                  f"5 ms, {within(metrics, route, '0.0025'):.2%} within 2.5 ms")
 
 
 if __name__ == "__main__":
