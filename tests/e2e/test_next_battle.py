@@ -13,6 +13,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
+from services.demo.__main__ import stream_votes
 from services.demo.arena import SyntheticArena
 from shared.keys import KeyLayout
 from tests.support.infra import Infra, service_env
@@ -134,6 +135,17 @@ async def test_pairs_from_the_live_fit_and_tokens_tallied_by_policy(
         assert sum(m["share"] for m in models) == pytest.approx(1.0, abs=1e-4)
         assert report["licenses"][0]["battles"] == 2 * (len(votes) + len(cast))  # unknown
         assert (await api.get("/v1/leaderboards/nope/overall/sampling")).status_code == 404
+
+    # the demo stream asking next-battle for every battle (make run with PODIUM_DEMO_SAMPLED)
+    sent = await stream_votes(stack["ingest"].url, rate=10_000, batch=50, total=200, seed=3,
+                              api_url=stack["api"].url)
+    assert sent == 200
+
+    async def demo_tallied() -> bool:
+        field = await redis_client.hget(tally_key, "overall|active")
+        return field == b"201"
+
+    await wait_until(demo_tallied, 30, "the demo's 200 sampled votes tallied under active")
 
 
 async def _equals(probe: Any, value: int) -> bool:
