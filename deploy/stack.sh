@@ -17,7 +17,9 @@
 # Settings (env): PODIUM_INGEST_PORT (8001), PODIUM_API_PORT (8000),
 #   PODIUM_RATING_METRICS_PORT (8002: the worker's /healthz, /readyz, /metrics), PODIUM_KAFKA_PORT (9092),
 #   PODIUM_REDIS_PORT (6380), PODIUM_RUN_DIR (.run), PODIUM_PYTHON (.venv/bin/python),
-#   PODIUM_DEMO_RATE (votes per second of the demo, 200), PODIUM_INGEST_ADMIN_TOKEN (made once
+#   PODIUM_DEMO_RATE (votes per second of the demo, 200), PODIUM_DEMO_SAMPLED (1: the demo asks the
+#   api's next-battle for every battle and sends the sampling tokens back; PODIUM_SAMPLING_SECRET is
+#   then made once into $RUN_DIR/sampling-secret when unset), PODIUM_INGEST_ADMIN_TOKEN (made once
 #   into $RUN_DIR/admin-token when unset), PODIUM_DEV_API_KEY (the development client key that
 #   ingest registers at start-up; made once into $RUN_DIR/dev-api-key when unset).
 #   Cluster: PODIUM_INGEST_PORTS (8001,8011), PODIUM_API_PORTS (8000,8010),
@@ -78,6 +80,13 @@ if [[ -z "${PODIUM_INGEST_ADMIN_TOKEN:-}" ]]; then
   PODIUM_INGEST_ADMIN_TOKEN="$(cat "$RUN_DIR/admin-token")"
 fi
 export PODIUM_INGEST_ADMIN_TOKEN
+# The sampling tokens' secret (api signs, ingest verifies), made once per run dir for a sampled demo.
+if [[ -n "${PODIUM_DEMO_SAMPLED:-}" && -z "${PODIUM_SAMPLING_SECRET:-}" ]]; then
+  mkdir -p "$RUN_DIR"
+  [[ -s "$RUN_DIR/sampling-secret" ]] || (umask 077; od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$RUN_DIR/sampling-secret")
+  PODIUM_SAMPLING_SECRET="$(cat "$RUN_DIR/sampling-secret")"
+  export PODIUM_SAMPLING_SECRET
+fi
 # The development client key (ingest registers it as client "dev"; the demo sends it).
 if [[ -z "${PODIUM_DEV_API_KEY:-}" ]]; then
   mkdir -p "$RUN_DIR"
@@ -216,7 +225,8 @@ run() {
   echo "  API docs:         http://127.0.0.1:$PODIUM_API_PORT/docs  (ingest: http://127.0.0.1:$PODIUM_INGEST_PORT/docs)"
   echo "  Streaming demo votes at ${PODIUM_DEMO_RATE:-200}/s; press Ctrl-C to stop everything."
   echo
-  "$PY" -m services.demo --ingest "http://127.0.0.1:$PODIUM_INGEST_PORT" --rate "${PODIUM_DEMO_RATE:-200}" &
+  "$PY" -m services.demo --ingest "http://127.0.0.1:$PODIUM_INGEST_PORT" --rate "${PODIUM_DEMO_RATE:-200}" \
+    ${PODIUM_DEMO_SAMPLED:+--api "http://127.0.0.1:$PODIUM_API_PORT"} &
   demo=$!
   wait "$demo" || true
   down

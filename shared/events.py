@@ -152,6 +152,15 @@ class Vote(_Event):
     received_at: datetime | None = Field(
         default=None, description="Server time, stamped by ingest (client values are replaced)."
     )
+    sampling_token: Annotated[str, StringConstraints(
+        min_length=1, max_length=1024, pattern=r"^[A-Za-z0-9_.-]+$")] | None = Field(
+        default=None, description="The token `next-battle` served with this pair, sent back "
+        "unchanged: the vote is tallied under the policy that chose the pair. A forged, expired, "
+        "mismatched or replayed token never costs the vote: it counts, as unsampled.")
+    sampled_by: Literal["uniform", "active", "unsampled"] | None = Field(
+        default=None, description="Server-set: the policy named by the vote's verified "
+        "sampling token, `unsampled` when its token did not verify, null without a token "
+        "(client values are replaced).")
 
     @model_validator(mode="after")
     def _checked(self, info: ValidationInfo) -> Vote:
@@ -343,6 +352,13 @@ def stamp_received(votes: Iterable[Vote], received_at: datetime) -> None:
         fields["received_at"] = received_at
         fields["released"] = False
         fields["excluded"] = None
+        fields["sampled_by"] = None
+
+
+def stamp_sampled_by(vote: Vote, policy: Literal["uniform", "active", "unsampled"]) -> None:
+    """Set the server-set ``sampled_by`` of a vote ingest has just parsed (as
+    ``stamp_received``: a fresh object no one else holds yet)."""
+    vote.__dict__["sampled_by"] = policy
 
 
 def encode_vote_record(votes: Sequence[Vote]) -> bytes:

@@ -20,6 +20,17 @@
 | ``{p}:{arena}:standings:{view}`` | string | the board's standings, JSON, written by rating   |
 | ``{p}:{arena}:matrices:{view}``  | string | win-rate / predicted / battle matrices, JSON     |
 | ``{p}:{arena}:history:{view}:{model}`` | list | the model's history points on the board, JSON |
+| ``{p}:{arena}:sampling:{view}:{policy}`` | string | the board's next-battle pair sampler of |
+|                                  |        | one policy (``PairSampler.encode``), written by  |
+|                                  |        | rating after refits, drawn from by the api       |
+| ``{p}:{arena}:sampling-tally``   | hash   | (view, policy) joined by FIELD_SEP -> votes cast |
+|                                  |        | with a valid sampling token of that board and    |
+|                                  |        | policy; (``unsampled``, why) -> votes whose      |
+|                                  |        | token was refused (forged, expired, mismatched,  |
+|                                  |        | replayed)                                        |
+| ``{p}:{arena}:sampling-nonce:{nonce}`` | string | vote id that used a sampling token (TTL:  |
+|                                  |        | 2 x the token's lifetime): a second use of it is |
+|                                  |        | a replay                                         |
 | ``{p}:{bench}:scores:{benchmark}`` | hash | model -> latest score event of a benchmark, JSON |
 | ``{p}:models``                   | hash   | model id -> registry entry (ModelInfo JSON), and |
 |                                  |        | ``#offset:{id}`` -> offset of its record in the  |
@@ -193,6 +204,18 @@ class KeyLayout:
 
     def matrices(self, arena: str, view: str) -> str:
         return f"{self._arena(arena)}:matrices:{view}"
+
+    def sampling(self, arena: str, view: str, policy: str) -> str:
+        """The board's next-battle pair sampler of one policy (rating writes, api reads)."""
+        return f"{self._arena(arena)}:sampling:{view}:{policy}"
+
+    def sampling_tally(self, arena: str) -> str:
+        """Votes cast with sampling tokens, by board and policy (and refused ones by why)."""
+        return f"{self._arena(arena)}:sampling-tally"
+
+    def sampling_nonce(self, arena: str, nonce: str) -> str:
+        """The vote that used a sampling token (its nonce): a second use is a replay."""
+        return f"{self._arena(arena)}:sampling-nonce:{nonce}"
 
     def history(self, arena: str, view: str, model: str) -> str:
         return f"{self._arena(arena)}:history:{view}:{model}"

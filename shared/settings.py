@@ -72,6 +72,17 @@ class PodiumSettings(BaseSettings):
         "scores topic) hold; when Redis lost it (wiped, replaced), they replay the topic into "
         "it, and /readyz says restoring until done.",
     )
+    sampling_secret: SecretStr | None = Field(
+        default=None,
+        description="HMAC key of next-battle sampling tokens: the api signs the pairs it serves, "
+        "ingest verifies the token a vote brings back (same value on both). Unset: no tokens are "
+        "issued and every token sent is counted unsampled.",
+    )
+    sampling_token_ttl_s: int = Field(
+        default=3600, ge=1, le=7 * 86_400,
+        description="How long a sampling token is valid after it was issued; a vote bringing "
+        "an older one is counted unsampled (never refused).",
+    )
     log_level: str = Field(default="INFO", description="Python log level.")
     log_format: Literal["text", "json"] = Field(
         default="text", description="Log lines for people (text) or one JSON object a line "
@@ -293,6 +304,31 @@ class RatingSettings(PodiumSettings):
         "length effect), so a model that wins by length keeps much of its lead; 0.001 lets "
         "the data speak."
     )
+    rating_sampling_interval_s: float = Field(
+        default=10.0, ge=0, le=3600, description="A board's next-battle samplers (one per "
+        "policy) are recomputed from its live fit at most once per this many seconds, off the "
+        "batch path (0 = after every refit); the last refit is always covered."
+    )
+    rating_sampling_floor: float = Field(
+        default=0.1, ge=0, le=1, description="Exploration floor: this share of the battles "
+        "is spread evenly over every eligible pair, whatever the policy."
+    )
+    rating_sampling_new_model_boost: float = Field(
+        default=5.0, ge=1, le=1000, description="Pairs with a model that has fewer than "
+        "rating_sampling_new_model_votes votes weigh this many times more (LMArena: 5)."
+    )
+    rating_sampling_new_model_votes: int = Field(
+        default=3000, ge=0, description="Votes below which a model gets the new-model boost "
+        "(LMArena: 3,000)."
+    )
+    rating_sampling_org_cap: float = Field(
+        default=1.0, gt=0, le=1, description="Largest share of appearances one organization "
+        "gets outside the exploration floor (1 = no cap)."
+    )
+    rating_sampling_top_k: int = Field(
+        default=20, ge=2, le=1000, description="The `active` policy spends votes where they "
+        "most narrow the CIs of adjacent pairs among the top this many models."
+    )
     rating_rebuild_sync_timeout_s: float = Field(
         default=600.0, gt=0, description="How long a rebuild waits to catch up with the live "
         "state before it gives up without switching."
@@ -360,6 +396,21 @@ class ApiSettings(HttpSettings):
         "`public_since` was recorded (LMArena: pre-release scores stay preliminary \"until "
         "enough fresh votes have been collected after the model's public release\"; e.g. "
         "`1000`). 0: off.",
+    )
+    api_sampling_policy: dict[str, Literal["uniform", "active"]] = Field(
+        default_factory=dict, description="Next-battle policy per arena (JSON object, e.g. "
+        '`{"text": "uniform"}`); arenas not named use api_sampling_default_policy.',
+    )
+    api_sampling_default_policy: Literal["uniform", "active"] = Field(
+        default="active", description="Next-battle policy of arenas not in api_sampling_policy."
+    )
+    api_next_battle_max_n: int = Field(
+        default=50, ge=1, le=1000, description="Most pairs one next-battle request may ask for."
+    )
+    api_sampling_cache_s: float = Field(
+        default=1.0, ge=0, le=60, description="A board's sampler is re-read from Redis when the "
+        "api's copy is older than this (the worker rewrites it every "
+        "rating_sampling_interval_s)."
     )
 
 

@@ -11,10 +11,18 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from importlib.resources import files
 
+import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 
-from services.api import leaderboards, model_routes, release_routes, streams
+from services.api import (
+    leaderboards,
+    model_routes,
+    next_battle,
+    release_routes,
+    sampling_report,
+    streams,
+)
 from services.api.board_cache import BoardChanges, RenderedBoards
 from services.api.board_fast_path import BoardFastPath
 from services.api.metrics import ApiMetrics
@@ -57,6 +65,8 @@ def create_app(settings: ApiSettings, redis_client: RedisClient | None = None) -
     app.include_router(model_routes.router)
     app.include_router(streams.router)
     app.include_router(release_routes.router)
+    app.include_router(next_battle.router)
+    app.include_router(sampling_report.router)
     _add_ops_and_page_routes(app, metrics)
     return BoardFastPath(app)  # the hot read skips FastAPI's routing
 
@@ -84,6 +94,9 @@ def _lifespan(settings: ApiSettings, redis_client: RedisClient | None, metrics: 
         app.state.registry = ModelRegistry(client, settings.keys)
         app.state.listing_policy = listing_policy(settings)
         app.state.releases = ReleaseRecords(client, settings.keys)
+        app.state.samplers = next_battle.SamplerCache(client, settings.keys,
+                                                      settings.api_sampling_cache_s)
+        app.state.sampling_rng = np.random.default_rng()
         app.state.rendered_boards = RenderedBoards(fresh_s=settings.api_read_cache_s,
                                                    recheck_s=settings.api_read_recheck_s,
                                                    policy=app.state.listing_policy)
@@ -103,6 +116,7 @@ def _lifespan(settings: ApiSettings, redis_client: RedisClient | None, metrics: 
             with suppress(asyncio.CancelledError):
                 await _bounded("the board-changes listener", changes)
             await _bounded("the rank-change feed", app.state.feed.close())
+            await _bounded("the sampler reads", app.state.samplers.close())
             await _bounded("the Kafka probe", app.state.kafka_probe.close())
             await _bounded("the Redis probe", app.state.redis_probe.close())
             if redis_client is None:

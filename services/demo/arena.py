@@ -90,11 +90,16 @@ class SyntheticArena:
         }
 
     def vote(self) -> dict[str, Any]:
+        a, b = self._rng.sample(self._models, 2)
+        return self.battle(a, b)
+
+    def battle(self, a: str, b: str) -> dict[str, Any]:
+        """A vote on the pair (a, b) (e.g. one that next-battle served)."""
         rng = self._rng
-        a, b = rng.sample(self._models, 2)
         cats = [c for c in self.categories if rng.random() < 0.25]
-        sa = self.strengths[a] + sum(self._shift[(c, a)] for c in cats)
-        sb = self.strengths[b] + sum(self._shift[(c, b)] for c in cats)
+        # a model it does not know (served by next-battle, registered elsewhere): 1000, no shift
+        sa = self.strengths.get(a, 1000.0) + sum(self._shift.get((c, a), 0.0) for c in cats)
+        sb = self.strengths.get(b, 1000.0) + sum(self._shift.get((c, b), 0.0) for c in cats)
         p_a = 1.0 / (1.0 + math.pow(10.0, (sb - sa) / 400.0))
         r = rng.random()
         if r < self.tie_rate:

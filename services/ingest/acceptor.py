@@ -32,6 +32,7 @@ from services.ingest.client_keys import ClientRecord
 from services.ingest.limits import LimitRequest, RateLimiter, Verdict
 from services.ingest.metrics import IngestMetrics
 from services.ingest.publisher import PublishUnavailable, VotePublisher
+from services.ingest.sampling_check import SamplingCheck
 from services.ingest.submission import (
     UNAUTHORIZED_HEADERS,
     Answer,
@@ -88,6 +89,7 @@ class VoteAcceptor:
         self._flush_scheduled = False
         self._in_progress = VotesInProgress()
         self._groups: set[asyncio.Task[None]] = set()
+        self._sampling = SamplingCheck(settings, redis_client, metrics)
 
     @property
     def metrics(self) -> IngestMetrics:
@@ -107,6 +109,7 @@ class VoteAcceptor:
                 await asyncio.gather(*self._groups, return_exceptions=True)
             else:
                 await asyncio.sleep(0)
+        await self._sampling.drain()
 
     def _schedule_flush(self) -> None:
         """Start a runner for the queue unless one is about to start or all slots run."""
@@ -241,6 +244,7 @@ class VoteAcceptor:
             requests.append(LimitRequest(submission.ip, p.client, list(distinct.values()), key))
         # server-set fields: a client cannot pre-release or pre-exclude a vote
         stamp_received((v for r in requests for v in r.votes), utc_now())
+        self._sampling.stamp(v for r in requests for v in r.votes)
         verdicts = await self._limiter.check_many(
             requests, lookup=self._memory.lookup_plan if self._memory.enabled else None)
         judged: list[tuple[_Pending, Verdict]] = []
@@ -299,6 +303,7 @@ class VoteAcceptor:
                     for p in group]
         # server-set fields: a client cannot pre-release or pre-exclude a vote
         stamp_received((v for votes in fresh_of for v in votes), utc_now())
+        self._sampling.stamp(v for votes in fresh_of for v in votes)
         verdicts = await self._limiter.check_many(
             [LimitRequest(p.submission.ip, p.client, f)
              for p, f in zip(group, fresh_of, strict=True)])
@@ -335,6 +340,7 @@ class VoteAcceptor:
         # before the 202s: a vote answered 202 is remembered, in Redis or (Redis down past the
         # retries) in this process until Redis takes it; a retry of it is a duplicate
         await self._memory.remember(v.vote_id for v in to_publish)
+        self._sampling.tally_later(to_publish)
         accepted = repeated = 0
         observe_size = self._metrics.batch_size.observe
         for p, votes in allowed:

@@ -26,6 +26,12 @@ class IngestMetrics(HttpMetrics):
             "rate_limited, client_disconnected, other).", ["reason"],
             registry=self.registry,
         )
+        self.sampling_tokens = Counter(
+            "podium_ingest_sampling_tokens", "Votes that brought a next-battle sampling token, "
+            "by result: the policy of a verified one (uniform, active), or why it counts "
+            "unsampled (forged, expired, mismatched, replayed).", ["result"],
+            registry=self.registry,
+        )
         self.batch_size = Histogram(
             "podium_ingest_batch_votes", "Votes per accepted request.", buckets=BATCH_BUCKETS,
             registry=self.registry,

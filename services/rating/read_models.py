@@ -23,6 +23,7 @@ from services.rating.engine import (
     predicted_win_matrix,
     win_rate_matrix,
 )
+from services.rating.sampling_models import SamplingModels
 from services.rating.store import VERSION_FIELD
 from shared.events import RankChange
 from shared.keys import KeyLayout, board_name
@@ -131,6 +132,7 @@ class ReadModelWriter:
         history_max_points: int,
         monotonic: Callable[[], float],
         matrices_interval_s: float = 1.0,
+        sampling: SamplingModels | None = None,
     ) -> None:
         self._redis = client
         self._keys = keys
@@ -142,6 +144,7 @@ class ReadModelWriter:
         self._last_matrices: dict[str, float] = {}  # board -> monotonic time
         self._owed: dict[str, _Owed] = {}  # board -> what its last refit left unwritten
         self._write_owed = client.register_script(WRITE_OWED_SCRIPT)
+        self._sampling = sampling
 
     async def after_refit(
         self,
@@ -157,6 +160,8 @@ class ReadModelWriter:
         are rewritten at most once per ``matrices_interval_s`` per board: they are the largest
         write of a refit and nobody needs them every 50 ms. What is left unwritten is owed."""
         board = board_name(arena, view)
+        if self._sampling is not None:
+            self._sampling.offer(arena, view, counts, fit)
         tick = self._monotonic()
         last = self._last_matrices.get(board)
         matrices_owed = not (last is None or tick - last >= self._matrices_interval)

@@ -18,20 +18,24 @@ from services.common.quarantine_records import QuarantineRecords
 from services.common.records import Book, RecordWriter, Replayer
 from services.common.redis_client import REDIS_RETRYABLE, RedisClient
 from services.common.redis_client import connect as redis_connect
+from services.common.registry import ModelRegistry
 from services.rating import kafka_consumer
 from services.rating.arena_slices import RawRecord
 from services.rating.engine import FitOptions, StyleOptions
+from services.rating.engine.sampling import SamplingOptions
 from services.rating.health_server import HealthServer
 from services.rating.kept_votes import restore_kept_votes
 from services.rating.metrics import RatingMetrics
 from services.rating.processor import Outputs, Publish, RatingProcessor, ResumeHooks, Tuning
 from services.rating.read_models import ReadModelWriter
 from services.rating.resume import Resumer, StateLost
+from services.rating.sampling_models import SamplingModels
 from services.rating.scores import ScoreProcessor, raw_records, restored_marker
 from services.rating.stop_grace import StopGrace, finish_even_if_cancelled
 from services.rating.store import RatingStore
 from services.rating.voter_screen import VoterScreen
 from services.rating.voter_stats import ScreenOptions
+from shared.events import ModelInfo
 from shared.kafka import ensure_topics
 from shared.releases import methodology
 from shared.settings import RatingSettings
@@ -133,10 +137,31 @@ def _serve_health(app: faust.App, server: HealthServer) -> None:
             await server.stop()
 
 
-def read_model_writer(client: RedisClient, settings: RatingSettings) -> ReadModelWriter:
+def read_model_writer(client: RedisClient, settings: RatingSettings,
+                      sampling: SamplingModels | None = None) -> ReadModelWriter:
     return ReadModelWriter(client, settings.keys, settings.rating_history_interval_s,
                            settings.rating_history_max_points, time.monotonic,
-                           matrices_interval_s=settings.rating_matrices_interval_s)
+                           matrices_interval_s=settings.rating_matrices_interval_s,
+                           sampling=sampling)
+
+
+def sampling_models(client: RedisClient, settings: RatingSettings) -> SamplingModels:
+    """The next-battle samplers' writer, with the registry (deprecated models, organizations)
+    read at its version (cached between changes)."""
+    registry = ModelRegistry(client, settings.keys)
+
+    async def models() -> dict[str, ModelInfo]:
+        return await registry.all_at(await registry.version())
+
+    options = SamplingOptions(
+        floor=settings.rating_sampling_floor,
+        new_model_boost=settings.rating_sampling_new_model_boost,
+        new_model_votes=settings.rating_sampling_new_model_votes,
+        org_cap=settings.rating_sampling_org_cap,
+        top_k=settings.rating_sampling_top_k,
+    )
+    return SamplingModels(client, settings.keys, models, options,
+                          settings.rating_sampling_interval_s)
 
 
 def _records(events: Sequence[Any]) -> list[RawRecord]:
@@ -162,9 +187,11 @@ async def rate_votes(
     client = redis_connect(settings.redis_url)
     screen = voter_screen(client, settings)
     grace = grace or StopGrace(settings.rating_stop_grace_s)
+    sampling = sampling_models(client, settings)
     processor = RatingProcessor(
         RatingStore(client, settings.keys),
-        Outputs(publish_dead, publish_changes, read_model_writer(client, settings), metrics),
+        Outputs(publish_dead, publish_changes, read_model_writer(client, settings, sampling),
+                metrics),
         tuning(settings),
         screen=screen,
         generations_of=settings.keys,
@@ -193,6 +220,7 @@ async def rate_votes(
             await flush_everything_owed(processor)
         if screen is not None:
             await screen.close()  # its producer of the quarantine topic
+        await sampling.close()
         await client.aclose()
 
 

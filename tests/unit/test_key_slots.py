@@ -21,12 +21,13 @@ def arena_keys(layout: KeyLayout, arena: str) -> list[str]:
     rebuild's check (both generations)."""
     keys = [layout.fence(arena), layout.views(arena), layout.model_index(arena),
             layout.voter_stats(arena), layout.flagged(arena), layout.screen_fence(arena),
-            layout.quarantine(arena, "voter-1"), layout.quarantine(arena, "voter:2")]
+            layout.quarantine(arena, "voter-1"), layout.quarantine(arena, "voter:2"),
+            layout.sampling_tally(arena), layout.sampling_nonce(arena, "0123abcd")]
     for view in VIEWS:
         keys += [layout.counts(arena, view), layout.elo(arena, view),
                  layout.battles(arena, view), layout.standings(arena, view),
                  layout.matrices(arena, view), layout.history(arena, view, "model/a"),
-                 layout.scores(arena, view)]
+                 layout.scores(arena, view), layout.sampling(arena, view, "active")]
     return keys
 
 

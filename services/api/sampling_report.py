@@ -1,0 +1,92 @@
+"""``GET /v1/leaderboards/{arena}/{view}/sampling``: how battles were shared out on a board.
+
+Per model, per organization and per license (open / proprietary): battles so far and their
+share of appearances, against what a uniform policy gives (1 / models) and what the arena's
+policy gives now (the worker's sampler); and the votes that brought sampling tokens, tallied by
+policy (``KeyLayout.sampling_tally``), so that an auditor sees which policy produced which
+votes. All time only: the boards keep no per-window counts."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from services.api.deps import Reader, Registry, labelled_board
+from services.api.next_battle import SamplerCache
+from services.api.params import ArenaParam, ViewParam
+from services.common.http import OrjsonResponse
+from shared.keys import FIELD_SEP, text
+from shared.settings import ApiSettings
+
+router = APIRouter(prefix="/v1/leaderboards", tags=["sampling"])
+
+
+def _shares(rows: list[dict[str, Any]], policy_share: dict[str, float],
+            key: str | None) -> list[dict[str, Any]]:
+    """Battles, share, uniform share and the policy's share per model (``key`` None) or per
+    value of a row field (organization, license), most battles first."""
+    appearances = sum(int(r["votes"]) for r in rows) or 1
+    groups: dict[str, dict[str, Any]] = defaultdict(lambda: {
+        "battles": 0, "models": 0, "policy_share": 0.0})
+    for row in rows:
+        name = row["model"] if key is None else (row.get(key) or "unknown")
+        group = groups[str(name)]
+        group["battles"] += int(row["votes"])
+        group["models"] += 1
+        group["policy_share"] += policy_share.get(row["model"], 0.0)
+    out = []
+    for name, group in groups.items():
+        out.append({"name": name, "models": group["models"], "battles": group["battles"],
+                    "share": round(group["battles"] / appearances, 6),
+                    "uniform_share": round(group["models"] / max(len(rows), 1), 6),
+                    "policy_share": round(group["policy_share"], 6)})
+    return sorted(out, key=lambda g: (-g["battles"], g["name"]))
+
+
+def _tally(raw: dict[Any, Any], view: str) -> dict[str, dict[str, int]]:
+    by_policy: dict[str, int] = {}
+    unsampled: dict[str, int] = {}
+    for field, count in raw.items():
+        first, _, second = text(field).rpartition(FIELD_SEP)
+        if first == view:
+            by_policy[second] = int(count)
+        elif first == "unsampled":
+            unsampled[second] = int(count)
+    return {"by_policy": by_policy, "unsampled_arena": unsampled}
+
+
+def _policy_shares(models: Iterable[str], shares: Iterable[float]) -> dict[str, float]:
+    return dict(zip(models, shares, strict=True))
+
+
+@router.get(
+    "/{arena}/{view}/sampling",
+    summary="Battles and share per model, organization and license against uniform sampling",
+    description="All time (the boards keep no per-window counts). `share`: of all appearances "
+    "on the board; `uniform_share`: what a uniform policy gives (models / all models); "
+    "`policy_share`: what the arena's next-battle policy gives now. `tokens.by_policy`: the "
+    "board's votes that brought a verified sampling token, per policy; "
+    "`tokens.unsampled_arena`: the arena's votes whose token was refused, by why.",
+    responses={404: {"description": "No such board (nothing counted on it yet)."}},
+)
+async def sampling_report(request: Request, reader: Reader, registry: Registry,
+                          arena: ArenaParam, view: ViewParam) -> Any:
+    doc, _ = await labelled_board(reader, registry, arena, view)
+    settings: ApiSettings = request.app.state.settings
+    policy = settings.api_sampling_policy.get(arena, settings.api_sampling_default_policy)
+    cache: SamplerCache = request.app.state.samplers
+    sampler = await cache.sampler(arena, view, policy)
+    shares = ({} if sampler is None
+              else _policy_shares(sampler.models, sampler.model_shares().tolist()))
+    rows = doc["rows"]
+    tally = await request.app.state.redis.hgetall(settings.keys.sampling_tally(arena))
+    return OrjsonResponse({
+        "board": doc["board"], "policy": policy, "battles": doc["votes"],
+        "models": _shares(rows, shares, None),
+        "organizations": _shares(rows, shares, "organization"),
+        "licenses": _shares(rows, shares, "license"),
+        "tokens": _tally(tally, view),
+    })
