@@ -14,7 +14,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from services.api.deps import Reader, Registry, labelled_board
+from services.api.deps import Policy, Reader, Registry, labelled_board
 from services.api.next_battle import SamplerCache
 from services.api.params import ArenaParam, ViewParam
 from services.common.http import OrjsonResponse
@@ -73,8 +73,8 @@ def _policy_shares(models: Iterable[str], shares: Iterable[float]) -> dict[str, 
     responses={404: {"description": "No such board (nothing counted on it yet)."}},
 )
 async def sampling_report(request: Request, reader: Reader, registry: Registry,
-                          arena: ArenaParam, view: ViewParam) -> Any:
-    doc, _ = await labelled_board(reader, registry, arena, view)
+                          policy_of_rows: Policy, arena: ArenaParam, view: ViewParam) -> Any:
+    doc, _ = await labelled_board(reader, registry, arena, view, policy_of_rows)
     settings: ApiSettings = request.app.state.settings
     policy = settings.api_sampling_policy.get(arena, settings.api_sampling_default_policy)
     cache: SamplerCache = request.app.state.samplers
