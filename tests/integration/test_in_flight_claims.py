@@ -1,0 +1,90 @@
+"""Two ingest processes on one Kafka and one Redis (issue #17): a batch answered 503 on replica 1
+while its send is still in flight there (the broker down longer than the ack timeout) and then
+retried on replica 2 is not produced by replica 2 too. Replica 2 answers 503 (the vote_id is
+claimed by replica 1, not settled) until replica 1's send is delivered, then 202 with the
+votes as duplicates: every vote is in the topic once. Before, replica 2 knew nothing of replica
+1's in-flight sends and produced the votes again (both copies delivered, counted twice).
+
+Both of ingest's paths: a single vote (the fast path: the claim is in the rate-limit call) and
+a batch larger than one trip (one claim call after the rate limits)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import httpx
+
+from shared.events import decode_vote_record
+from tests.support.infra import ROOT, Infra, free_port, kafka_broker, kafka_script, service_env
+from tests.support.kafka import read_topic
+from tests.support.processes import ServiceProcess
+from tests.support.votes import post_batch
+from tests.support.wait import wait_until
+
+BATCH = 300  # more than acceptor.ONE_TRIP_MAX_VOTES: the two-call path
+
+
+def vote(vote_id: str) -> dict[str, Any]:
+    return {"vote_id": vote_id, "arena": "text", "model_a": "a", "model_b": "b", "winner": "tie"}
+
+
+async def test_a_retry_on_the_other_replica_while_a_send_is_in_flight_is_not_produced_twice(
+    infra: Infra, prefix: str
+) -> None:
+    port = free_port()
+    run_dir = ROOT / ".run" / f"test-claims-{prefix}"
+    single = [vote("single")]
+    batch = [vote(f"batch-{i}") for i in range(BATCH)]
+    with kafka_broker(run_dir, port, free_port()) as broker_env:
+        bootstrap = f"127.0.0.1:{port}"
+        env = service_env(infra, prefix, PODIUM_KAFKA_BOOTSTRAP=bootstrap,
+                          PODIUM_INGEST_KAFKA_ACK_TIMEOUT_S="1")
+        first = await ServiceProcess("ingest", env, log_name=f"ingest-1-{prefix}").start()
+        second = await ServiceProcess("ingest", env, log_name=f"ingest-2-{prefix}").start()
+        try:
+            async with (httpx.AsyncClient(base_url=first.url, timeout=30) as one,
+                        httpx.AsyncClient(base_url=second.url, timeout=30) as two):
+
+                async def accepted(client: httpx.AsyncClient, votes: list[dict[str, Any]]
+                                   ) -> httpx.Response | None:
+                    r = await send(client, votes)
+                    return r if r.status_code == 202 else None
+
+                await wait_until(lambda: accepted(one, [vote("warm-1")]), 30, "replica 1 up")
+                await wait_until(lambda: accepted(two, [vote("warm-2")]), 30, "replica 2 up")
+                kafka_script(broker_env, "stop")
+                for votes in (single, batch):
+                    r = await send(one, votes)  # the ack times out: the send stays in flight
+                    assert r.status_code == 503, r.text
+                    r = await send(two, votes)  # the client retries on the other replica
+                    assert r.status_code == 503, r.text
+                    assert r.headers["retry-after"] == "1"
+                    assert "another ingest instance" in r.json()["detail"], r.text
+                kafka_script(broker_env, "start")
+                for votes in (single, batch):
+                    ids = sorted(v["vote_id"] for v in votes)
+
+                    async def retried(votes: list[dict[str, Any]] = votes
+                                      ) -> httpx.Response | None:
+                        return await accepted(two, votes)
+
+                    r = await wait_until(retried, 60, "the retry on replica 2 accepted")
+                    assert sorted(r.json()["duplicates"]) == ids, r.text
+                    r = await send(one, votes)  # and on replica 1: its send was delivered
+                    assert r.status_code == 202, r.text
+                    assert sorted(r.json()["duplicates"]) == ids, r.text
+        finally:
+            first.stop()
+            second.stop()
+        values = await read_topic(bootstrap, prefix + ".podium.votes")
+    copies = Counter(v.vote_id for value in values for v in decode_vote_record(value))
+    assert copies == Counter({v["vote_id"]: 1 for v in [vote("warm-1"), vote("warm-2"),
+                                                         *single, *batch]})
+
+
+async def send(client: httpx.AsyncClient, votes: list[dict[str, Any]]) -> httpx.Response:
+    """One vote as the single-vote POST (the fast path), several as a batch."""
+    if len(votes) == 1:
+        return await client.post("/v1/votes", json=votes[0])
+    return await post_batch(client, votes)
