@@ -91,7 +91,8 @@ def lifespan(
                               unremembered_max=settings.ingest_unremembered_max,
                               claim_ttl_s=settings.ingest_in_flight_ttl_s)
         pub = publisher or KafkaVotePublisher(settings, on_delivered=memory.remember,
-                                              on_failed=memory.release)
+                                              on_failed=memory.release,
+                                              on_pending=memory.renew)
         await pub.start()
         app.state.publisher = pub
         app.state.memory = memory

@@ -48,14 +48,18 @@ class KafkaVotePublisher:
         settings: IngestSettings,
         on_delivered: Callable[[list[str]], Awaitable[None]],
         on_failed: Callable[[list[str]], Awaitable[None]] | None = None,
+        on_pending: Callable[[list[str]], Awaitable[None]] | None = None,
     ) -> None:
         self._settings = settings
         self._on_delivered = on_delivered
         self._on_failed = on_failed
+        self._on_pending = on_pending
+        self._keeper: asyncio.Task[None] | None = None
         self._releasing: set[asyncio.Task[None]] = set()
         self._in_flight: dict[str, asyncio.Future[Any]] = {}
         self._delivered: list[str] = []  # delivered, not remembered yet (one writer at a time)
-        self._orphans: set[asyncio.Future[Any]] = set()  # sends whose caller timed out
+        # sends whose caller timed out, and their vote ids
+        self._orphans: dict[asyncio.Future[Any], list[str]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._topic = settings.topics.votes
         self._producer: AIOKafkaProducer | None = None
@@ -114,6 +118,9 @@ class KafkaVotePublisher:
             await asyncio.gather(*self._background, return_exceptions=True)
         if self._releasing:
             await asyncio.gather(*self._releasing, return_exceptions=True)
+        if self._keeper is not None:
+            self._keeper.cancel()
+            await asyncio.gather(self._keeper, return_exceptions=True)
 
     def in_flight(self, vote_ids: Iterable[str]) -> set[str]:
         held = self._in_flight
@@ -145,7 +152,8 @@ class KafkaVotePublisher:
         except (TimeoutError, KafkaError) as exc:
             for ack, ids in sends:
                 if not ack.done():  # nobody waits for these any more: remember them on delivery
-                    self._orphans.add(ack)
+                    self._orphans[ack] = ids
+                    self._keep_claims()
                 elif not ack.cancelled() and ack.exception() is None:
                     # delivered before another chunk of the same request failed: the request is
                     # answered 503 and retried, so these must be remembered here (and a retry
@@ -218,8 +226,7 @@ class KafkaVotePublisher:
         remembers its vote ids while holding them, or releases their claims); a send whose
         caller gave up (timeout) is forgotten only once its delivery is remembered here, or
         its failure has released the claims here."""
-        orphan = ack in self._orphans
-        self._orphans.discard(ack)
+        orphan = self._orphans.pop(ack, None) is not None
         if ack.cancelled() or ack.exception() is not None or not orphan:
             for vote_id in vote_ids:
                 self._in_flight.pop(vote_id, None)
@@ -230,6 +237,22 @@ class KafkaVotePublisher:
                 task.add_done_callback(self._releasing.discard)
             return
         self._remember_later(vote_ids)
+
+    def _keep_claims(self) -> None:
+        """While sends whose callers gave up are in flight, renew their ids' claims (a quarter
+        of ``ingest_in_flight_ttl_s`` apart), so that a send pending longer than the claim's
+        TTL (a long outage) is still not produced again by another instance."""
+        if self._on_pending is not None and (self._keeper is None or self._keeper.done()):
+            self._keeper = asyncio.ensure_future(self._renew_claims(self._on_pending))
+
+    async def _renew_claims(self, renew: Callable[[list[str]], Awaitable[None]]) -> None:
+        every = self._settings.ingest_in_flight_ttl_s / 4
+        while self._orphans:
+            await asyncio.sleep(every)  # a timer, not a wait for a state
+            ids = [v for ack, vote_ids in list(self._orphans.items()) if not ack.done()
+                   for v in vote_ids]
+            if ids:
+                await renew(ids)
 
     def _remember_later(self, vote_ids: list[str]) -> None:
         """Remember delivered ids nobody else will (they stay in flight until written)."""

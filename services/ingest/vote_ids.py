@@ -172,6 +172,15 @@ class VoteIdMemory:
                 claims.elsewhere.add(vote_id)
         return claims
 
+    async def renew(self, vote_ids: Sequence[str]) -> None:
+        """Renew this instance's claims of ``vote_ids`` (sends still in flight): a claim again.
+        Never raises."""
+        claims = await self.claim(vote_ids)
+        if claims.elsewhere:
+            log.warning("%d vote ids in flight here were claimed by another instance meanwhile "
+                        "(this claim had expired): they may be produced twice",
+                        len(claims.elsewhere))
+
     async def release(self, vote_ids: Iterable[str]) -> None:
         """Drop this instance's claims of ``vote_ids`` (their sends failed for sure, or they
         were never sent): a retry may produce them, here or elsewhere. Never raises: a claim
