@@ -38,6 +38,9 @@
 | ``{p}:{ingest}:ids:{N}:{bucket}`` | set   | vote ids ingest accepted in one dedupe window    |
 |                                  |        | (``bucket`` = unix time // window), 16 shards N; |
 |                                  |        | expires 2 windows after the bucket's start       |
+| ``{p}:{ingest}:in-flight:{N}``   | hash   | vote id -> "<ingest instance> <expiry ms>": ids  |
+|                                  |        | claimed by an instance producing them (shard N); |
+|                                  |        | a field is dropped on delivery or send failure   |
 | ``{p}:{ingest}:clients``         | hash   | key id -> ingest client (ClientRecord JSON: the  |
 |                                  |        | key's sha256, never the key)                     |
 | ``{p}:replay:{signature}``       | string | a signed request seen (TTL = 2 x window)         |
@@ -239,6 +242,11 @@ class KeyLayout:
         ``dedupe_shard`` is ``shard`` (``DEDUPE_SHARDS`` sets per window keep each set small;
         they share ingest's hash tag, as the limits script looks ids up with the limits)."""
         return f"{self._ingest()}:ids:{shard}:{bucket}"
+
+    def in_flight_ids(self, shard: int) -> str:
+        """The vote ids of ``dedupe_shard`` ``shard`` that an ingest instance has claimed and
+        is producing (field: vote id; value: the instance and the claim's expiry, unix ms)."""
+        return f"{self._ingest()}:in-flight:{shard}"
 
     def clients(self) -> str:
         return f"{self._ingest()}:clients"

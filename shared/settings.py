@@ -151,6 +151,13 @@ class IngestSettings(HttpSettings):
         "their 202 (long enough to ride out a Redis restart). Ids still unwritten after it are "
         "kept in process, consulted by later requests, and written in the background.",
     )
+    ingest_in_flight_ttl_s: float = Field(
+        default=120.0, gt=0, le=3600,
+        description="How long a vote_id claimed by an ingest instance that is producing it "
+        "stays claimed in Redis if that instance neither delivers it nor gives it up (it "
+        "died): meanwhile another instance answers the id 503. Longer than a send can stay "
+        "in flight in the producer (a broker failover).",
+    )
     ingest_unremembered_max: int = Field(
         default=1_000_000, ge=1,
         description="Most vote ids kept in process while Redis cannot take their dedupe markers "

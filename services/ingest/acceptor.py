@@ -7,6 +7,10 @@ client keys, one registry check, one dedupe lookup, one rate-limit script call (
 charged one by one, in order, atomically), one Kafka send per arena chunk and one ack wait, one
 dedupe write. Each request still gets its own answer: 202, 401, 422, 429 or 503.
 
+Before a vote is produced its vote_id is claimed in Redis for this instance (inside the
+rate-limit call, or one claim call for large groups): a request with a vote_id another ingest
+instance has claimed and not settled yet is answered 503 (retry later), never produced again.
+
 A request whose vote_id also appears in an earlier request of the same group moves to the next
 group, so that it sees the first one's outcome (a duplicate if it was accepted).
 """
@@ -307,7 +311,40 @@ class VoteAcceptor:
         verdicts = await self._limiter.check_many(
             [LimitRequest(p.submission.ip, p.client, f)
              for p, f in zip(group, fresh_of, strict=True)])
+        verdicts = await self._claimed(verdicts)
         await self._publish_and_answer(list(zip(group, verdicts, strict=True)))
+
+    async def _claimed(self, verdicts: list[Verdict]) -> list[Verdict]:
+        """Claim the votes of the allowed requests (one call): a request with a vote claimed
+        by another instance is refused (its own claims released), votes remembered meanwhile
+        are dropped (duplicates)."""
+        if not self._memory.enabled:
+            return verdicts
+        claims = await self._memory.claim(
+            [v.vote_id for verdict in verdicts if verdict.allowed for v in verdict.votes])
+        if not claims.accepted and not claims.elsewhere:
+            return verdicts
+        out: list[Verdict] = []
+        unclaim: list[str] = []
+        for verdict in verdicts:
+            ids = [v.vote_id for v in verdict.votes] if verdict.allowed else []
+            taken = next((v for v in ids if v in claims.elsewhere), None)
+            if taken is not None:
+                unclaim += (v for v in ids if v not in claims.elsewhere)
+                out.append(Verdict(False, in_flight=taken))
+            elif claims.accepted.intersection(ids):
+                out.append(Verdict(True, votes=tuple(
+                    v for v in verdict.votes if v.vote_id not in claims.accepted)))
+            else:
+                out.append(verdict)
+        await self._release(unclaim)
+        return out
+
+    async def _release(self, vote_ids: list[str]) -> None:
+        """Give up this instance's claims of ``vote_ids`` that no send of it holds."""
+        if vote_ids:
+            held = self._publisher.in_flight(vote_ids)
+            await self._memory.release([v for v in vote_ids if v not in held])
 
     async def _publish_and_answer(self, judged: list[tuple[_Pending, Verdict]]) -> None:
         """Answer 429 to the requests over a limit, publish the new votes of the others, write
@@ -316,6 +353,12 @@ class VoteAcceptor:
         for p, verdict in judged:
             if verdict.allowed:
                 allowed.append((p, list(verdict.votes)))
+            elif verdict.in_flight:
+                self._answer(p, refused(
+                    503, "vote_in_flight",
+                    f"vote_id {verdict.in_flight!r} is being accepted by another ingest "
+                    "instance and not settled yet; retry with the same vote_id",
+                    {"Retry-After": "1"}))
             elif verdict.never:
                 self._answer(p, refused(422, "over_limit", [{
                     "loc": ["body"], "type": "over_limit", "limit": verdict.limit,
@@ -331,6 +374,8 @@ class VoteAcceptor:
             await self._publisher.publish(to_publish)
         except PublishUnavailable as exc:
             log.warning("503 for %d votes: %s", len(to_publish), exc)
+            # before the 503s: a retry elsewhere may produce what was surely not sent
+            await self._release([v.vote_id for v in to_publish])
             for p, _ in allowed:
                 self._answer(p, refused(
                     503, "kafka_unavailable",

@@ -92,8 +92,11 @@ def lifespan(
         await check_topology(client)
         memory = VoteIdMemory(client, settings.keys, settings.ingest_dedupe_window_s,
                               write_retry_s=settings.ingest_dedupe_write_retry_s,
-                              unremembered_max=settings.ingest_unremembered_max)
-        pub = publisher or KafkaVotePublisher(settings, on_delivered=memory.remember)
+                              unremembered_max=settings.ingest_unremembered_max,
+                              claim_ttl_s=settings.ingest_in_flight_ttl_s)
+        pub = publisher or KafkaVotePublisher(settings, on_delivered=memory.remember,
+                                              on_failed=memory.release,
+                                              on_pending=memory.renew)
         await pub.start()
         app.state.publisher = pub
         app.state.memory = memory

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -47,12 +47,19 @@ class KafkaVotePublisher:
         self,
         settings: IngestSettings,
         on_delivered: Callable[[list[str]], Awaitable[None]],
+        on_failed: Callable[[list[str]], Awaitable[None]] | None = None,
+        on_pending: Callable[[list[str]], Awaitable[None]] | None = None,
     ) -> None:
         self._settings = settings
         self._on_delivered = on_delivered
+        self._on_failed = on_failed
+        self._on_pending = on_pending
+        self._keeper: asyncio.Task[None] | None = None
+        self._releasing: set[asyncio.Task[None]] = set()
         self._in_flight: dict[str, asyncio.Future[Any]] = {}
         self._delivered: list[str] = []  # delivered, not remembered yet (one writer at a time)
-        self._orphans: set[asyncio.Future[Any]] = set()  # sends whose caller timed out
+        # sends whose caller timed out, and their vote ids
+        self._orphans: dict[asyncio.Future[Any], list[str]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._topic = settings.topics.votes
         self._producer: AIOKafkaProducer | None = None
@@ -109,6 +116,15 @@ class KafkaVotePublisher:
             await asyncio.gather(*self._retired, return_exceptions=True)
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
+        if self._releasing:
+            await asyncio.gather(*self._releasing, return_exceptions=True)
+        if self._keeper is not None:
+            self._keeper.cancel()
+            await asyncio.gather(self._keeper, return_exceptions=True)
+
+    def in_flight(self, vote_ids: Iterable[str]) -> set[str]:
+        held = self._in_flight
+        return {v for v in vote_ids if (ack := held.get(v)) is not None and not _failed(ack)}
 
     async def publish(self, votes: Sequence[Vote]) -> None:
         """Produce and wait for Kafka's acks. Votes go as batch records (a JSON array of up to
@@ -136,7 +152,8 @@ class KafkaVotePublisher:
         except (TimeoutError, KafkaError) as exc:
             for ack, ids in sends:
                 if not ack.done():  # nobody waits for these any more: remember them on delivery
-                    self._orphans.add(ack)
+                    self._orphans[ack] = ids
+                    self._keep_claims()
                 elif not ack.cancelled() and ack.exception() is None:
                     # delivered before another chunk of the same request failed: the request is
                     # answered 503 and retried, so these must be remembered here (and a retry
@@ -185,7 +202,7 @@ class KafkaVotePublisher:
         fresh: dict[str, list[Vote]] = {}
         for vote in votes:
             earlier = self._in_flight.get(vote.vote_id)
-            if earlier is not None and not (earlier.done() and earlier.exception() is not None):
+            if earlier is not None and not _failed(earlier):
                 waits.append(earlier)  # pending or delivered: never send twice
             else:
                 fresh.setdefault(vote.arena, []).append(vote)
@@ -206,15 +223,36 @@ class KafkaVotePublisher:
 
     def _settled(self, vote_ids: list[str], ack: asyncio.Future[Any]) -> None:
         """Forget a send once it failed or was acknowledged to a caller still waiting (who
-        remembers its vote ids while holding them); a send whose caller gave up (timeout) is
-        forgotten only once its delivery is remembered here."""
-        orphan = ack in self._orphans
-        self._orphans.discard(ack)
+        remembers its vote ids while holding them, or releases their claims); a send whose
+        caller gave up (timeout) is forgotten only once its delivery is remembered here, or
+        its failure has released the claims here."""
+        orphan = self._orphans.pop(ack, None) is not None
         if ack.cancelled() or ack.exception() is not None or not orphan:
             for vote_id in vote_ids:
                 self._in_flight.pop(vote_id, None)
+            if orphan and self._on_failed is not None:
+                # nobody waits: give up the ids' claims here (a retry may produce them again)
+                task = asyncio.ensure_future(self._on_failed(vote_ids))
+                self._releasing.add(task)
+                task.add_done_callback(self._releasing.discard)
             return
         self._remember_later(vote_ids)
+
+    def _keep_claims(self) -> None:
+        """While sends whose callers gave up are in flight, renew their ids' claims (a quarter
+        of ``ingest_in_flight_ttl_s`` apart), so that a send pending longer than the claim's
+        TTL (a long outage) is still not produced again by another instance."""
+        if self._on_pending is not None and (self._keeper is None or self._keeper.done()):
+            self._keeper = asyncio.ensure_future(self._renew_claims(self._on_pending))
+
+    async def _renew_claims(self, renew: Callable[[list[str]], Awaitable[None]]) -> None:
+        every = self._settings.ingest_in_flight_ttl_s / 4
+        while self._orphans:
+            await asyncio.sleep(every)  # a timer, not a wait for a state
+            ids = [v for ack, vote_ids in list(self._orphans.items()) if not ack.done()
+                   for v in vote_ids]
+            if ids:
+                await renew(ids)
 
     def _remember_later(self, vote_ids: list[str]) -> None:
         """Remember delivered ids nobody else will (they stay in flight until written)."""
@@ -232,3 +270,8 @@ class KafkaVotePublisher:
             finally:
                 for vote_id in vote_ids:
                     self._in_flight.pop(vote_id, None)
+
+
+def _failed(ack: asyncio.Future[Any]) -> bool:
+    """Whether a send is settled without delivery (its ids may be sent again)."""
+    return ack.done() and (ack.cancelled() or ack.exception() is not None)

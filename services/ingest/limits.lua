@@ -1,7 +1,8 @@
 -- Rate limits of a group of ingest requests, each checked and charged atomically and in order
 -- (request i+1 sees what request i charged), in one call. Optionally, in the same call, each
 -- request's client key is confirmed unchanged and its votes are looked up in the dedupe sets,
--- so that only new votes are charged (one round trip for the whole group).
+-- so that only new votes are charged, and the new votes of a request within its limits are
+-- claimed for this ingest instance (VoteIdMemory; one round trip for the whole group).
 --
 -- State:
 --   a token bucket (ip, client): a string "<tokens> <ts_ms>", written with SET PX
@@ -10,14 +11,15 @@
 --     full anyway; a voter missing today is looked up in yesterday's hash (its bucket carries
 --     over midnight, its count does not)
 --
--- KEYS: the clients hash, today's voters hash, yesterday's voters hash, the dedupe sets
---       (sets_per_shard for each shard: see VoteIdMemory.lookup_plan), then per request: its ip
+-- KEYS: the clients hash, today's voters hash, yesterday's voters hash, the dedupe keys
+--       (sets_per_shard for each shard: its in-flight hash, then its dedupe sets: see
+--       VoteIdMemory.lookup_plan), then per request: its ip
 --       bucket, its client bucket (if it has votes), its prompt-hash counters.
 -- ARGV: now_ms, n_requests, voter_rate_per_s, voter_burst, daily_cap (0 = off), day,
 --       seconds_to_midnight, dedupe (1 = look the votes up, 0 = every vote is new),
 --       ip_rate_per_s, ip_burst, client_rate_per_s, client_burst, prompt_cap, prompt_ttl_s,
 --       voters_ttl_s (today's hash: until midnight, plus a full bucket's refill), n_dedupe_sets,
---       sets_per_shard,
+--       sets_per_shard, owner (who claims), claim_ttl_ms,
 --       then per request:
 --       key_id ("" = nothing to confirm), stored record (the client key's record as last seen),
 --       n_votes, n_voters, n_prompts, its voters' fields, then per vote: voter index, prompt
@@ -31,7 +33,9 @@
 --   {2, 0, 0} the client key's record changed (revoked, replaced): nothing charged or looked up;
 --   {3, hit, cost} the request could never pass: its new votes for one limit (hit, as above)
 --     are more than that limit's whole burst, or than a voter's daily cap (cost: how many);
---     nothing charged.
+--     nothing charged;
+--   {4, index, 0} a vote (1-based index) is claimed by another ingest instance, not settled
+--     yet: nothing charged or claimed.
 local now = tonumber(ARGV[1])
 local voter_rate, voter_burst = tonumber(ARGV[3]), tonumber(ARGV[4])
 local daily_cap, day, to_midnight = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
@@ -41,6 +45,9 @@ local client_rate, client_burst = tonumber(ARGV[11]), tonumber(ARGV[12])
 local prompt_cap, prompt_ttl = tonumber(ARGV[13]), tonumber(ARGV[14])
 local voters_ttl = ARGV[15]
 local n_dedupe_sets, per_shard = tonumber(ARGV[16]), tonumber(ARGV[17])
+local owner, claim_ttl = ARGV[18], tonumber(ARGV[19])
+local claim_value = owner .. ' ' .. (now + claim_ttl)
+local claimed_in = {}  -- in-flight hashes written (their expiry is set at the end)
 local clients, today, yesterday = KEYS[1], KEYS[2], KEYS[3]
 local CHUNK = 1000  -- fields per HMGET / HSET (unpack has a limit)
 local out = {}
@@ -69,12 +76,24 @@ local function bucket(key, rate, burst)
   return math.min(burst, tokens + math.max(0, now - ts) * rate / 1000)
 end
 
-local function remembered(slot, id)
-  local base = 3 + per_shard * (slot - 1)  -- its shard's sets: KEYS[base + 1 ..]
-  for j = 1, per_shard do
-    if redis.call('SISMEMBER', KEYS[base + j], id) == 1 then return true end
+-- 1 remembered (a duplicate), 2 claimed by another instance (not expired), 0 new
+local function state(slot, id)
+  local base = 3 + per_shard * (slot - 1)  -- its shard's keys: KEYS[base + 1 ..]
+  for j = 2, per_shard do
+    if redis.call('SISMEMBER', KEYS[base + j], id) == 1 then return 1 end
   end
-  return false
+  local h = redis.call('HGET', KEYS[base + 1], id)
+  if h then
+    local who, expiry = string.match(h, '^(%S+) (%d+)$')
+    if who ~= owner and tonumber(expiry) > now then return 2 end
+  end
+  return 0
+end
+
+local function claim(slot, id)
+  local hash = KEYS[3 + per_shard * (slot - 1) + 1]
+  redis.call('HSET', hash, id, claim_value)
+  claimed_in[hash] = true
 end
 
 local function one(k, a)
@@ -102,8 +121,14 @@ local function one(k, a)
   for i = 1, np do prompt_count[i] = 0 end
   for i = 1, nvotes do
     local at = votes_arg + per_vote * (i - 1)
-    local is_new = not dedupe or not remembered(tonumber(ARGV[at + 2]), ARGV[at + 3])
-    if is_new then
+    local known = dedupe and state(tonumber(ARGV[at + 2]), ARGV[at + 3]) or 0
+    if known == 2 then
+      out[#out + 1] = 4
+      out[#out + 1] = i
+      out[#out + 1] = 0
+      return next_k, next_a
+    end
+    if known == 0 then
       new[i] = '1'
       fresh = fresh + 1
       local voter, prompt = tonumber(ARGV[at]), tonumber(ARGV[at + 1])
@@ -211,6 +236,14 @@ local function one(k, a)
     end
     today_written = true
   end
+  if dedupe then
+    for i = 1, nvotes do
+      if new[i] == '1' then
+        local at = votes_arg + per_vote * (i - 1)
+        claim(tonumber(ARGV[at + 2]), ARGV[at + 3])
+      end
+    end
+  end
   out[#out + 1] = 1
   out[#out + 1] = np
   out[#out + 1] = table.concat(new)
@@ -227,9 +260,10 @@ local function one(k, a)
   return next_k, next_a
 end
 
-local k, a = 4 + n_dedupe_sets, 18
+local k, a = 4 + n_dedupe_sets, 20
 for _ = 1, tonumber(ARGV[2]) do
   k, a = one(k, a)
 end
 if today_written then redis.call('EXPIRE', today, voters_ttl) end
+for hash in pairs(claimed_in) do redis.call('PEXPIRE', hash, claim_ttl) end
 return out

@@ -1,6 +1,7 @@
 """Rate limits of ingest: token buckets per IP (requests), per client and per voter (votes), a
 per-voter daily cap, and duplicate-prompt downsampling — one atomic Lua call per group of
-requests, which can also confirm client keys and look votes up in the dedupe markers."""
+requests, which can also confirm client keys, look votes up in the dedupe markers and claim the
+new ones for this instance."""
 
 from __future__ import annotations
 
@@ -16,15 +17,16 @@ from fastapi import Request
 
 from services.common.http import ip_of
 from services.common.redis_client import REDIS_ERRORS, RedisClient
+from services.ingest.vote_ids import LookupPlan
 from shared.events import Vote
 from shared.keys import KeyLayout
 from shared.settings import IngestSettings
 
 log = logging.getLogger(__name__)
 
-# vote_ids -> the dedupe sets to look in, each id's slot, sets per slot
-# (``VoteIdMemory.lookup_plan``)
-DedupeLookup = Callable[[Sequence[str]], tuple[list[str], list[int], int]]
+# vote_ids -> the dedupe keys to look in and claim with, each id's slot, keys per slot, the
+# claimant (``VoteIdMemory.lookup_plan``)
+DedupeLookup = Callable[[Sequence[str]], LookupPlan]
 
 LIMITS_SCRIPT = files("services.ingest").joinpath("limits.lua").read_text()
 DAY_S = 86_400
@@ -56,6 +58,8 @@ class Verdict:
     # why the request could never pass, whatever the wait (more new votes for one limit than
     # its whole burst, or than a voter's daily cap): answered 422, not 429
     never: str = ""
+    # a vote_id of the request claimed by another ingest instance, not settled yet: 503
+    in_flight: str = ""
 
 
 def client_ip(request: Request, trust_forwarded_for: bool) -> str:
@@ -86,8 +90,10 @@ class RateLimiter:
         """Charge each request to every limit it falls under, or refuse it whole (429): one
         atomic script call for the group, requests taken in order.
 
-        With ``lookup`` (``VoteIdMemory.lookup_plan``), the same call looks every vote up
-        and charges only the new ones (``Verdict.votes``); without it every vote is new. Redis
+        With ``lookup`` (``VoteIdMemory.lookup_plan``), the same call looks every vote up,
+        charges only the new ones (``Verdict.votes``) and claims them for this instance; a
+        request with a vote claimed elsewhere is refused (``Verdict.in_flight``). Without it
+        every vote is new and nothing is claimed. Redis
         failures fail open (logged: Kafka and the worker's screen remain), unless a client key
         was to be confirmed."""
         if not requests:
@@ -98,10 +104,13 @@ class RateLimiter:
         refill_s = math.ceil(s.ingest_voter_burst / s.ingest_voter_votes_per_s)
         sets: list[str] = []
         slots: Iterator[int] = iter(())
-        per_shard = 0
+        per_shard = claim_ttl_ms = 0
+        owner = ""
         if lookup is not None:
-            sets, slot_list, per_shard = lookup([v.vote_id for r in requests for v in r.votes])
-            slots = iter(slot_list)
+            plan = lookup([v.vote_id for r in requests for v in r.votes])
+            sets, per_shard = plan.keys, plan.per_shard
+            owner, claim_ttl_ms = plan.owner, plan.claim_ttl_ms
+            slots = iter(plan.slots)
         keys: list[str] = [self._keys.clients(), self._keys.voters(day),
                            self._keys.voters(day - 1), *sets]
         argv: list[float | int | str | bytes] = [
@@ -110,6 +119,7 @@ class RateLimiter:
             1 if lookup is not None else 0, s.ingest_ip_requests_per_s, s.ingest_ip_burst,
             s.ingest_client_votes_per_s, s.ingest_client_burst, s.ingest_prompt_hash_cap,
             PROMPT_TTL_S, DAY_S - int(now) % DAY_S + refill_s + 1, len(sets), per_shard,
+            owner, claim_ttl_ms,
         ]
         plans = [self._plan(r, keys, argv, slots if lookup is not None else None)
                  for r in requests]
@@ -134,6 +144,10 @@ class RateLimiter:
             at += 3
             if status == 2:
                 verdicts.append(Verdict(False, key_changed=True))
+                continue
+            if status == 4:
+                vote_id = request.votes[int(second) - 1].vote_id
+                verdicts.append(Verdict(False, in_flight=vote_id))
                 continue
             if status == 3:
                 name, most = self._bound(request, voters, int(second))

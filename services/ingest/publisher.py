@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from shared.events import ScoreEvent, Vote
@@ -30,5 +30,10 @@ class VotePublisher(Protocol):
         """Flush what is in flight and disconnect."""
 
     async def publish(self, votes: Sequence[Vote]) -> None: ...
+
+    def in_flight(self, vote_ids: Iterable[str]) -> set[str]:
+        """The ids among ``vote_ids`` whose sends are still in flight (or delivered and not
+        remembered yet): their claims must stay."""
+        ...
 
     async def publish_scores(self, scores: Sequence[ScoreEvent]) -> None: ...

@@ -41,6 +41,8 @@ def rejection_reason(status: int, body: bytes) -> str:
         return "redis_unavailable"
     if status == 503 and b"busy" in body:
         return "overloaded"
+    if status == 503 and b"another ingest instance" in body:
+        return "vote_in_flight"
     return REASONS.get(status, "other")
 
 

@@ -1,5 +1,6 @@
 """The vote ids ingest remembers: ``VoteIdMemory`` (dedupe markers in Redis for the dedupe
-window, kept in process while Redis refuses them) and ``VotesInProgress`` (the ids this process
+window, kept in process while Redis refuses them; claims of the ids an instance is producing, so
+that another instance does not produce them too) and ``VotesInProgress`` (the ids this process
 is accepting right now)."""
 
 from __future__ import annotations
@@ -9,8 +10,10 @@ import contextlib
 import itertools
 import logging
 import math
+import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from importlib.resources import files
 from typing import Any
 
@@ -53,6 +56,30 @@ class VotesInProgress:
         return release
 
 
+@dataclass(frozen=True, slots=True)
+class LookupPlan:
+    """A lookup (and claim) of vote ids inside another script call (the rate limits'): per
+    shard the ids fall in, ``per_shard`` keys (its in-flight hash, then its dedupe sets: see
+    ``VoteIdMemory._buckets``); per id its shard's slot (1-based: its keys are
+    ``per_shard * (slot - 1) + 1 ..`` of ``keys``); who claims (``owner``) and for how long."""
+
+    keys: list[str]
+    slots: list[int]
+    per_shard: int
+    owner: str
+    claim_ttl_ms: int
+
+
+@dataclass(slots=True)
+class Claims:
+    """The outcome of claiming vote ids: ``accepted`` (remembered: duplicates), ``elsewhere``
+    (claimed by another ingest instance, not settled yet); every other id is claimed by this
+    instance now (or was already: a send of its own still in flight)."""
+
+    accepted: set[str]
+    elsewhere: set[str]
+
+
 class VoteIdMemory:
     """Remembers accepted vote ids for the dedupe window, so a client retry is not a new vote.
 
@@ -62,19 +89,31 @@ class VoteIdMemory:
     and at most two. A lookup checks the current bucket, the one before, and, in the last minute
     of a bucket, the next one (another ingest instance's clock may be a little ahead). One SADD
     per shard a group touches (in one script call), instead of a key with a TTL per vote: a new
-    key cost Redis ~5 us, a set member ~1 (bench/RESULTS.md; docs/decisions.md, record 38)."""
+    key cost Redis ~5 us, a set member ~1 (bench/RESULTS.md; docs/decisions.md, record 38).
+
+    Before producing, an instance claims the ids it is about to send (``claim``, or inside the
+    rate-limit call: ``lookup_plan``): a field per id in its shard's in-flight hash, naming the
+    instance (``owner``) and the claim's expiry (``claim_ttl_s``). Another instance seeing a live
+    claim answers 503 instead of producing the vote again; the claim is dropped when the id is
+    remembered (delivered) or ``release``d (its send failed for sure)."""
 
     def __init__(
         self, client: RedisClient, keys: KeyLayout, window_s: int,
         clock: Callable[[], float] = time.time,
         write_retry_s: float = 15.0,
         unremembered_max: int = 1_000_000,
+        claim_ttl_s: float = 120.0,
     ) -> None:
         self._redis = client
         self._keys = keys
         self._window_s = window_s
         self._clock = clock
         self._remember = client.register_script(REMEMBER_SCRIPT)
+        self._claim = client.register_script(CLAIM_SCRIPT)
+        self._release = client.register_script(RELEASE_SCRIPT)
+        self._claim_ttl_ms = math.ceil(claim_ttl_s * 1000)
+        # this process, for its claims: a restarted instance is another owner
+        self.owner = secrets.token_hex(8)
         self._write_retry_s = write_retry_s
         # ids whose markers Redis has not taken yet (insertion order: oldest first), and the
         # task that keeps writing them
@@ -94,16 +133,70 @@ class VoteIdMemory:
             return [bucket, bucket - 1, bucket + 1]
         return [bucket, bucket - 1]
 
-    def lookup_plan(self, vote_ids: Sequence[str]) -> tuple[list[str], list[int], int]:
-        """For a lookup inside another script call: the sets to look in (``per_shard`` for
-        each shard the ids fall in: see ``_buckets``), per id its shard's slot (1-based: its
-        sets are keys ``per_shard * (slot - 1) + 1 ..`` of the list), and ``per_shard``."""
+    def lookup_plan(self, vote_ids: Sequence[str]) -> LookupPlan:
+        """For a lookup and claim inside another script call (``LookupPlan``)."""
         buckets = self._buckets()
         slot_of: dict[int, int] = {}
         slots = [slot_of.setdefault(dedupe_shard(v), len(slot_of) + 1) for v in vote_ids]
-        sets = self._keys.dedupe_ids
-        keys = [sets(shard, b) for shard in slot_of for b in buckets]
-        return keys, slots, len(buckets)
+        sets, in_flight = self._keys.dedupe_ids, self._keys.in_flight_ids
+        keys = [k for shard in slot_of
+                for k in (in_flight(shard), *(sets(shard, b) for b in buckets))]
+        return LookupPlan(keys, slots, len(buckets) + 1, self.owner, self._claim_ttl_ms)
+
+    async def claim(self, vote_ids: Sequence[str]) -> Claims:
+        """Claim ``vote_ids`` for this instance to produce (one script call): see ``Claims``.
+        Fails open (nothing claimed, nothing found) if Redis fails: Kafka stays the record."""
+        if not self._window_s or not vote_ids:
+            return Claims(set(), set())
+        by_shard = _by_shard(vote_ids)
+        buckets = self._buckets()
+        sets, in_flight = self._keys.dedupe_ids, self._keys.in_flight_ids
+        keys = [k for shard in by_shard
+                for k in (in_flight(shard), *(sets(shard, b) for b in buckets))]
+        args: list[str | int] = [int(self._clock() * 1000), self._claim_ttl_ms, self.owner,
+                                 len(buckets) + 1, *(len(ids) for ids in by_shard.values())]
+        for ids in by_shard.values():
+            args += ids
+        try:
+            states = await self._claim(keys=keys, args=args)
+        except REDIS_ERRORS as exc:
+            log.warning("claiming vote ids failed, accepting without it: %s", exc)
+            return Claims(self.unremembered(vote_ids), set())
+        state = states if isinstance(states, bytes) else str(states).encode()
+        claims = Claims(self.unremembered(vote_ids), set())
+        ordered = (v for ids in by_shard.values() for v in ids)
+        for vote_id, flag in zip(ordered, state, strict=True):
+            if flag == ACCEPTED:
+                claims.accepted.add(vote_id)
+            elif flag == ELSEWHERE:
+                claims.elsewhere.add(vote_id)
+        return claims
+
+    async def renew(self, vote_ids: Sequence[str]) -> None:
+        """Renew this instance's claims of ``vote_ids`` (sends still in flight): a claim again.
+        Never raises."""
+        claims = await self.claim(vote_ids)
+        if claims.elsewhere:
+            log.warning("%d vote ids in flight here were claimed by another instance meanwhile "
+                        "(this claim had expired): they may be produced twice",
+                        len(claims.elsewhere))
+
+    async def release(self, vote_ids: Iterable[str]) -> None:
+        """Drop this instance's claims of ``vote_ids`` (their sends failed for sure, or they
+        were never sent): a retry may produce them, here or elsewhere. Never raises: a claim
+        not dropped expires (``claim_ttl_s``)."""
+        by_shard = _by_shard(vote_ids)
+        if not self._window_s or not by_shard:
+            return
+        keys = [self._keys.in_flight_ids(shard) for shard in by_shard]
+        args: list[str | int] = [self.owner, *(len(ids) for ids in by_shard.values())]
+        for ids in by_shard.values():
+            args += ids
+        try:
+            await self._release(keys=keys, args=args)
+        except REDIS_ERRORS as exc:
+            log.warning("could not release the claims of %d vote ids (%s): they expire",
+                        sum(len(ids) for ids in by_shard.values()), exc)
 
     async def seen(self, vote_ids: Sequence[str]) -> set[str]:
         """The ids remembered within the window: one round trip."""
@@ -225,8 +318,9 @@ class VoteIdMemory:
             await writer
 
     async def _write(self, vote_ids: Iterable[str]) -> None:
-        """Add ids to the current bucket's sets: one script call (per shard an SADD and an
-        EXPIRE; a pipeline of those cost a group of single votes more of ingest's CPU)."""
+        """Add ids to the current bucket's sets and drop their claims: one script call (per
+        shard an SADD, an EXPIRE and an HDEL; a pipeline of those cost a group of single votes
+        more of ingest's CPU)."""
         by_shard = _by_shard(vote_ids)
         if not by_shard:
             return
@@ -237,6 +331,7 @@ class VoteIdMemory:
         ttl = math.ceil((bucket + 2) * window + DEDUPE_EXPIRY_MARGIN_S - now)
         sets = self._keys.dedupe_ids
         keys = [sets(shard, bucket) for shard in by_shard]
+        keys += [self._keys.in_flight_ids(shard) for shard in by_shard]
         args: list[str | int] = [ttl, *(len(ids) for ids in by_shard.values())]
         for ids in by_shard.values():
             args += ids
@@ -244,6 +339,10 @@ class VoteIdMemory:
 
 
 REMEMBER_SCRIPT = files("services.ingest").joinpath("remember_ids.lua").read_text()
+CLAIM_SCRIPT = files("services.ingest").joinpath("claim_ids.lua").read_text()
+RELEASE_SCRIPT = files("services.ingest").joinpath("release_ids.lua").read_text()
+# the claim script's answer per id: "0" remembered, "1" claimed here, "2" claimed elsewhere
+ACCEPTED, ELSEWHERE = ord("0"), ord("2")
 
 # how far apart the clocks of ingest instances may be: sets are kept this much past two
 # windows, and the next bucket is looked in this long before it begins

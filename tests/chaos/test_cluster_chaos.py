@@ -3,15 +3,16 @@ three KRaft brokers, a Redis Cluster of 3 masters + 3 replicas; the services as 
 ``redis+cluster://``: 2 ingest, 2 rating workers, 2 api).
 
 Votes of four arenas are posted through both ingest replicas in turn by a client that retries a
-batch answered 503, or not answered, with the same vote ids (with two batches in flight, each
-lane's retries land on the replica that failed it: a retry on the other replica after a Kafka
-ack timeout is counted twice, docs/operations.md "Scaling and failure", open). While they flow, one
-at a time, each followed by its recovery: a rating worker is SIGKILLed (the other takes its
-partitions over), a Redis master is SIGKILLed (its replica is promoted; the node is restarted),
-a Kafka broker is SIGKILLed (the leader of an arena's partition) and later restarted, an ingest
-replica and an api replica are restarted (SIGTERM, then started again). Then every vote answered
-202 is counted exactly once on every board it touches (overall, categories, languages), in
-Redis and on both api replicas' listing, and every surviving process answers /readyz 200.
+batch answered 503, or not answered, with the same vote ids, each retry on the replica after the
+one that failed it (a retry on the other replica while the first's send is in flight answers 503
+until that send settles: ingest claims vote ids in Redis before producing them). While they
+flow, one at a time, each followed by its recovery: a rating worker is SIGKILLed (the other
+takes its partitions over), a Redis master is SIGKILLed (its replica is promoted; the node is
+restarted), a Kafka broker is SIGKILLed (the leader of an arena's partition) and later
+restarted, an ingest replica and an api replica are restarted (SIGTERM, then started again).
+Then every vote answered 202 is counted exactly once on every board it touches (overall,
+categories, languages), in Redis and on both api replicas' listing, and every surviving process
+answers /readyz 200.
 
 ``PODIUM_CHAOS_VOTES`` sets how many votes at least (the issue's full size is 200,000; the
 default fits ``make test`` on a 2-core machine). The votes are paced over ``POSTING_S`` so that

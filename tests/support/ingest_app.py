@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -37,6 +37,9 @@ class RecordingPublisher:
 
     async def publish_scores(self, scores: Sequence[ScoreEvent]) -> None:
         self.scores.extend(scores)
+
+    def in_flight(self, vote_ids: Iterable[str]) -> set[str]:
+        return set()
 
 
 def ingest_settings(infra: Infra, prefix: str, **extra: Any) -> IngestSettings:
