@@ -251,9 +251,15 @@ async def recover(client: aioredis.Redis, keys: KeyLayout, worker_url: str, work
                 print(f"  {now:6.1f} s after FLUSHALL: {off} of {len(expected)} boards differ; "
                       f"/readyz {status}; catch-up remaining {remaining} records", flush=True)
             await asyncio.sleep(0.1)
-        if "readyz_200" not in times:  # identical before /readyz was polled back to 200
+        deadline = time.perf_counter() + 60
+        while "readyz_200" not in times and time.perf_counter() < deadline:
+            # identical before /readyz was polled back to 200: the worker says ready once the
+            # catch-up's last batch is applied and its boards refitted (and its rank changes
+            # published), a moment after its boards are written
             if (await readyz(http))[0] == 200:
                 times["readyz_200"] = time.perf_counter() - started
+            else:
+                await asyncio.sleep(0.05)
     return times
 
 

@@ -241,6 +241,11 @@ class RatingSettings(PodiumSettings):
     rating_batch_within_s: float = Field(
         default=0.05, gt=0, description="Longest wait to fill a batch, seconds."
     )
+    rating_apply_chunk_votes: int = Field(
+        default=50_000, ge=1, description="Most votes screened and applied in one step of a "
+        "batch (whole records): a catch-up's batches hold hundreds of thousands of votes, and "
+        "each step's Redis calls stay this small (a retry repeats one step); the batch's boards "
+        "are refitted once, after its last step.")
     rating_preliminary_votes: int = Field(
         default=300, ge=0, description="Models with fewer votes are flagged preliminary."
     )

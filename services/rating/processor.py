@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Protocol
 
 import orjson
@@ -21,6 +22,7 @@ import orjson
 from services.common.redis_client import REDIS_RETRYABLE
 from services.rating.arena_slices import (
     ArenaSlice,
+    DeadLetter,
     EloOptions,
     RawRecord,
     decode,
@@ -49,6 +51,7 @@ __all__ = ["BatchObserver", "Outputs", "Publish", "RatingProcessor", "ResumeHook
 Votes = list[tuple[RawRecord, Vote]]
 Admit = Callable[[Sequence[RawRecord]], list[RawRecord]]
 OnStateLost = Callable[[StateLost], Awaitable[None]]
+Applied = Callable[[Sequence[RawRecord]], None]
 
 
 class BatchObserver(Protocol):
@@ -76,8 +79,10 @@ class Tuning:
     """How boards are fitted and batches retried: the plain boards' fit, the online Elo, the
     style-controlled boards' fit (None: the plain fit, reweighted as arena-rank's contextual
     fit), the window of rank moves (services/rating/engine/significance.py), the first wait
-    before retrying a batch while Redis is down (doubling to 5 s), and the clock of the
-    documents' timestamps."""
+    before retrying a batch while Redis is down (doubling to 5 s), the clock of the
+    documents' timestamps, and the most votes screened and applied in one step of a batch
+    (a catch-up's batches hold hundreds of thousands: each step's Redis calls stay small, and
+    a retry repeats one step; the boards are refitted once, after the last step)."""
 
     fit: FitOptions = field(default_factory=FitOptions)
     elo: EloOptions = field(default_factory=EloOptions)
@@ -85,6 +90,7 @@ class Tuning:
     rank_change_window_s: float = 0.0
     redis_retry_s: float = 0.5
     clock: Callable[[], datetime] = utc_now
+    chunk_votes: int = 50_000
 
     def style_options(self) -> StyleOptions:
         """``style``, or the plain fit's options reweighted."""
@@ -96,10 +102,12 @@ class Tuning:
 class ResumeHooks:
     """The worker's resume (services/rating/resume.py): ``admit`` drops what a rewind made
     stale from each batch; ``on_state_lost`` rewinds when Redis lost applied votes (None:
-    ``StateLost`` is raised to the caller)."""
+    ``StateLost`` is raised to the caller); ``applied`` hears of each batch once its votes are
+    applied and its boards refitted (a catch-up is over only then)."""
 
     admit: Admit | None = None
     on_state_lost: OnStateLost | None = None
+    applied: Applied | None = None
 
 
 class RatingProcessor:
@@ -142,6 +150,7 @@ class RatingProcessor:
         self._publish_changes = outputs.publish_rank_changes
         self._clock = clock
         self._retry_s = tuning.redis_retry_s
+        self._chunk_votes = tuning.chunk_votes
         # kept until refitted: a retry after a lost connection finds the slices that landed
         # already applied, and would otherwise leave their boards as they were
         self._unrefitted: Boards = {}
@@ -154,6 +163,7 @@ class RatingProcessor:
         self._through: dict[tuple[str, str], int] = {}
         self._admit = resume.admit
         self._on_state_lost = resume.on_state_lost
+        self._applied_hook = resume.applied
 
     @property
     def lock(self) -> asyncio.Lock:
@@ -174,6 +184,8 @@ class RatingProcessor:
             for r in records:
                 field = f"{r.topic}/{r.partition}"
                 self._position[field] = max(self._position.get(field, -1), r.offset)
+            if self._applied_hook is not None:
+                self._applied_hook(records)
 
     async def check_fences(self) -> None:
         """Between batches (also when none come): compare the fences this worker applied with
@@ -229,17 +241,40 @@ class RatingProcessor:
             raise StateLost(lost)
 
     async def _process(self, records: Sequence[RawRecord]) -> None:
-        votes, dead = decode(records)
-        if dead:
-            now = self._clock()
-            await self._publish_dead([orjson.dumps(d.to_json(now)) for d in dead])
-            log.warning("dead-lettered %d records, first: %s", len(dead), dead[0].reason)
-            if self._metrics is not None:
-                self._metrics.observe_dead_letters(len(dead))
+        started = time.perf_counter()
+        votes = 0
+        for chunk, dead in decoded_chunks(records, self._chunk_votes):
+            if dead:
+                await self._dead_letters(dead)
+            await self._retrying(partial(self._screen_and_apply, chunk))
+            votes += len(chunk)
+        apply_done = time.perf_counter()
+        refitted = len(self._unrefitted)
+        await self._retrying(self._refit)
+        refit_done = time.perf_counter()
+        log.debug(
+            "batch of %d votes: apply %.1f ms, refit of %d boards %.1f ms",
+            votes, 1000 * (apply_done - started), refitted,
+            1000 * (refit_done - apply_done),
+        )
+        if self._metrics is not None:
+            self._metrics.observe_batch(votes, apply_done - started,
+                                        refit_done - apply_done, refitted)
+
+    async def _dead_letters(self, dead: list[DeadLetter]) -> None:
+        now = self._clock()
+        await self._publish_dead([orjson.dumps(d.to_json(now)) for d in dead])
+        log.warning("dead-lettered %d records, first: %s", len(dead), dead[0].reason)
+        if self._metrics is not None:
+            self._metrics.observe_dead_letters(len(dead))
+
+    async def _retrying(self, step: Callable[[], Awaitable[None]]) -> None:
+        """Run ``step`` until Redis answers it: while Redis is down, wait and retry (the
+        fences make a retry harmless)."""
         delay = self._retry_s
-        while True:  # Redis down: wait and retry; the fence makes the retry harmless
+        while True:
             try:
-                await self._apply_and_refit(votes)
+                await step()
                 return
             except REDIS_RETRYABLE as exc:
                 self.counts.forget()  # an apply may or may not have landed: reload
@@ -247,13 +282,17 @@ class RatingProcessor:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
-    async def _apply_and_refit(self, votes: Votes) -> None:
-        started = time.perf_counter()
+    async def _screen_and_apply(self, votes: Votes) -> None:
+        """Screen and apply some of a batch's votes (whole records, in order); the boards they
+        changed wait in ``_unrefitted`` for the refit."""
         if self._screen is not None:  # votes of flagged voters: kept, not counted
             votes = await self._screen.screen(votes, self._win_probability, self._clock())
+        await self._apply(fold(votes), votes, self._unrefitted)
+
+    async def _refit(self) -> None:
+        """Refit the boards the batch changed (and those a failed refit left), publishing the
+        rank changes."""
         to_refit = self._unrefitted
-        await self._apply(fold(votes), votes, to_refit)
-        apply_done = time.perf_counter()
         changes: list[RankChange] = []
         try:
             await self.boards.refit(to_refit, changes)
@@ -261,17 +300,7 @@ class RatingProcessor:
             # also when Redis fails midway: the boards refitted so far will not diff again
             if changes:
                 await self._publish_changes([c.model_dump_json().encode() for c in changes])
-        refit_done = time.perf_counter()
-        refitted = len(to_refit)
         to_refit.clear()
-        log.debug(
-            "batch of %d votes: apply %.1f ms, refit of %d boards %.1f ms",
-            len(votes), 1000 * (apply_done - started), refitted,
-            1000 * (refit_done - apply_done),
-        )
-        if self._metrics is not None:
-            self._metrics.observe_batch(len(votes), apply_done - started,
-                                        refit_done - apply_done, refitted)
 
     async def _apply(self, slices: list[ArenaSlice], votes: Votes, to_refit: Boards) -> None:
         """Apply the slices to the live generation (copied into the other one, if any); add
@@ -321,3 +350,24 @@ class RatingProcessor:
         battles since its last fit; returns how many were refitted. Meant to run on a cadence
         (the worker's timer), not after every batch: each fit needs every battle of the board."""
         return await self.style.refit_due()
+
+
+def decoded_chunks(
+    records: Sequence[RawRecord], most: int
+) -> Iterator[tuple[Votes, list[DeadLetter]]]:
+    """The records' votes in consecutive parts of about ``most`` votes, cut only between records
+    (a record's votes share its offset, which the fences count in), each with the dead letters
+    of its records; one (maybe empty) part at least. Decoded part by part: a catch-up's batch of
+    hundreds of thousands of votes does not hold the event loop for its whole decode."""
+    votes: Votes = []
+    dead: list[DeadLetter] = []
+    yielded = False
+    for record in records:
+        part_votes, part_dead = decode((record,))
+        votes += part_votes
+        dead += part_dead
+        if len(votes) >= most:
+            yield votes, dead
+            votes, dead, yielded = [], [], True
+    if votes or dead or not yielded:
+        yield votes, dead

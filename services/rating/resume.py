@@ -129,12 +129,15 @@ class Rewinds:
         self._seen: dict[int, int] = {}
         self._awaiting: dict[int, int] = {}  # partition -> offset the rewind starts at
         self.catching_up: dict[int, CatchUp] = {}
+        # partition -> its catch-up, read to the end but not yet applied and refitted
+        self.unapplied: dict[int, CatchUp] = {}
         self._last_progress_log = 0.0
 
     def rewound(self, partition: int, offset: int, target: int | None = None) -> bool:
         """The partition was sought to ``offset``; ``target``: where the worker had been (by
         default the highest offset delivered). Returns True if that re-reads offsets."""
         self._awaiting[partition] = offset
+        self.unapplied.pop(partition, None)
         seen = max(self.seen(partition), -1 if target is None else target)
         under_way = self.catching_up.get(partition)
         if under_way is not None:  # rewound again before it had caught up
@@ -153,6 +156,7 @@ class Rewinds:
         for p in partitions:
             self._awaiting.pop(p, None)
             self.catching_up.pop(p, None)
+            self.unapplied.pop(p, None)
 
     def admit(self, records: Sequence[RawRecord], topic: str) -> list[RawRecord]:
         """The records to process, in order: those fetched before a rewind are dropped."""
@@ -180,8 +184,30 @@ class Rewinds:
                 progress.done = max(progress.done, r.offset)
                 if progress.remaining == 0:
                     del self.catching_up[p]
-                    log.info("partition %d caught up at offset %d", p, progress.target)
+                    self.unapplied[p] = progress
+                    log.info("partition %d read up to offset %d", p, progress.target)
         return out
+
+    def applied(self, records: Sequence[RawRecord], topic: str) -> None:
+        """A batch of admitted records is applied and its boards refitted: a partition whose
+        catch-up it ends is caught up."""
+        if not self.unapplied:
+            return
+        for r in records:
+            catch_up = self.unapplied.get(r.partition)
+            if r.topic == topic and catch_up is not None and r.offset >= catch_up.target:
+                del self.unapplied[r.partition]
+                log.info("partition %d caught up at offset %d (applied, boards refitted)",
+                         r.partition, catch_up.target)
+
+    def pending(self) -> dict[str, dict[str, int]] | None:
+        """``status``, with the partitions read to the end of their catch-up whose last batch
+        is not yet applied and refitted (remaining 0): None once every catch-up is applied."""
+        status = self.status() or {}
+        for p, c in sorted(self.unapplied.items()):
+            total = c.target - c.start + 1
+            status.setdefault(str(p), {"done": total, "total": total, "remaining": 0})
+        return status or None
 
     def status(self) -> dict[str, dict[str, int]] | None:
         """Progress of the catch-ups under way (None if none): per partition, offsets done of

@@ -82,7 +82,7 @@ def build_worker(settings: RatingSettings, metrics: RatingMetrics | None = None,
                          app=app, resumer=resumer, grace=grace)
 
     if settings.rating_metrics_port:
-        _serve_health(app, HealthServer(settings, metrics, resumer.rewinds.status))
+        _serve_health(app, HealthServer(settings, metrics, resumer.rewinds.pending))
 
     @app.agent(scores, name="rate-scores")
     async def rate_scores(stream: faust.StreamT[bytes]) -> None:
@@ -302,7 +302,8 @@ def tuning(settings: RatingSettings) -> Tuning:
                                           tol=fit.tol),
                          reg=settings.rating_style_reg)
     return Tuning(fit=fit, style=style,
-                  rank_change_window_s=settings.rating_rank_change_window_s)
+                  rank_change_window_s=settings.rating_rank_change_window_s,
+                  chunk_votes=settings.rating_apply_chunk_votes)
 
 
 def resume_hooks(settings: RatingSettings, app: kafka_consumer.App | None,
@@ -322,7 +323,10 @@ def resume_hooks(settings: RatingSettings, app: kafka_consumer.App | None,
             raise lost
         await resumer.reposition(app, lost)
 
-    return ResumeHooks(admit, on_state_lost)
+    def applied(records: Sequence[RawRecord]) -> None:
+        resumer.rewinds.applied(records, votes_topic)
+
+    return ResumeHooks(admit, on_state_lost, applied)
 
 
 async def refit_style_boards(processor: RatingProcessor, settings: RatingSettings) -> None:

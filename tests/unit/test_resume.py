@@ -55,3 +55,31 @@ def test_a_seek_past_what_was_seen_is_no_catch_up() -> None:
 
 def test_fence_fields_name_partitions() -> None:
     assert partitions_of(["t.votes/3", "t.votes/0", "other/1"], TOPIC) == {0, 3}
+
+
+def test_a_catch_up_ends_when_its_last_batch_is_applied_not_when_it_is_read() -> None:
+    """/readyz (``pending``) stays 503 until the batch with the catch-up's last record is
+    applied and its boards refitted (``applied``); ``status`` is the reading's progress."""
+    rewinds = Rewinds()
+    rewinds.admit(records(0, *range(0, 10)), TOPIC)
+    assert rewinds.rewound(0, 0)
+    assert rewinds.pending() == {"0": {"done": 0, "total": 10, "remaining": 10}}
+    read = rewinds.admit(records(0, *range(0, 10)), TOPIC)
+    assert rewinds.status() is None and rewinds.remaining() == 0  # read to the end
+    assert rewinds.pending() == {"0": {"done": 10, "total": 10, "remaining": 0}}
+    rewinds.applied(read[:5], TOPIC)  # an earlier part: not yet
+    assert rewinds.pending() is not None
+    rewinds.applied(read, TOPIC)
+    assert rewinds.pending() is None
+
+
+def test_a_rewind_or_a_revoke_forgets_an_unapplied_catch_up() -> None:
+    rewinds = Rewinds()
+    rewinds.admit(records(0, *range(0, 10)) + records(1, *range(0, 4)), TOPIC)
+    rewinds.rewound(0, 0)
+    rewinds.rewound(1, 0)
+    rewinds.admit(records(0, *range(0, 10)) + records(1, *range(0, 4)), TOPIC)
+    rewinds.revoked([1])
+    assert rewinds.pending() == {"0": {"done": 10, "total": 10, "remaining": 0}}
+    rewinds.rewound(0, 8)  # again: read from 8
+    assert rewinds.pending() == {"0": {"done": 0, "total": 2, "remaining": 2}}
