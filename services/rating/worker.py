@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 import faust
@@ -211,17 +211,20 @@ async def rate_votes(
             with batch_context(_describe(records)):
                 await finish_even_if_cancelled(processor.process(records), events, grace)
     finally:
-        for task in timers:
-            task.cancel()
-        await asyncio.gather(*timers, return_exceptions=True)
-        if grace.gave_up:
-            log.warning("owed read models not written at stop (a batch was given up)")
-        else:
-            await flush_everything_owed(processor)
-        if screen is not None:
-            await screen.close()  # its producer of the quarantine topic
-        await sampling.close()
-        await client.aclose()
+        async def wind_down() -> None:
+            for task in timers:
+                task.cancel()
+            await asyncio.gather(*timers, return_exceptions=True)
+            if grace.gave_up:
+                log.warning("owed read models not written at stop (a batch was given up)")
+            else:
+                await flush_everything_owed(processor)
+            if screen is not None:
+                await screen.close()  # its producer of the quarantine topic
+            await sampling.close()
+            await client.aclose()
+
+        await through_cancels(wind_down())
 
 
 async def rate_benchmark_scores(
@@ -382,6 +385,23 @@ def flush_tick_s(settings: RatingSettings) -> float:
 
 
 STOP_FLUSH_ERRORS: tuple[type[Exception], ...] = (*REDIS_RETRYABLE, TimeoutError)
+
+
+async def through_cancels(work: Awaitable[None]) -> None:
+    """Run ``work`` to its end even if this task is cancelled meanwhile, then pass the cancel
+    on. faust cancels an agent at a stop, and may cancel it again while its ``finally`` runs:
+    the owed read models were then never written (a CI failure of test_quiet_stream). Each step
+    of the work is bounded; the stop's deadline (``__main__``) bounds the whole."""
+    task = asyncio.ensure_future(work)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.wait({task})
+        except asyncio.CancelledError:
+            cancelled = True
+    task.result()
+    if cancelled:
+        raise asyncio.CancelledError
 
 
 async def flush_everything_owed(processor: RatingProcessor) -> None:

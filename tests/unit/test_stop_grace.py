@@ -114,3 +114,25 @@ async def test_a_batch_acked_mid_flight_that_then_ends_is_marked_processed() -> 
     release.set()
     await task
     assert all(e.message.acked for e in batch)  # the batch's own end was the last ack
+
+
+async def test_the_agents_wind_down_finishes_through_repeated_cancels() -> None:
+    """faust may cancel the agent again while its ``finally`` writes the owed read models."""
+    from services.rating.worker import through_cancels
+
+    done = asyncio.Event()
+    started = asyncio.Event()
+
+    async def wind_down() -> None:
+        started.set()
+        await asyncio.sleep(0.2)
+        done.set()
+
+    task = asyncio.ensure_future(through_cancels(wind_down()))
+    await started.wait()
+    for _ in range(3):
+        task.cancel()
+        await asyncio.sleep(0.02)
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert done.is_set()
