@@ -99,6 +99,14 @@ async def test_sampling_block_shows_shares_against_uniform(
                 names = await page.locator("#smp-models tbody tr").evaluate_all(
                     "rows => rows.map(r => r.dataset.name)")
                 assert names == ["vega", "ursa", "wolf", "xeno"]
+                # every table fits its block (no scrolling inside it) from a laptop's width up
+                for width, height in ((1280, 800), (1920, 1080)):
+                    await page.set_viewport_size({"width": width, "height": height})
+                    cut = await page.evaluate("""() => [...document.querySelectorAll(
+                        '#sampling .table-wrap')].filter(w => w.scrollWidth > w.clientWidth + 1)
+                        .map(w => w.firstElementChild.id)""")
+                    assert cut == [], (width, cut)
+                await page.set_viewport_size({"width": 1280, "height": 800})
                 ARTIFACTS.mkdir(exist_ok=True)
                 await section.scroll_into_view_if_needed()
                 await page.screenshot(path=str(ARTIFACTS / "sampling.png"), full_page=True)
