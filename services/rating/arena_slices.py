@@ -139,6 +139,8 @@ def fold(
     sl: ArenaSlice | None = None
     last_key: tuple[str, str, int] | None = None
     skip_to = -1
+    last_received: datetime | None = None  # and its hour bucket
+    hour = 0
     for rec, start, end in record_runs(votes):  # votes by (topic, partition, offset, position)
         offset, topic, partition = rec.offset, rec.topic, rec.partition
         for i in range(start, end):
@@ -167,7 +169,10 @@ def fold(
                 counter[f] = counter.get(f, 0) + 1  # not += 1: Counter.__missing__ is Python
             received = vote.received_at
             if received is not None:  # ingest stamps every vote; older records lack it
-                rk = (int(received.timestamp()) // SAMPLING_BUCKET_S, views, a, b)
+                if received != last_received:  # the votes of one request share it
+                    last_received = received
+                    hour = int(received.timestamp()) // SAMPLING_BUCKET_S
+                rk = (hour, views, a, b)
                 recent = sl.recent
                 recent[rk] = recent.get(rk, 0) + 1
             style = vote.style
@@ -240,16 +245,23 @@ def recent_section(
     each bucket hash written, and per bucket its expiry, its number of models m, then m (model,
     battles) pairs. Buckets already past their expiry (an old vote replayed) are left out: the
     window no longer covers them."""
+    by_views: dict[tuple[int, tuple[str, ...]], dict[str, int]] = {}  # first per views tuple:
+    for (bucket, views, a, b), n in sl.recent.items():  # a slice has few distinct ones
+        models = by_views.get((bucket, views))
+        if models is None:
+            models = by_views[(bucket, views)] = {}
+        models[a] = models.get(a, 0) + n
+        models[b] = models.get(b, 0) + n
     per_bucket: dict[tuple[str, int], dict[str, int]] = {}
-    for (bucket, views, a, b), n in sl.recent.items():
+    for (bucket, views), counted in by_views.items():
         if not window.live(bucket):
             continue
         for view in views:
             models = per_bucket.get((view, bucket))
             if models is None:
                 models = per_bucket[(view, bucket)] = {}
-            models[a] = models.get(a, 0) + n
-            models[b] = models.get(b, 0) + n
+            for model, n in counted.items():
+                models[model] = models.get(model, 0) + n
     buckets = sorted(per_bucket)
     args: list[str | int] = []
     for key in buckets:
