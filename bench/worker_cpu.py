@@ -35,6 +35,7 @@ from services.rating.store import RatingStore
 from services.rating.voter_screen import VoterScreen
 from services.rating.voter_stats import ScreenOptions
 from services.rating.worker import flush_read_models
+from shared.events import utc_now
 from shared.keys import KeyLayout
 from tests.support.infra import free_port, redis_server, unique_prefix
 
@@ -50,10 +51,13 @@ async def redis_cpu(client: aioredis.Redis) -> float:
 
 
 def batches(votes: int, per_record: int, per_batch: int, seed: int) -> list[list[RawRecord]]:
+    """Records as ingest writes them: every vote stamped with the time ingest received it."""
     arena = SyntheticArena(seed=seed)
+    received_at = utc_now().isoformat()
     records: list[RawRecord] = []
     for offset, start in enumerate(range(0, votes, per_record)):
-        chunk = list(arena.votes(min(per_record, votes - start)))
+        chunk = [{**v, "received_at": received_at}
+                 for v in arena.votes(min(per_record, votes - start))]
         records.append(RawRecord("bench.votes", 0, offset, orjson.dumps(chunk)))
     return [records[i:i + per_batch] for i in range(0, len(records), per_batch)]
 

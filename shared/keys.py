@@ -28,6 +28,11 @@
 |                                  |        | policy; (``unsampled``, why) -> votes whose      |
 |                                  |        | token was refused (forged, expired, mismatched,  |
 |                                  |        | replayed)                                        |
+| ``{p}:{arena}:recent:{view}:{hour}`` | hash | model -> the view's battles it appeared in |
+|                                  |        | whose vote was received in that hour (unix time  |
+|                                  |        | // SAMPLING_BUCKET_S), written by the Lua apply; |
+|                                  |        | expires a bucket + the sampling window after the |
+|                                  |        | hour's end (the sampling report's recent window) |
 | ``{p}:{arena}:sampling-nonce:{nonce}`` | string | vote id that used a sampling token (TTL:  |
 |                                  |        | 2 x the token's lifetime): a second use of it is |
 |                                  |        | a replay                                         |
@@ -111,6 +116,7 @@ FIELD_SEP = "|"
 ALL_BOARDS = "*"  # a board-changes message meaning: every board may have changed
 DEDUPE_SHARDS = 16
 INGEST_TAG = "ingest"  # the hash tag of every key of ingest (see the module's docstring)
+SAMPLING_BUCKET_S = 3600  # the time buckets of the sampling report's recent window: hours
 
 
 def dedupe_shard(vote_id: str) -> int:
@@ -215,6 +221,11 @@ class KeyLayout:
     def sampling_tally(self, arena: str) -> str:
         """Votes cast with sampling tokens, by board and policy (and refused ones by why)."""
         return f"{self._arena(arena)}:sampling-tally"
+
+    def sampling_recent(self, arena: str, view: str, bucket: int) -> str:
+        """model -> battles of the view it appeared in whose vote was received in time bucket
+        ``bucket`` (unix time // ``SAMPLING_BUCKET_S``): the sampling report's recent window."""
+        return f"{self._arena(arena)}:recent:{view}:{bucket}"
 
     def sampling_nonce(self, arena: str, nonce: str) -> str:
         """The vote that used a sampling token (its nonce): a second use is a replay."""

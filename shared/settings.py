@@ -83,6 +83,13 @@ class PodiumSettings(BaseSettings):
         description="How long a sampling token is valid after it was issued; a vote bringing "
         "an older one is counted unsampled (never refused).",
     )
+    sampling_window_s: int = Field(
+        default=86_400, ge=3600, le=7 * 86_400,
+        description="The sampling report's recent window: battles and shares over the last this "
+        "many seconds, to the hour (votes are counted in hourly buckets by the time ingest "
+        "received them; the rating worker keeps the buckets this long past their hour, the api "
+        "sums the ones the window covers). Same value on both.",
+    )
     log_level: str = Field(default="INFO", description="Python log level.")
     log_format: Literal["text", "json"] = Field(
         default="text", description="Log lines for people (text) or one JSON object a line "

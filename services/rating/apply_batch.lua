@@ -10,6 +10,8 @@
 --                    one cell per outcome with lo on side A (services/rating/packed_counts.py)
 -- KEYS[4+n .. 3+2n]  online-Elo hash (model -> rating) of each of those views
 -- KEYS[4+2n .. 3+3n] style-battles list of each of those views
+-- KEYS[4+3n .. ]     recent-window bucket hashes (model -> battles), one per (view, hour) the
+--                    slice's votes were received in (the sampling report's recent window)
 -- ARGV[1]     the arena's version the caller's cached state reflects
 -- ARGV[2]     fence field ("topic/partition")
 -- ARGV[3]     first offset of the slice, ARGV[4] last offset of the slice
@@ -24,6 +26,9 @@
 -- then        Elo triples: view index, model, new rating (computed by the worker from its
 --             cached ratings, in offset order; written only if everything passes)
 -- then        s style-battle pairs: view index, encoded BattleColumns chunk (RPUSHed)
+-- then        the recent section, per bucket hash in KEYS order: its expiry (unix time), m,
+--             then m (model, battles) pairs (HINCRBY, then EXPIREAT)
+-- ARGV[#ARGV-1] length of the recent section (number of arguments)
 -- ARGV[#ARGV] s = number of style-battle pairs
 --
 -- Returns {status, fence, version}:
@@ -72,6 +77,20 @@ for at = 1, #increments, RECORD_SIZE do
   local view, a, b, outcome = struct.unpack(RECORD, increments, at)
   if view < 1 or view > nviews or a >= nmodels or b >= nmodels or a == b or outcome > 3 then
     return malformed('record at byte ' .. at)
+  end
+end
+local nchunks = tonumber(ARGV[#ARGV])
+local recent_len = tonumber(ARGV[#ARGV - 1])
+local recent_start = #ARGV - 1 - recent_len
+local elo_end = recent_start - 1 - 2 * nchunks
+do  -- the recent section must name one bucket per bucket key, and end where it says
+  local at, buckets = recent_start, 0
+  while at < #ARGV - 1 do
+    at = at + 2 + 2 * tonumber(ARGV[at + 1])
+    buckets = buckets + 1
+  end
+  if at ~= #ARGV - 1 or buckets ~= #KEYS - 3 - 3 * nviews then
+    return malformed('recent-window section')
   end
 end
 -- the arena's number of each model of the slice; new ones get the next numbers (HLEN on) below
@@ -126,13 +145,21 @@ end
 for view = 1, nviews do
   flush(view)
 end
-local nchunks = tonumber(ARGV[#ARGV])
-local elo_end = #ARGV - 1 - 2 * nchunks
 for i = counts_end + 1, elo_end, 3 do
   redis.call('HSET', KEYS[3 + nviews + tonumber(ARGV[i])], ARGV[i + 1], ARGV[i + 2])
 end
-for i = elo_end + 1, #ARGV - 1, 2 do
+for i = elo_end + 1, recent_start - 1, 2 do
   redis.call('RPUSH', KEYS[3 + 2 * nviews + tonumber(ARGV[i])], ARGV[i + 1])
+end
+local at = recent_start
+for k = 4 + 3 * nviews, #KEYS do
+  local expire_at, m = ARGV[at], tonumber(ARGV[at + 1])
+  at = at + 2
+  for _ = 1, m do
+    redis.call('HINCRBY', KEYS[k], ARGV[at], ARGV[at + 1])
+    at = at + 2
+  end
+  redis.call('EXPIREAT', KEYS[k], expire_at)
 end
 redis.call('HSET', KEYS[1], ARGV[2], ARGV[4])
 redis.call('HSET', KEYS[1], '_version', version + 1)

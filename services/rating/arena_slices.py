@@ -17,7 +17,7 @@ from services.rating.engine import STYLE_FEATURES, BattleColumns, EloState
 from services.rating.engine.counts import Triple
 from services.rating.packed_counts import encode_increments
 from shared.events import Outcome, StyleFeatures, Vote, decode_vote_record
-from shared.keys import count_field, parse_count_field
+from shared.keys import SAMPLING_BUCKET_S, count_field, parse_count_field
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,9 @@ class RawRecord:
 
 
 StyleRow = tuple[int, ...]  # one side's style features, in STYLE_FEATURES order
+# (time bucket, views, model_a, model_b): the battles of one pair in one bucket of the recent
+# window, counted once per vote (the views and both models are spread out at the apply)
+RecentKey = tuple[int, tuple[str, ...], str, str]
 
 
 class Battle(NamedTuple):  # a tuple: the fold makes one per counted vote, cheaply
@@ -83,6 +86,7 @@ class ArenaSlice:
     last_offset: int
     increments: dict[str, Counter[str]] = field(default_factory=dict)  # view -> field -> n
     battles: list[Battle] = field(default_factory=list)  # counted battles, in offset order
+    recent: dict[RecentKey, int] = field(default_factory=dict)  # battles by received hour
     _triples: dict[str, dict[Triple, int]] | None = field(
         default=None, init=False, repr=False, compare=False)
 
@@ -135,6 +139,8 @@ def fold(
     sl: ArenaSlice | None = None
     last_key: tuple[str, str, int] | None = None
     skip_to = -1
+    last_received: datetime | None = None  # and its hour bucket
+    hour = 0
     for rec, start, end in record_runs(votes):  # votes by (topic, partition, offset, position)
         offset, topic, partition = rec.offset, rec.topic, rec.partition
         for i in range(start, end):
@@ -161,6 +167,14 @@ def fold(
                 if counter is None:
                     counter = increments[view] = Counter()
                 counter[f] = counter.get(f, 0) + 1  # not += 1: Counter.__missing__ is Python
+            received = vote.received_at
+            if received is not None:  # ingest stamps every vote; older records lack it
+                if received != last_received:  # the votes of one request share it
+                    last_received = received
+                    hour = int(received.timestamp()) // SAMPLING_BUCKET_S
+                rk = (hour, views, a, b)
+                recent = sl.recent
+                recent[rk] = recent.get(rk, 0) + 1
             style = vote.style
             if style is None:
                 sl.battles.append(Battle(a, b, winner, views))
@@ -207,19 +221,72 @@ def style_battles(sl: ArenaSlice) -> dict[str, BattleColumns]:
     return out
 
 
+@dataclass(frozen=True)
+class RecentWindow:
+    """The sampling report's recent window as the apply writes it: ``seconds`` long, at
+    ``now`` (unix time)."""
+
+    seconds: int
+    now: float
+
+    def expire_at(self, bucket: int) -> int:
+        """When a bucket's key expires (unix time): the window after the bucket's end, and one
+        bucket more, so the report finds every bucket its window touches."""
+        return (bucket + 2) * SAMPLING_BUCKET_S + self.seconds
+
+    def live(self, bucket: int) -> bool:
+        return self.expire_at(bucket) > self.now
+
+
+def recent_section(
+    sl: ArenaSlice, window: RecentWindow
+) -> tuple[list[tuple[str, int]], list[str | int]]:
+    """The slice's recent-window counts as apply_batch.lua takes them: the (view, bucket) of
+    each bucket hash written, and per bucket its expiry, its number of models m, then m (model,
+    battles) pairs. Buckets already past their expiry (an old vote replayed) are left out: the
+    window no longer covers them."""
+    by_views: dict[tuple[int, tuple[str, ...]], dict[str, int]] = {}  # first per views tuple:
+    for (bucket, views, a, b), n in sl.recent.items():  # a slice has few distinct ones
+        models = by_views.get((bucket, views))
+        if models is None:
+            models = by_views[(bucket, views)] = {}
+        models[a] = models.get(a, 0) + n
+        models[b] = models.get(b, 0) + n
+    per_bucket: dict[tuple[str, int], dict[str, int]] = {}
+    for (bucket, views), counted in by_views.items():
+        if not window.live(bucket):
+            continue
+        for view in views:
+            models = per_bucket.get((view, bucket))
+            if models is None:
+                models = per_bucket[(view, bucket)] = {}
+            for model, n in counted.items():
+                models[model] = models.get(model, 0) + n
+    buckets = sorted(per_bucket)
+    args: list[str | int] = []
+    for key in buckets:
+        models = per_bucket[key]
+        args.extend((window.expire_at(key[1]), len(models)))
+        for model in sorted(models):
+            args.extend((model, models[model]))
+    return buckets, args
+
+
 def lua_args(
     sl: ArenaSlice,
     version: int,
     elo: Mapping[str, Mapping[str, float]] | None = None,
     required_fence: int = -1,
+    recent: list[str | int] | None = None,
 ) -> tuple[list[str], list[str | int | bytes]]:
     """The view order and ARGV of apply_batch.lua for one slice (keys are added by the store).
 
     Counts go as the slice's model list and one string of packed increments
     (``packed_counts.encode_increments``): the script maps the models to the arena's model
     numbers. ``elo`` maps view -> model -> the model's online-Elo
-    rating after this slice. The trailing section holds the slice's style battles: (view index,
-    ``BattleColumns`` chunk) pairs, then their number as the last argument."""
+    rating after this slice. Then the slice's style battles: (view index, ``BattleColumns``
+    chunk) pairs; then ``recent`` (``recent_section``'s arguments, none by default) and its
+    length; the number of style-battle pairs is the last argument."""
     views = sorted(sl.increments)
     triples = sl.triples()
     models, increments = encode_increments([triples[view] for view in views])
@@ -233,6 +300,8 @@ def lua_args(
     for index, view in enumerate(views, start=1):
         if view in chunks:
             argv.extend((index, chunks[view].to_bytes()))
+    argv.extend(recent or ())
+    argv.append(len(recent or ()))
     argv.append(sum(1 for view in views if view in chunks))
     return views, argv
 

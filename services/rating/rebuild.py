@@ -116,7 +116,7 @@ async def _rebuild(
     total = sum(end.values())
 
     processor = RatingProcessor(
-        RatingStore(client, target),
+        RatingStore(client, target, settings.sampling_window_s),
         Outputs(_drop, _drop),
         Tuning(fit=FitOptions(preliminary_votes=settings.rating_preliminary_votes,
                               tol=settings.rating_fit_tol)),

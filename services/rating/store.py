@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from importlib.resources import files
 
 from services.common.redis_client import RedisClient, execute_and_publish
-from services.rating.arena_slices import ArenaSlice, lua_args
+from services.rating.arena_slices import ArenaSlice, RecentWindow, lua_args, recent_section
 from services.rating.engine import BattleColumns, PairCounts
 from services.rating.packed_counts import decode_board, names_by_number
 from shared.generations import Generations, read_generations
@@ -36,10 +37,21 @@ class ArenaSnapshot:
     elo: dict[str, dict[str, float]]
 
 
+DEFAULT_SAMPLING_WINDOW_S = 86_400  # as PodiumSettings.sampling_window_s
+
+
 class RatingStore:
-    def __init__(self, client: RedisClient, keys: KeyLayout) -> None:
+    """``window_s``: the sampling report's recent window, which the apply keeps hourly buckets
+    of (``KeyLayout.sampling_recent``); ``clock``: unix time, for which buckets are still in
+    it."""
+
+    def __init__(self, client: RedisClient, keys: KeyLayout,
+                 window_s: int = DEFAULT_SAMPLING_WINDOW_S,
+                 clock: Callable[[], float] = time.time) -> None:
         self._redis = client
         self._keys = keys
+        self._window_s = window_s
+        self._clock = clock
         self._apply = client.register_script(APPLY_SCRIPT)
         self._write_style_board = client.register_script(WRITE_STYLE_BOARD_SCRIPT)
 
@@ -53,7 +65,8 @@ class RatingStore:
 
     def for_keys(self, keys: KeyLayout) -> RatingStore:
         """The same Redis, another key space (generation)."""
-        return self if keys == self._keys else RatingStore(self._redis, keys)
+        return self if keys == self._keys else RatingStore(self._redis, keys, self._window_s,
+                                                            self._clock)
 
     async def generations(self, base: KeyLayout) -> Generations:
         return await read_generations(self._redis, base)
@@ -110,8 +123,10 @@ class RatingStore:
     ) -> ApplyResult:
         """Apply a slice (counts, and the Elo ratings after it) exactly once, if the arena is
         still at ``version`` (the state the caller computed Elo from). With ``required_fence``,
-        nothing is applied (status BEHIND) while the fence is below it."""
-        views, argv = lua_args(sl, version, elo, required_fence)
+        nothing is applied (status BEHIND) while the fence is below it. The slice's battles
+        also go into the recent window's hourly buckets, in the same atomic, fenced call."""
+        buckets, recent = recent_section(sl, RecentWindow(self._window_s, self._clock()))
+        views, argv = lua_args(sl, version, elo, required_fence, recent)
         keys = [
             self._keys.fence(sl.arena),
             self._keys.views(sl.arena),
@@ -119,6 +134,7 @@ class RatingStore:
             *(self._keys.counts(sl.arena, v) for v in views),
             *(self._keys.elo(sl.arena, v) for v in views),
             *(self._keys.battles(sl.arena, v) for v in views),
+            *(self._keys.sampling_recent(sl.arena, v, bucket) for v, bucket in buckets),
         ]
         status, fence, new_version = await self._apply(keys=keys, args=argv)
         return ApplyResult(int(status), int(fence), int(new_version))

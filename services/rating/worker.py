@@ -189,7 +189,7 @@ async def rate_votes(
     grace = grace or StopGrace(settings.rating_stop_grace_s)
     sampling = sampling_models(client, settings)
     processor = RatingProcessor(
-        RatingStore(client, settings.keys),
+        RatingStore(client, settings.keys, settings.sampling_window_s),
         Outputs(publish_dead, publish_changes, read_model_writer(client, settings, sampling),
                 metrics),
         tuning(settings),

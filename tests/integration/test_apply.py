@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import numpy as np
 import orjson
@@ -11,7 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from services.demo.arena import SyntheticArena
-from services.rating.arena_slices import RawRecord, decode, fold
+from services.rating.arena_slices import RawRecord, RecentWindow, decode, fold
 from services.rating.engine import BattleColumns, EloState, PairCounts
 from services.rating.packed_counts import INCREMENT
 from services.rating.processor import Outputs, RatingProcessor, Tuning
@@ -283,11 +284,20 @@ async def test_malformed_count_arguments_write_nothing(
            (["a", "a"], good)]  # a model listed twice
     for models, increments in bad:
         argv = [0, "votes/0", 0, 0, -1, 1, "overall", len(models), *models, increments,
-                1, "a", "1001.0", 0]
+                1, "a", "1001.0", 0, 0]
         with pytest.raises(aioredis.ResponseError, match="malformed count"):
             await redis_client.eval(APPLY_SCRIPT, len(script_keys), *script_keys, *argv)
-    assert await redis_client.exists(*script_keys) == 0
-    argv = [0, "votes/0", 0, 0, -1, 1, "overall", 2, "b", "a", good, 1, "a", "1001.0", 0]
+    # a recent-window section that names more buckets than keys, or ends elsewhere
+    bucket = keys.sampling_recent("text", "overall", 1)
+    for recent, extra_keys in (([9, 1, "a", 1], []), ([9, 2, "a", 1], [bucket]),
+                               ([9, 1, "a", 1, 9, 0], [bucket])):
+        argv = [0, "votes/0", 0, 0, -1, 1, "overall", 2, "b", "a", good,
+                1, "a", "1001.0", *recent, len(recent), 0]
+        with pytest.raises(aioredis.ResponseError, match="malformed count"):
+            await redis_client.eval(APPLY_SCRIPT, len(script_keys) + len(extra_keys),
+                                    *script_keys, *extra_keys, *argv)
+    assert await redis_client.exists(*script_keys, bucket) == 0
+    argv = [0, "votes/0", 0, 0, -1, 1, "overall", 2, "b", "a", good, 1, "a", "1001.0", 0, 0]
     assert await redis_client.eval(APPLY_SCRIPT, len(script_keys), *script_keys, *argv) == [
         1, 0, 1]
     assert await stored_counts(redis_client, keys, "overall") == Counter({"a|b|model_b": 2})
@@ -382,3 +392,57 @@ async def test_boards_applied_before_a_lost_connection_are_refitted_by_the_retry
     for view in [text(v) for v in await redis_client.smembers(keys.views("text"))]:
         doc = orjson.loads(await redis_client.get(keys.standings("text", view)))
         assert doc["votes"] == sum(expected_counts(recs, view).values()), view
+
+
+def received_records(n: int, received_at: float) -> list[RawRecord]:
+    """Votes as ingest writes them: stamped with the time it received them."""
+    arena = SyntheticArena(seed=5, strengths={f"m{i}": 1000 + 40 * i for i in range(6)})
+    stamp = datetime.fromtimestamp(received_at, UTC).isoformat()
+    return [RawRecord("votes", 0, offset, orjson.dumps({**v, "received_at": stamp}))
+            for offset, v in enumerate(arena.votes(n))]
+
+
+def appearances(recs: Sequence[RawRecord], view: str = "overall") -> dict[bytes, bytes]:
+    """model -> battles of the view it appeared in, as the bucket hash holds them."""
+    votes, _ = decode(recs)
+    seen = Counter(m for _, v in votes if view in v.views() for m in (v.model_a, v.model_b))
+    return {m.encode(): str(n).encode() for m, n in seen.items()}
+
+
+async def test_recent_window_buckets_are_written_once_with_the_counts(
+    redis_client: aioredis.Redis, prefix: str
+) -> None:
+    """The hourly buckets of the sampling report's recent window go in the fenced apply: a
+    replayed or overlapping slice does not count twice, a replay into an empty Redis gives the
+    same buckets, and votes older than the window write none."""
+    now = 1_800_000_000.0 + 1234  # the clock the store judges the window by
+    keys = KeyLayout(prefix)
+    store = RatingStore(redis_client, keys, 86_400, lambda: now)
+    recs = received_records(900, now - 60)
+    votes, _ = decode(recs)
+    [first] = fold(votes[:600])
+    assert (await store.apply(first, 0)).status == APPLIED
+    assert (await store.apply(first, 1)).status == ALREADY_APPLIED  # a batch re-read
+    [overlap] = fold(votes[400:])
+    assert (await store.apply(overlap, 1)).status == PARTLY_APPLIED
+    [rest] = fold(votes[400:], after={("text", "votes", 0): 599})
+    assert (await store.apply(rest, 1)).status == APPLIED
+    bucket = keys.sampling_recent("text", "overall", int(now - 60) // 3600)
+    assert await redis_client.hgetall(bucket) == appearances(recs)
+    assert await redis_client.expiretime(bucket) == RecentWindow(86_400, now).expire_at(
+        int(now - 60) // 3600)
+    math = keys.sampling_recent("text", "math", int(now - 60) // 3600)
+    assert await redis_client.hgetall(math) == appearances(recs, "math") != {}
+
+    wiped = KeyLayout(prefix + "-wiped")  # Redis lost it all: the topic replayed from the start
+    [everything] = fold(votes)
+    assert (await RatingStore(redis_client, wiped, 86_400, lambda: now + 600).apply(
+        everything, 0)).status == APPLIED
+    assert await redis_client.hgetall(
+        wiped.sampling_recent("text", "overall", int(now - 60) // 3600)) == appearances(recs)
+
+    old = received_records(50, now - 3 * 86_400)  # counted on the board, not in the window
+    old = [RawRecord("votes", 1, r.offset, r.value) for r in old]
+    [stale] = fold(decode(old)[0])
+    assert (await store.apply(stale, 2)).status == APPLIED
+    assert await redis_client.keys(keys.sampling_recent("text", "*", int(now) // 3600 - 72)) == []

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import UTC, datetime
 
 import numpy as np
 import orjson
@@ -9,10 +10,12 @@ import pytest
 from services.rating.arena_slices import (
     EloOptions,
     RawRecord,
+    RecentWindow,
     decode,
     fold,
     lua_args,
     online_elo,
+    recent_section,
     record_runs,
     touched_views,
 )
@@ -89,13 +92,13 @@ def test_lua_args_align_views_models_and_increments() -> None:
     views, argv = lua_args(sl, 7, {"overall": {"a": 1002.5, "b": 997.5}})
     assert views == ["math", "overall"]
     assert argv[:8] == [7, "podium.votes/0", 1, 2, -1, 2, "math", "overall"]
-    assert argv[-1] == 0  # no style battles
+    assert argv[-2:] == [0, 0]  # no recent-window section, no style battles
     assert argv[8:11] == [2, "a", "b"]  # the slice's models, then their increments, packed
     packed = argv[11]
     assert isinstance(packed, bytes)
     increments = np.frombuffer(packed, dtype=INCREMENT).tolist()
     assert increments == [(1, 0, 1, 0, 1), (2, 0, 1, 0, 1), (2, 0, 1, 2, 1)]
-    elo = [tuple(argv[i:i + 3]) for i in range(12, len(argv) - 1, 3)]
+    elo = [tuple(argv[i:i + 3]) for i in range(12, len(argv) - 2, 3)]
     assert elo == [(2, "a", "1002.5"), (2, "b", "997.5")]
 
 
@@ -119,7 +122,7 @@ def test_lua_args_append_one_style_chunk_per_view() -> None:
     assert views == ["math", "overall"]
     assert argv[-1] == 2
     (i_math, math_chunk), (i_overall, overall_chunk) = [
-        (argv[i], argv[i + 1]) for i in range(len(argv) - 5, len(argv) - 1, 2)]
+        (argv[i], argv[i + 1]) for i in range(len(argv) - 6, len(argv) - 2, 2)]
     assert (i_math, i_overall) == (1, 2)
     assert isinstance(math_chunk, bytes) and isinstance(overall_chunk, bytes)
     overall = BattleColumns.from_bytes(overall_chunk)
@@ -130,7 +133,7 @@ def test_lua_args_append_one_style_chunk_per_view() -> None:
     # what precedes the style section is the usual layout
     assert argv[8:11] == [2, "a", "b"]
     assert len(argv[11]) == 4 * INCREMENT.itemsize  # type: ignore[arg-type]
-    elo = [tuple(argv[i:i + 3]) for i in range(12, len(argv) - 5, 3)]
+    elo = [tuple(argv[i:i + 3]) for i in range(12, len(argv) - 6, 3)]
     assert elo == [(2, "a", "1002.5"), (2, "b", "997.5")]
 
 
@@ -173,3 +176,40 @@ def test_fold_orders_records_like_a_stable_sort_of_the_votes() -> None:
                    s.increments, s.battles) for s in fold(votes)]
         assert folded == [(s.arena, s.topic, s.partition, s.first_offset, s.last_offset,
                            s.increments, s.battles) for s in fold(in_order)]
+
+
+HOUR = 3600
+NOW = 1_800_000_000.0  # a fixed "now" (unix time) for the recent window
+
+
+def at(seconds_ago: float) -> str:
+    return datetime.fromtimestamp(NOW - seconds_ago, UTC).isoformat()
+
+
+def test_fold_counts_recent_battles_by_the_hour_ingest_received_them() -> None:
+    votes, _ = decode([record(1, received_at=at(0)), record(2, received_at=at(0), winner="tie"),
+                       record(3, received_at=at(2 * HOUR), categories=["math"]),
+                       record(4, received_at=at(0), anonymous=False),  # not counted
+                       record(5)])  # no received_at (written before ingest stamped it)
+    [sl] = fold(votes)
+    hour = int(NOW) // HOUR
+    assert sl.recent == {(hour, ("overall",), "a", "b"): 2,
+                         (hour - 2, ("overall", "math"), "a", "b"): 1}
+
+
+def test_recent_section_spreads_views_and_models_and_drops_expired_buckets() -> None:
+    votes, _ = decode([record(1, received_at=at(0), categories=["math"]),
+                       record(2, received_at=at(0), model_a="c"),
+                       record(3, received_at=at(30 * HOUR)),  # past the 24 h window
+                       record(4, received_at=at(24 * HOUR))])  # the window's oldest hour
+    [sl] = fold(votes)
+    window = RecentWindow(24 * HOUR, NOW)
+    buckets, args = recent_section(sl, window)
+    hour = int(NOW) // HOUR
+    assert buckets == [("math", hour), ("overall", hour - 24), ("overall", hour)]
+    assert args == [window.expire_at(hour), 2, "a", 1, "b", 1,
+                    window.expire_at(hour - 24), 2, "a", 1, "b", 1,
+                    window.expire_at(hour), 3, "a", 1, "b", 2, "c", 1]
+    assert window.expire_at(hour - 24) > NOW >= window.expire_at(hour - 30)
+    _, argv = lua_args(sl, 0, None, -1, args)
+    assert argv[-2] == len(args) and argv[-2 - len(args):-2] == args

@@ -27,7 +27,9 @@ def arena_keys(layout: KeyLayout, arena: str) -> list[str]:
         keys += [layout.counts(arena, view), layout.elo(arena, view),
                  layout.battles(arena, view), layout.standings(arena, view),
                  layout.matrices(arena, view), layout.history(arena, view, "model/a"),
-                 layout.scores(arena, view), layout.sampling(arena, view, "active")]
+                 layout.scores(arena, view), layout.sampling(arena, view, "active"),
+                 layout.sampling_recent(arena, view, 490_000),
+                 layout.sampling_recent(arena, view, 490_001)]
     return keys
 
 
