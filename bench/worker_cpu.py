@@ -32,9 +32,9 @@ from services.rating.arena_slices import RawRecord
 from services.rating.processor import Outputs, RatingProcessor
 from services.rating.read_models import ReadModelWriter
 from services.rating.store import RatingStore
+from services.rating.timers import flush_read_models
 from services.rating.voter_screen import VoterScreen
 from services.rating.voter_stats import ScreenOptions
-from services.rating.worker import flush_read_models
 from shared.events import utc_now
 from shared.keys import KeyLayout
 from tests.support.infra import free_port, redis_server, unique_prefix

@@ -118,7 +118,7 @@ async def test_a_batch_acked_mid_flight_that_then_ends_is_marked_processed() -> 
 
 async def test_the_agents_wind_down_finishes_through_repeated_cancels() -> None:
     """faust may cancel the agent again while its ``finally`` writes the owed read models."""
-    from services.rating.worker import through_cancels
+    from services.rating.timers import through_cancels
 
     done = asyncio.Event()
     started = asyncio.Event()
