@@ -8,7 +8,7 @@ ARENA_VENV := .cache/arena-rank-venv
 # TOPOLOGY=cluster-infra: the brokers and the Redis Cluster alone (docs/operations.md)
 TOPOLOGY ?= $(or $(PODIUM_TOPOLOGY),single)
 
-.PHONY: help install up down status run rebuild test test-only lint bench bench-cluster bench-recovery settings-doc clean
+.PHONY: help install up down status run rebuild test test-only lint bench bench-cluster bench-recovery settings-doc lock clean
 
 help:
 	@echo "make run    start Kafka, Redis, ingest, rating, api + demo votes; prints the leaderboard URL"
@@ -19,14 +19,23 @@ help:
 	@echo "make rebuild  replay podium.votes into a fresh Redis key space, check it, switch to it"
 	@echo "make bench  benchmarks (see bench/RESULTS.md)"
 	@echo "make settings-doc  regenerate the settings table of docs/configuration.md"
+	@echo "make lock   take the newest allowed package releases into constraints.txt (the tested set)"
 	@echo "make bench-cluster  the production topology: end to end vs single node, failover times"
 	@echo "make bench-recovery  Redis wiped with 10M votes in Kafka: time until every board is back"
 
-$(VENV)/.installed: pyproject.toml
+# constraints.txt pins every package to the tested set: a new upstream release (uvicorn 0.55
+# broke CI on 2026-12-02) changes nothing until `make lock` takes it deliberately.
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PY_BOOT) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $@
+
+# take the newest releases pyproject.toml allows, then record them as the tested set
+lock:
+	$(PY) -m pip install -q --upgrade -e '.[dev]'
+	{ sed -n '1,2p' constraints.txt; $(PY) -m pip freeze --exclude-editable; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
 
 $(ARENA_VENV)/.installed: deploy/reference/requirements-arena-rank.txt
 	$(PY_BOOT) -m venv $(ARENA_VENV)

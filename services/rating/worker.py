@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import tempfile
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -61,6 +63,8 @@ def build_worker(settings: RatingSettings, metrics: RatingMetrics | None = None,
         settings.rating_app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
         store="memory://",
+        # faust makes an (unused, the store is in memory) tables directory; not in the cwd
+        datadir=Path(tempfile.gettempdir()) / f"podium-{settings.rating_app_id}-data",
         web_enabled=False,
         topic_partitions=settings.votes_partitions,
         consumer_auto_offset_reset="earliest",
