@@ -66,8 +66,10 @@ async def stack(running: Infra, names: tuple[str, ...] = ("ingest", "rating", "a
     env = service_env(running, prefix, **{"PODIUM_LOG_LEVEL": "WARNING", **extra_env})
     services: dict[str, ServiceProcess] = {}
     try:
-        for name in names:
-            services[name] = await ServiceProcess(name, env, log_name=f"bench-{name}").start()
+        for i, name in enumerate(names):  # a name given twice: the second is "{name}-2", ...
+            seen = names[:i].count(name)
+            key = f"{name}-{seen + 1}" if seen else name
+            services[key] = await ServiceProcess(name, env, log_name=f"bench-{key}").start()
         yield Stack(running, prefix, services)
     finally:
         for s in services.values():

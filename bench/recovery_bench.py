@@ -3,14 +3,16 @@ identical again, by the rating worker alone (it notices the lost fences and repl
 topic: services/rating/resume.py).
 
     .venv/bin/python bench/recovery_bench.py [--votes 10000000] [--arenas text vision webdev]
+        [--workers 1]
 
-Steps: Kafka, Redis and one rating worker (deploy/, ports of their own); N synthetic votes of a
-few arenas (``SyntheticArena``: 5 categories and 6 languages, so 12 boards an arena) produced
-straight to the votes topic as ingest produces them (records of ``--record-votes`` votes of one
-arena, keyed by arena, ``received_at`` stamped); wait until the worker has applied them all
-(its fences in Redis at the end of every partition); snapshot every board (per model: votes,
-wins, losses, ties, score); FLUSHALL; time until every board is back with the same counts and
-scores within 1e-9, and when the worker's /readyz went 503 (catching up) and back to 200.
+Steps: Kafka, Redis and ``--workers`` rating workers in one consumer group (deploy/, ports
+of their own); N synthetic votes of a few arenas (``SyntheticArena``: 5 categories and 6
+languages, so 12 boards an arena) produced straight to the votes topic as ingest produces them
+(records of ``--record-votes`` votes of one arena, keyed by arena, ``received_at`` stamped); wait
+until the workers have applied them all (their fences in Redis at the end of every partition);
+snapshot every board (per model: votes, wins, losses, ties, score); FLUSHALL; time until every
+board is back with the same counts and scores within 1e-9, and when the workers' /readyz went
+503 (catching up) and back to 200 (every worker).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import aiohttp
 import orjson
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import murmur2
 from harness import cpu_seconds, infra, infra_pids, stack
 
 from services.api.standings import StandingsReader
@@ -41,6 +44,12 @@ from shared.topics import Topics
 
 SCORE_TOL = 1e-9
 PARTITIONS = 4  # votes_partitions' default
+
+
+def partition_of(arena: str) -> int:
+    """The votes partition of an arena's records: the producer's default partitioner
+    (murmur2 of the key, the arena), as ingest's."""
+    return (murmur2(arena.encode()) & 0x7FFFFFFF) % PARTITIONS
 Board = dict[str, tuple[int, int, int, int, float]]  # model -> votes, wins, losses, ties, score
 
 
@@ -213,53 +222,91 @@ async def worker_sums(http: aiohttp.ClientSession) -> dict[str, float]:
     return {name: await metric(http, name) or 0.0 for name in WORKER_SUMS}  # 0: no answer
 
 
-async def recover(client: aioredis.Redis, keys: KeyLayout, worker_url: str, worker_pid: int,
-                  expected: dict[str, Board], votes: int, timeout: float) -> dict[str, float]:
-    """FLUSHALL, then poll the boards and /readyz until every board matches ``expected``."""
+class Workers:
+    """The rating workers' endpoints, polled together: /readyz is 200 when every worker says
+    so, 503 when one says 503, None when one did not answer; the metrics' sums add up."""
+
+    def __init__(self, sessions: list[aiohttp.ClientSession]) -> None:
+        self.sessions = sessions
+
+    async def readyz(self) -> tuple[int | None, float]:
+        answers = await asyncio.gather(*(readyz(http) for http in self.sessions))
+        statuses = [status for status, _ in answers]
+        waited = max(w for _, w in answers)
+        if None in statuses:
+            return None, waited
+        return (503 if 503 in statuses else statuses[0]), waited
+
+    async def sums(self) -> dict[str, float]:
+        each = await asyncio.gather(*(worker_sums(http) for http in self.sessions))
+        return {name: sum(s[name] for s in each) for name in WORKER_SUMS}
+
+    async def metric(self, name: str) -> float | None:
+        values = [await metric(http, name) for http in self.sessions]
+        return None if None in values else sum(v for v in values if v is not None)
+
+
+async def recover(client: aioredis.Redis, keys: KeyLayout, worker_urls: list[str],
+                  worker_pids: list[int], expected: dict[str, Board], votes: int,
+                  timeout: float) -> dict[str, float]:
+    """FLUSHALL, then poll the boards and every worker's /readyz until every board matches
+    ``expected``."""
     reader = StandingsReader(client, keys)
     times: dict[str, float] = {}
-    pids = {"worker": worker_pid, **infra_pids(), "bench": os.getpid()}
+    pids = {**{f"worker{i}": pid for i, pid in enumerate(worker_pids)}, **infra_pids(),
+            "bench": os.getpid()}
     cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
-    async with aiohttp.ClientSession(worker_url,
-                                     timeout=aiohttp.ClientTimeout(total=2)) as http:
-        sums_before = await worker_sums(http)
-        await client.flushall()
-        started = last = time.perf_counter()
-        while True:
-            now = time.perf_counter() - started
-            status, waited = await readyz(http)
-            times["readyz_slowest"] = max(times.get("readyz_slowest", 0.0), waited)
-            if status == 503 and "readyz_503" not in times:
-                times["readyz_503"] = now
-            if status == 200 and "readyz_503" in times and "readyz_200" not in times:
-                times["readyz_200"] = now
-            off, worst = differences(expected, await snapshot(reader))
-            if off == 0:
-                times["identical"] = time.perf_counter() - started
-                times["worst_score_diff"] = worst
-                times.update({f"cpu_{name}": cpu_seconds(pid) - cpu_before[name]
-                              for name, pid in pids.items()})
-                sums_after = await worker_sums(http)
-                times.update({k: sums_after[k] - sums_before[k] for k in WORKER_SUMS})
-                break
-            if now > timeout:
-                raise TimeoutError(f"{off} of {len(expected)} boards still differ after "
-                                   f"{timeout:.0f} s")
-            if time.perf_counter() - last >= 10:
-                last = time.perf_counter()
-                remaining = await metric(http, "podium_rating_catch_up_remaining")
-                print(f"  {now:6.1f} s after FLUSHALL: {off} of {len(expected)} boards differ; "
-                      f"/readyz {status}; catch-up remaining {remaining} records", flush=True)
-            await asyncio.sleep(0.1)
-        deadline = time.perf_counter() + 60
-        while "readyz_200" not in times and time.perf_counter() < deadline:
-            # identical before /readyz was polled back to 200: the worker says ready once the
-            # catch-up's last batch is applied and its boards refitted (and its rank changes
-            # published), a moment after its boards are written
-            if (await readyz(http))[0] == 200:
-                times["readyz_200"] = time.perf_counter() - started
-            else:
-                await asyncio.sleep(0.05)
+    timeout_2s = aiohttp.ClientTimeout(total=2)
+    sessions = [aiohttp.ClientSession(url, timeout=timeout_2s) for url in worker_urls]
+    try:
+        return await _recover(client, reader, Workers(sessions), times, pids, cpu_before,
+                              expected, timeout)
+    finally:
+        for http in sessions:
+            await http.close()
+
+
+async def _recover(client: aioredis.Redis, reader: StandingsReader, http: Workers,
+                   times: dict[str, float], pids: dict[str, int], cpu_before: dict[str, float],
+                   expected: dict[str, Board], timeout: float) -> dict[str, float]:
+    sums_before = await http.sums()
+    await client.flushall()
+    started = last = time.perf_counter()
+    while True:
+        now = time.perf_counter() - started
+        status, waited = await http.readyz()
+        times["readyz_slowest"] = max(times.get("readyz_slowest", 0.0), waited)
+        if status == 503 and "readyz_503" not in times:
+            times["readyz_503"] = now
+        if status == 200 and "readyz_503" in times and "readyz_200" not in times:
+            times["readyz_200"] = now
+        off, worst = differences(expected, await snapshot(reader))
+        if off == 0:
+            times["identical"] = time.perf_counter() - started
+            times["worst_score_diff"] = worst
+            times.update({f"cpu_{name}": cpu_seconds(pid) - cpu_before[name]
+                          for name, pid in pids.items()})
+            sums_after = await http.sums()
+            times.update({k: sums_after[k] - sums_before[k] for k in WORKER_SUMS})
+            break
+        if now > timeout:
+            raise TimeoutError(f"{off} of {len(expected)} boards still differ after "
+                               f"{timeout:.0f} s")
+        if time.perf_counter() - last >= 10:
+            last = time.perf_counter()
+            remaining = await http.metric("podium_rating_catch_up_remaining")
+            print(f"  {now:6.1f} s after FLUSHALL: {off} of {len(expected)} boards differ; "
+                  f"/readyz {status}; catch-up remaining {remaining} records", flush=True)
+        await asyncio.sleep(0.1)
+    deadline = time.perf_counter() + 60
+    while "readyz_200" not in times and time.perf_counter() < deadline:
+        # identical before /readyz was polled back to 200: the worker says ready once the
+        # catch-up's last batch is applied and its boards refitted (and its rank changes
+        # published), a moment after its boards are written
+        if (await http.readyz())[0] == 200:
+            times["readyz_200"] = time.perf_counter() - started
+        else:
+            await asyncio.sleep(0.05)
     return times
 
 
@@ -272,12 +319,16 @@ async def main() -> None:
     parser.add_argument("--pool", type=int, default=200_000,
                         help="distinct battles drawn per arena, cycled through (each vote has "
                         "its own vote_id)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="rating workers in the consumer group (an arena's votes are one "
+                        "partition's: more workers help as the arenas spread over partitions)")
     parser.add_argument("--timeout", type=float, default=3600,
                         help="longest wait for the apply and for the recovery, each (s)")
     args = parser.parse_args()
     print(f"recovery: {args.votes:,} votes of {len(args.arenas)} arenas "
-          f"({', '.join(args.arenas)}) in Kafka, Redis wiped", flush=True)
-    async with infra() as running, stack(running, ("rating",)) as st:
+          f"({', '.join(f'{a} on partition {partition_of(a)}' for a in args.arenas)}) in Kafka, "
+          f"{args.workers} rating worker(s), Redis wiped", flush=True)
+    async with infra() as running, stack(running, ("rating",) * args.workers) as st:
         keys = KeyLayout(st.prefix)
         topic = Topics(st.prefix + ".").votes
         await ensure_topics(running.kafka_bootstrap, {topic: PARTITIONS})
@@ -296,9 +347,9 @@ async def main() -> None:
                   f"{len(expected)} boards, {overall:,} votes on the overall boards", flush=True)
             if overall != args.votes:
                 print(f"  note: {args.votes - overall:,} votes not counted (quarantined voters)")
-            proc = st.services["rating"].proc
-            assert proc is not None
-            times = await recover(client, keys, st.services["rating"].url, proc.pid, expected,
+            workers = [s for key, s in st.services.items() if key.startswith("rating")]
+            pids = [w.proc.pid for w in workers if w.proc is not None]
+            times = await recover(client, keys, [w.url for w in workers], pids, expected,
                                   args.votes, args.timeout)
         finally:
             await client.aclose()
@@ -316,9 +367,10 @@ async def main() -> None:
           f"{times.get('readyz_200', float('nan')):.1f} s (slowest answer "
           f"{times['readyz_slowest']:.1f} s); largest score difference "
           f"{times['worst_score_diff']:.1e} (tolerance {SCORE_TOL:.0e})")
+    names = [f"worker{i}" for i in range(args.workers)] + ["redis", "kafka", "bench"]
     print("  CPU during the recovery (s, us per vote): " + ", ".join(
         f"{name} {times[f'cpu_{name}']:.1f} ({times[f'cpu_{name}'] / args.votes * 1e6:.1f})"
-        for name in ("worker", "redis", "kafka", "bench")))
+        for name in names))
 
 
 if __name__ == "__main__":
