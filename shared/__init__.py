@@ -5,7 +5,8 @@
   and the history points;
 - ``topics.py`` — topic names; ``keys.py`` — the Redis key layout; ``generations.py`` — which
   generation of the rating key space is live;
-- ``settings.py`` — every setting of every service (``settings_doc.py`` renders the table);
+- ``settings/`` — every setting of every service, a module per service (``settings_doc.py``
+  renders the table);
 - ``kafka.py`` — topic creation as the contract has them; ``client.py`` — the Python client of
   the HTTP services.
 

@@ -46,6 +46,7 @@ from services.ingest.submission import (
     refused,
     unknown_models_detail,
 )
+from services.ingest.verdicts import after_claims, refusal
 from services.ingest.vote_ids import VoteIdMemory, VotesInProgress
 from shared.events import Vote, stamp_received, utc_now
 from shared.settings import IngestSettings
@@ -322,21 +323,7 @@ class VoteAcceptor:
             return verdicts
         claims = await self._memory.claim(
             [v.vote_id for verdict in verdicts if verdict.allowed for v in verdict.votes])
-        if not claims.accepted and not claims.elsewhere:
-            return verdicts
-        out: list[Verdict] = []
-        unclaim: list[str] = []
-        for verdict in verdicts:
-            ids = [v.vote_id for v in verdict.votes] if verdict.allowed else []
-            taken = next((v for v in ids if v in claims.elsewhere), None)
-            if taken is not None:
-                unclaim += (v for v in ids if v not in claims.elsewhere)
-                out.append(Verdict(False, in_flight=taken))
-            elif claims.accepted.intersection(ids):
-                out.append(Verdict(True, votes=tuple(
-                    v for v in verdict.votes if v.vote_id not in claims.accepted)))
-            else:
-                out.append(verdict)
+        out, unclaim = after_claims(verdicts, claims)
         await self._release(unclaim)
         return out
 
@@ -353,22 +340,8 @@ class VoteAcceptor:
         for p, verdict in judged:
             if verdict.allowed:
                 allowed.append((p, list(verdict.votes)))
-            elif verdict.in_flight:
-                self._answer(p, refused(
-                    503, "vote_in_flight",
-                    f"vote_id {verdict.in_flight!r} is being accepted by another ingest "
-                    "instance and not settled yet; retry with the same vote_id",
-                    {"Retry-After": "1"}))
-            elif verdict.never:
-                self._answer(p, refused(422, "over_limit", [{
-                    "loc": ["body"], "type": "over_limit", "limit": verdict.limit,
-                    "msg": verdict.never}]))
             else:
-                self._answer(p, refused(
-                    429, "rate_limited",
-                    f"rate limit exceeded ({verdict.limit}); retry after "
-                    f"{verdict.retry_after_s}s",
-                    {"Retry-After": str(verdict.retry_after_s)}))
+                self._answer(p, refusal(verdict))
         to_publish = [v for _, votes in allowed for v in votes]
         try:
             await self._publisher.publish(to_publish)
