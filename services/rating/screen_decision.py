@@ -8,7 +8,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -20,6 +20,42 @@ from shared.events import Vote
 WinProbability = Callable[[str, str, str], float | None]
 
 
+class FlagPosition(NamedTuple):
+    """Where a voter was flagged (its evidence's ``position`` and ``vote_id``)."""
+
+    fence_field: str  # "topic/partition"
+    offset: int  # of the record that crossed
+    vote_id: str  # the vote that crossed ("" when the evidence has none)
+
+    @classmethod
+    def of(cls, evidence: bytes) -> FlagPosition | None:
+        """The position an evidence names; None when it names none (older evidence)."""
+        try:
+            doc = orjson.loads(evidence)
+            at = doc["position"]
+            return cls(f"{at['topic']}/{int(at['partition'])}", int(at["offset"]),
+                       str(doc.get("vote_id") or ""))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            return None
+
+    def counted(self, fence_field: str, offset: int, vote_id: str, reached: set[str],
+                voter: str) -> bool:
+        """Whether a vote of the flagged voter came before the flag (so it was counted, and a
+        replay counts it again): an earlier record of the same partition, or the flagging
+        record before the vote that crossed. ``reached``: the voters whose crossing vote this
+        record has shown so far (updated here)."""
+        if fence_field != self.fence_field or offset > self.offset:
+            return False
+        if offset < self.offset:
+            return True
+        if not self.vote_id or voter in reached:
+            return False
+        if vote_id == self.vote_id:
+            reached.add(voter)
+            return False
+        return True
+
+
 @dataclass
 class ScreenState:
     """What is stored of an arena's screen, for the voters of a batch."""
@@ -28,6 +64,8 @@ class ScreenState:
     fences: dict[str, int]  # "topic/partition" -> last screened offset
     stats: dict[str, VoterStats]  # the batch's voters (empty statistics when none stored)
     stored: set[str]  # voters of ``stats`` with statistics in Redis
+    # where the batch's flagged voters were flagged (a voter missing: every vote excluded)
+    flagged_at: dict[str, FlagPosition] = field(default_factory=dict)
 
 
 @dataclass
@@ -57,9 +95,12 @@ def decide(
 ) -> ScreenDecision:
     """Score each vote not screened before (offset past the fence) of a voter not flagged; a
     voter whose statistic crosses the threshold is flagged, and that vote and every later one
-    of a flagged voter (replays too) is marked ``excluded="quarantined"``. Updates
-    ``state.stats`` and ``state.flagged`` in place."""
-    flagged, fences, stats = state.flagged, state.fences, state.stats
+    of a flagged voter (replays too) is marked ``excluded="quarantined"``; a flagged voter's
+    votes from before the flag (a replay after Redis lost the screen: the flags came back from
+    the quarantine topic) count as they did. Updates ``state.stats`` and ``state.flagged`` in
+    place."""
+    flagged, fences, stats, flagged_at = state.flagged, state.fences, state.stats, \
+        state.flagged_at
     out = ScreenDecision()
     changed: set[str] = set()
     threshold = options.threshold
@@ -69,10 +110,15 @@ def decide(
         replay = rec.offset <= fences.get(fence_field, -1)
         if not replay:
             out.fences[fence_field] = max(out.fences.get(fence_field, -1), rec.offset)
+        reached: set[str] = set()  # flagged voters past their crossing vote in this record
         for i in range(start, end):
             vote = votes[i][1]
             voter = vote.voter
             assert voter is not None
+            at = flagged_at.get(voter)
+            if at is not None and voter in flagged and at.counted(
+                    fence_field, rec.offset, vote.vote_id, reached, voter):
+                continue  # before the flag: counted then, counted again (not scored)
             if voter not in flagged:
                 if replay:
                     continue

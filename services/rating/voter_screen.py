@@ -29,7 +29,13 @@ from services.common.quarantine_records import QuarantineRecords
 from services.common.records import RecordUnavailable
 from services.common.redis_client import RedisClient
 from services.rating.arena_slices import RawRecord
-from services.rating.screen_decision import ScreenDecision, ScreenState, WinProbability, decide
+from services.rating.screen_decision import (
+    FlagPosition,
+    ScreenDecision,
+    ScreenState,
+    WinProbability,
+    decide,
+)
 from services.rating.voter_stats import ScreenOptions, VoterStats
 from shared.events import Vote
 from shared.keys import KeyLayout, text
@@ -86,8 +92,12 @@ class VoterScreen:
             pipe.hgetall(keys.screen_fence(arena))
             pipe.hmget(keys.voter_stats(arena), voters)
             flagged_raw, fence_raw, stats_raw = await pipe.execute()
+        flagged = {text(k): raw for k, raw in flagged_raw.items()}
+        flagged_at = {v: at for v in voters if v in flagged
+                      if (at := FlagPosition.of(flagged[v])) is not None}
         return ScreenState(
-            flagged={text(k) for k in flagged_raw},
+            flagged=set(flagged),
+            flagged_at=flagged_at,
             fences={text(k): int(v) for k, v in fence_raw.items()},
             stats={v: VoterStats.load(raw) for v, raw in zip(voters, stats_raw, strict=True)},
             stored={v for v, raw in zip(voters, stats_raw, strict=True) if raw is not None},

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import orjson
 
 from services.rating.arena_slices import RawRecord
-from services.rating.screen_decision import ScreenState, decide
+from services.rating.screen_decision import FlagPosition, ScreenState, decide
 from services.rating.voter_stats import ScreenOptions, VoterStats
 from shared.events import Vote
 
@@ -76,3 +76,52 @@ def test_a_statistic_back_at_zero_is_deleted_if_it_was_stored() -> None:
     decision = decide("text", [(RawRecord("votes", 0, 0, None), vote)], state, p_weak_loses,
                       OPTIONS, NOW)
     assert decision.emptied == ["v"] and not decision.stats and not decision.marked
+
+
+def rigged_records(records: int, per_record: int) -> list[tuple[RawRecord, Vote]]:
+    """Records of several votes each: a rigger's wins of "weak" between an honest voter's."""
+    out = []
+    for offset in range(records):
+        rec = RawRecord("votes", 0, offset, None)
+        for j in range(per_record):
+            voter, winner = ("rigger", "model_a") if j % 2 == 0 else ("honest", "model_b")
+            out.append((rec, Vote(vote_id=f"{voter}-{offset}-{j}", arena="text",
+                                  model_a="weak", model_b="strong", winner=winner,
+                                  voter=voter)))
+    return out
+
+
+def test_a_replay_after_the_screen_was_lost_excludes_exactly_what_was_excluded() -> None:
+    """Redis wiped: the flags come back from the quarantine topic (with their evidence), the
+    screen's fence is set past the records (kept_votes.py) and the records are replayed. The
+    flagged voter's votes from before the flag counted then and must count again; from the
+    vote that crossed on (inside a record of several of its votes), they stay excluded."""
+    votes = rigged_records(records=4, per_record=5)  # the rigger: 3 votes a record
+    first = decide("text", votes, fresh_state("rigger", "honest"), p_weak_loses, OPTIONS, NOW)
+    excluded_then = [i for i, _ in first.marked]
+    evidence = first.flags["rigger"]
+    crossing = orjson.loads(evidence)["vote_id"]
+    assert crossing == "rigger-1-2"  # the fifth win: the last rigger vote of record 1
+    assert excluded_then == [7, 9, 10, 12, 14, 15, 17, 19]  # that one and every later one
+
+    replayed = fresh_state("rigger", "honest", fence=3)
+    replayed.flagged.add("rigger")
+    at = FlagPosition.of(evidence)
+    assert at == FlagPosition("votes/0", 1, "rigger-1-2")
+    replayed.flagged_at["rigger"] = at
+    again = decide("text", votes, replayed, p_weak_loses, OPTIONS, NOW)
+    assert [i for i, _ in again.marked] == excluded_then
+    assert again.writes_nothing()  # a replay: nothing scored, kept or fenced again
+
+
+def test_a_flag_without_a_position_excludes_every_vote_of_the_voter() -> None:
+    """Evidence that names no position (or another partition): as before, every vote of the
+    flagged voter is excluded."""
+    votes = rigged_records(records=2, per_record=3)
+    assert FlagPosition.of(b'{"test": "cusum"}') is None
+    for flagged_at in ({}, {"rigger": FlagPosition("votes/1", 5, "x")}):
+        state = fresh_state("rigger", "honest", fence=1)
+        state.flagged.add("rigger")
+        state.flagged_at.update(flagged_at)
+        decision = decide("text", votes, state, p_weak_loses, OPTIONS, NOW)
+        assert [i for i, _ in decision.marked] == [0, 2, 3, 5]
