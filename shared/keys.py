@@ -286,6 +286,16 @@ class KeyLayout:
     def quarantine(self, arena: str, voter: str) -> str:
         return f"{self._arena(arena)}:quarantine:{voter}"
 
+    def released(self, arena: str) -> str:
+        """The vote ids of quarantined votes an admin released (a set): their copies
+        (``released=true``) count; a replay of the votes topic excludes the originals."""
+        return f"{self._arena(arena)}:released"
+
+    def screen_restored(self) -> str:
+        """``topic/partition`` -> the last offset of the votes topic when the screen's state was
+        restored after Redis lost it: records up to it are replays for every arena's screen."""
+        return f"{self.prefix}:screen-restored"
+
     def flag_offsets(self, arena: str) -> str:
         """voter -> offset in the quarantine topic of the flag or release last written."""
         return f"{self._arena(arena)}:flagged-offsets"

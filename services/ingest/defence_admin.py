@@ -137,9 +137,10 @@ def add_quarantine_routes(router: APIRouter, keys: KeyLayout) -> None:
                 break
             votes = [v.model_copy(update={"released": True})
                      for r in raw for v in decode_vote_record(r)]
-            try:
+            try:  # the ids first (a replay then excludes the originals), then the copies
+                await decisions.write_released(arena, [v.vote_id for v in votes])
                 await publisher.publish(votes)
-            except PublishUnavailable as exc:
+            except (PublishUnavailable, RecordUnavailable) as exc:
                 try:  # still quarantined
                     await decisions.write(arena, voter, evidence)
                 except RecordUnavailable:

@@ -66,6 +66,8 @@ class ScreenState:
     stored: set[str]  # voters of ``stats`` with statistics in Redis
     # where the batch's flagged voters were flagged (a voter missing: every vote excluded)
     flagged_at: dict[str, FlagPosition] = field(default_factory=dict)
+    # replayed votes whose released copies count (an admin released them): excluded
+    released: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -95,12 +97,13 @@ def decide(
 ) -> ScreenDecision:
     """Score each vote not screened before (offset past the fence) of a voter not flagged; a
     voter whose statistic crosses the threshold is flagged, and that vote and every later one
-    of a flagged voter (replays too) is marked ``excluded="quarantined"``; a flagged voter's
-    votes from before the flag (a replay after Redis lost the screen: the flags came back from
-    the quarantine topic) count as they did. Updates ``state.stats`` and ``state.flagged`` in
-    place."""
-    flagged, fences, stats, flagged_at = state.flagged, state.fences, state.stats, \
-        state.flagged_at
+    of a flagged voter (replays too) is marked ``excluded="quarantined"``. Replayed (after
+    Redis lost the screen: the flags and released ids came back from the quarantine topic),
+    every vote comes out as it did: a flagged voter's votes from before the flag count, the
+    originals of released votes do not (their copies do). Updates ``state.stats`` and
+    ``state.flagged`` in place."""
+    flagged, fences, stats = state.flagged, state.fences, state.stats
+    flagged_at, released = state.flagged_at, state.released
     out = ScreenDecision()
     changed: set[str] = set()
     threshold = options.threshold
@@ -115,6 +118,9 @@ def decide(
             vote = votes[i][1]
             voter = vote.voter
             assert voter is not None
+            if replay and vote.vote_id in released:
+                out.marked.append((i, vote.model_copy(update={"excluded": "quarantined"})))
+                continue  # quarantined then, released since: its copy counts instead
             at = flagged_at.get(voter)
             if at is not None and voter in flagged and at.counted(
                     fence_field, rec.offset, vote.vote_id, reached, voter):

@@ -91,14 +91,27 @@ class VoterScreen:
             pipe.hgetall(keys.flagged(arena))
             pipe.hgetall(keys.screen_fence(arena))
             pipe.hmget(keys.voter_stats(arena), voters)
-            flagged_raw, fence_raw, stats_raw = await pipe.execute()
+            pipe.scard(keys.released(arena))
+            pipe.hgetall(keys.screen_restored())  # another slot: a pipeline, not a MULTI
+            flagged_raw, fence_raw, stats_raw, any_released, restored = await pipe.execute()
+        fences = {text(k): int(v) for k, v in fence_raw.items()}
+        for fence_field, offset in restored.items():  # replays for every arena up to there
+            fences[text(fence_field)] = max(fences.get(text(fence_field), -1), int(offset))
+        released: set[str] = set()
+        if any_released:  # which replayed votes are originals of released copies
+            ids = [v.vote_id for rec, v in votes
+                   if rec.offset <= fences.get(f"{rec.topic}/{rec.partition}", -1)]
+            if ids:
+                found = await self._redis.smismember(keys.released(arena), ids)
+                released = {i for i, hit in zip(ids, found, strict=True) if hit}
         flagged = {text(k): raw for k, raw in flagged_raw.items()}
         flagged_at = {v: at for v in voters if v in flagged
                       if (at := FlagPosition.of(flagged[v])) is not None}
         return ScreenState(
             flagged=set(flagged),
             flagged_at=flagged_at,
-            fences={text(k): int(v) for k, v in fence_raw.items()},
+            released=released,
+            fences=fences,
             stats={v: VoterStats.load(raw) for v, raw in zip(voters, stats_raw, strict=True)},
             stored={v for v, raw in zip(voters, stats_raw, strict=True) if raw is not None},
         )

@@ -26,7 +26,7 @@ from services.rating.arena_slices import RawRecord
 from services.rating.engine import FitOptions, StyleOptions
 from services.rating.engine.sampling import SamplingOptions
 from services.rating.health_server import HealthServer
-from services.rating.kept_votes import restore_kept_votes
+from services.rating.kept_votes import mark_screen_restored, restore_kept_votes
 from services.rating.metrics import RatingMetrics
 from services.rating.processor import Outputs, Publish, RatingProcessor, ResumeHooks, Tuning
 from services.rating.read_models import ReadModelWriter
@@ -283,6 +283,7 @@ def worker_replayer(client: RedisClient, settings: RatingSettings, scores: Score
         return keys.restored(topics.quarantine)
 
     async def kept_votes() -> None:  # the flags are back: their quarantine lists too
+        await mark_screen_restored(client, keys, settings.kafka_bootstrap, topics.votes)
         await restore_kept_votes(client, keys, settings.kafka_bootstrap)
         await write_methodology(client, settings)  # what releases record, lost with Redis
 

@@ -178,13 +178,17 @@ async def board_counts(api: httpx.AsyncClient, view: str) -> dict[str, tuple[int
             for row in r.json()["rows"]}
 
 
-async def test_a_wiped_redis_counts_a_flagged_voters_votes_from_before_the_flag_again(
-    stack: tuple[dict[str, ServiceProcess], aioredis.Redis], prefix: str
+@pytest.mark.parametrize("release", [False, True], ids=["flagged", "released"])
+async def test_a_wiped_redis_comes_back_with_every_vote_counted_as_before(
+    stack: tuple[dict[str, ServiceProcess], aioredis.Redis], prefix: str, release: bool
 ) -> None:
     """The boards come back identical after a wipe although the screen flagged voters: their
     votes from before the flag counted, and count again when the votes are replayed (the flags
     come back first, from the quarantine topic); from the vote that crossed on they stay
-    excluded. (The old code excluded every vote of a flagged voter on the replay.)"""
+    excluded. With ``release``, an admin released one of them: its kept votes count once (as
+    the released copies; their originals stay excluded on the replay), and it is not flagged
+    again. (The old code excluded every vote of a flagged voter on the replay, and counted a
+    released voter's votes twice.)"""
     services, redis_client = stack
     keys = KeyLayout(prefix)
     async with (httpx.AsyncClient(base_url=services["ingest"].url, timeout=30) as ingest,
@@ -195,14 +199,22 @@ async def test_a_wiped_redis_counts_a_flagged_voters_votes_from_before_the_flag_
             assert r.status_code == 202, r.text
             posted += 30
 
+        flagged = set(RIGGERS)
+
         async def settled() -> bool:
             found = {v.decode() for v in await redis_client.hkeys(keys.flagged("text"))}
             board = (await api.get("/v1/leaderboards/text/overall")).json()
             quarantine = (await ingest.get("/v1/admin/quarantine", headers=ADMIN)).json()
             kept = sum(q["votes_kept"] for q in quarantine)
-            return set(RIGGERS) <= found and board.get("votes", 0) + kept == posted
+            return flagged <= found and board.get("votes", 0) + kept == posted
 
         await wait_until(settled, 60, "both riggers flagged and every vote applied or kept")
+        if release:
+            r = await ingest.post(f"/v1/admin/quarantine/text/{RIGGERS[1]}/release",
+                                  headers=ADMIN)
+            assert r.status_code == 200 and r.json()["released"] > 0, r.text
+            flagged = {RIGGERS[0]}
+            await wait_until(settled, 60, "the released votes counted")
         before = {view: await board_counts(api, view) for view in ("overall",)}
         counted = sum(c[0] for c in (before["overall"] or {}).values()) // 2
         rigger_votes = sum(1 for s in range(6) for v in votes(30, s) if v["voter"] in RIGGERS)
@@ -236,3 +248,5 @@ async def test_a_wiped_redis_counts_a_flagged_voters_votes_from_before_the_flag_
         except AssertionError:
             assert after == before  # shows what differs
             raise
+        found = {v.decode() for v in await redis_client.hkeys(keys.flagged("text"))}
+        assert found == flagged, "the flags as before: a released voter is not flagged again"

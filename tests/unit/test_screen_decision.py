@@ -125,3 +125,27 @@ def test_a_flag_without_a_position_excludes_every_vote_of_the_voter() -> None:
         state.flagged_at.update(flagged_at)
         decision = decide("text", votes, state, p_weak_loses, OPTIONS, NOW)
         assert [i for i, _ in decision.marked] == [0, 2, 3, 5]
+
+
+def test_a_replay_excludes_the_originals_of_released_votes_and_counts_the_rest() -> None:
+    """A voter flagged, then released by an admin: its kept votes were re-published as copies
+    (``released=true``) that count. Replayed after a wipe, the voter is no longer flagged; the
+    originals of the released votes stay excluded (their ids came back from the quarantine
+    topic), its other votes count, and nothing is scored again."""
+    votes = rigged_records(records=4, per_record=5)
+    first = decide("text", votes, fresh_state("rigger", "honest"), p_weak_loses, OPTIONS, NOW)
+    released = {votes[i][1].vote_id for i, _ in first.marked}
+    replayed = fresh_state("rigger", "honest", fence=3)  # released: no flag any more
+    replayed.released.update(released)
+    again = decide("text", votes, replayed, p_weak_loses, OPTIONS, NOW)
+    assert [i for i, _ in again.marked] == [i for i, _ in first.marked]
+    assert again.writes_nothing() and not replayed.flagged
+
+
+def test_released_ids_do_not_touch_votes_screened_for_the_first_time() -> None:
+    """Only replays consult the released ids: a record past the fence is screened as usual."""
+    votes = votes_for_weak("honest", range(2))
+    state = fresh_state("honest")
+    state.released.add("honest-0")
+    decision = decide("text", votes, state, p_weak_loses, OPTIONS, NOW)
+    assert decision.marked == [] and decision.fences == {"votes/0": 1}
