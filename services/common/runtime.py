@@ -7,7 +7,8 @@ import gc
 import logging
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -140,3 +141,21 @@ def tune_gc_for_batches() -> None:
     gc.freeze()
     _, second, third = gc.get_threshold()
     gc.set_threshold(BATCH_GC_THRESHOLD, second, third)
+
+
+@contextmanager
+def collections_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while the block runs: for a bounded stretch of work
+    whose containers almost all live until its end (a step of the rating worker: tens of
+    thousands of decoded votes, battles, tallies). Even at ``BATCH_GC_THRESHOLD`` each step ran
+    dozens of collections that walked those live objects again and found nothing (~14 % of the
+    worker's CPU on a catch-up, bench/RESULTS.md). Reference counting frees as before; cycles
+    made meanwhile wait for the next collection after the block. Nests; the collector is left
+    as it was found."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import repeat
@@ -136,20 +136,19 @@ def fold(
     as on LMArena only anonymous battles count; so do excluded votes (duplicate prompts past the
     cap, quarantined voters: docs/security.md).
 
-    Each counted vote is tallied once, under (hour, views, model_a, model_b, winner); the
-    tallies are spread over the views, the count fields and the recent window per distinct key
-    at the end (``_spread``): a slice has a few thousand distinct keys for tens of thousands of
-    votes, and a vote counts on ~3 views.
+    Each counted vote appends its count field to the lists of its views and its recent-window
+    key to one list; the lists are counted at the end (``Counter`` counts a list in C). Views,
+    fields and keys come in order of first appearance, as counting vote by vote would add them.
     """
     slices: dict[tuple[str, str, int], ArenaSlice] = {}
-    tallies: dict[tuple[str, str, int], dict[_TallyKey, int]] = {}
+    tallies: dict[tuple[str, str, int], _Tally] = {}
     sl: ArenaSlice | None = None
-    tally: dict[_TallyKey, int] = {}
-    battles: list[Battle] = []
+    tally = _Tally()
     last_key: tuple[str, str, int] | None = None
     skip_to = -1
     last_received: datetime | None = None  # and its hour bucket
-    hour: int | None = None
+    hour = 0
+    fields: dict[tuple[str, str, Outcome], str] = {}  # count_field of each, once per fold
     new_battle = tuple.__new__  # Battle(...) without NamedTuple's Python-level __new__
     for rec, start, end in record_runs(votes):  # votes by (topic, partition, offset, position)
         offset, topic, partition = rec.offset, rec.topic, rec.partition
@@ -161,61 +160,69 @@ def fold(
                 skip_to = -1 if after is None else after.get(key, -1)
                 sl = slices.get(key)
                 if sl is not None:
-                    tally, battles = tallies[key], sl.battles
+                    tally = tallies[key]
             if offset <= skip_to:
                 continue
             if sl is None:
                 sl = slices[key] = ArenaSlice(vote.arena, topic, partition, offset, offset)
-                tally = tallies[key] = {}
-                battles = sl.battles
+                tally = tallies[key] = _Tally()
             elif offset > sl.last_offset:  # votes come in offset order
                 sl.last_offset = offset
             if not vote.anonymous or vote.excluded is not None:
                 continue  # kept in Kafka (and the quarantine), not counted
+            a, b, winner = vote.model_a, vote.model_b, vote.winner
+            f = fields.get((a, b, winner))
+            if f is None:
+                f = fields[(a, b, winner)] = count_field(a, b, winner)
             views = _views(vote)
+            appends = tally.by_views.get(views)
+            if appends is None:
+                appends = tally.by_views[views] = tally.appends_of(views)
+            for append in appends:
+                append(f)
             received = vote.received_at
-            if received is None:  # ingest stamps every vote; older records lack it
-                hour_of = None
-            else:
+            if received is not None:  # ingest stamps every vote; older records lack it
                 if received != last_received:  # the votes of one request share it
                     last_received = received
                     hour = int(received.timestamp()) // SAMPLING_BUCKET_S
-                hour_of = hour
-            a, b, winner = vote.model_a, vote.model_b, vote.winner
-            tk = (hour_of, views, a, b, winner)
-            tally[tk] = tally.get(tk, 0) + 1
+                tally.recent.append((hour, views, a, b))
             style = vote.style
             if style is None:
-                battles.append(new_battle(Battle, (a, b, winner, views, None, None)))
+                sl.battles.append(new_battle(Battle, (a, b, winner, views, None, None)))
             else:
-                battles.append(new_battle(Battle, (a, b, winner, views, style_row(style.model_a),
-                                                   style_row(style.model_b))))
+                sl.battles.append(new_battle(Battle, (a, b, winner, views,
+                                                      style_row(style.model_a),
+                                                      style_row(style.model_b))))
     for key, sl in slices.items():
-        _spread(sl, tallies[key])
+        tallies[key].count_into(sl)
     return list(slices.values())
 
 
-# (hour bucket of received_at or None, views, model_a, model_b, winner): one fold tally
-_TallyKey = tuple[int | None, tuple[str, ...], str, str, Outcome]
+class _Tally:
+    """What ``fold`` gathers of one slice before counting: per view, the count field of each of
+    its votes; per views tuple, the ``append`` of each of its views' lists; the recent-window
+    key of each vote."""
 
+    __slots__ = ("by_views", "fields_of", "recent")
 
-def _spread(sl: ArenaSlice, tally: dict[_TallyKey, int]) -> None:
-    """The slice's tallies as count increments per view and recent-window battles. Views and
-    count fields come in order of first appearance, as counting vote by vote would add them."""
-    increments, recent = sl.increments, sl.recent
-    fields: dict[tuple[str, str, Outcome], str] = {}
-    for (hour, views, a, b, winner), n in tally.items():
-        f = fields.get((a, b, winner))
-        if f is None:
-            f = fields[(a, b, winner)] = count_field(a, b, winner)
+    def __init__(self) -> None:
+        self.fields_of: dict[str, list[str]] = {}
+        self.by_views: dict[tuple[str, ...], list[Callable[[str], None]]] = {}
+        self.recent: list[RecentKey] = []
+
+    def appends_of(self, views: tuple[str, ...]) -> list[Callable[[str], None]]:
+        appends = []
         for view in views:
-            counter = increments.get(view)
-            if counter is None:
-                counter = increments[view] = Counter()
-            counter[f] = counter.get(f, 0) + n  # not += n: Counter.__missing__ is Python
-        if hour is not None:
-            rk = (hour, views, a, b)
-            recent[rk] = recent.get(rk, 0) + n
+            fields = self.fields_of.get(view)
+            if fields is None:
+                fields = self.fields_of[view] = []
+            appends.append(fields.append)
+        return appends
+
+    def count_into(self, sl: ArenaSlice) -> None:
+        for view, fields in self.fields_of.items():
+            sl.increments[view] = Counter(fields)
+        sl.recent.update(Counter(self.recent))
 
 
 def record_runs(

@@ -20,6 +20,7 @@ from typing import Protocol
 import orjson
 
 from services.common.redis_client import REDIS_RETRYABLE
+from services.common.runtime import collections_paused
 from services.rating.arena_slices import (
     ArenaSlice,
     DeadLetter,
@@ -243,11 +244,12 @@ class RatingProcessor:
     async def _process(self, records: Sequence[RawRecord]) -> None:
         started = time.perf_counter()
         votes = 0
-        for chunk, dead in decoded_chunks(records, self._chunk_votes):
-            if dead:
-                await self._dead_letters(dead)
-            await self._retrying(partial(self._screen_and_apply, chunk))
-            votes += len(chunk)
+        with collections_paused():  # the steps' votes live until the step ends: see there
+            for chunk, dead in decoded_chunks(records, self._chunk_votes):
+                if dead:
+                    await self._dead_letters(dead)
+                await self._retrying(partial(self._screen_and_apply, chunk))
+                votes += len(chunk)
         apply_done = time.perf_counter()
         refitted = len(self._unrefitted)
         await self._retrying(self._refit)
