@@ -8,7 +8,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from itertools import repeat
+from itertools import chain, repeat
 from operator import attrgetter
 from typing import Any, NamedTuple
 
@@ -364,50 +364,56 @@ def online_elo(
 
     One pass over the battles in offset order: each battle moves the ratings of every view it
     counts on (the views' ratings are independent, so this is each view's replay in order).
-    The views' rating dicts and the moved models are looked up once per distinct views tuple
-    (a slice has a few hundred), not once per battle and view."""
-    ratings_of: dict[str, dict[str, float]] = {}
-    groups: dict[tuple[str, ...], tuple[list[dict[str, float]], list[Battle]]] = {}
-    k = options.k
+    A view's ratings are a list by the slice's model numbers while the battles are replayed;
+    its lists and its models are looked up once per distinct views tuple (a slice has a few
+    hundred), not once per battle and view."""
+    battles = sl.battles
+    models = list(dict.fromkeys(chain(map(_MODEL_A, battles), map(_MODEL_B, battles))))
+    number = {m: i for i, m in enumerate(models)}
     init, base, scale = _ELO_DEFAULTS.init, _ELO_DEFAULTS.base, _ELO_DEFAULTS.scale
+    lists_of: dict[str, list[float]] = {}
+    groups: dict[tuple[str, ...], tuple[list[list[float]], list[Battle]]] = {}
+    k = options.k
     score_a = _SCORE_A
-    for b in sl.battles:
+    for b in battles:
         group = groups.get(b.views)
         if group is None:
-            group = groups[b.views] = ([_ratings(ratings_of, current, view) for view in b.views],
-                                       [])
+            group = groups[b.views] = ([_ratings(lists_of, current, view, models, init)
+                                        for view in b.views], [])
         ratings_list, members = group
         members.append(b)
-        a, bb = b.model_a, b.model_b
+        a, bb = number[b.model_a], number[b.model_b]
         s_a = score_a[b.winner]
         for ratings in ratings_list:  # EloState(k=k).apply, inlined: the same floats
-            r_a = ratings.get(a, init)
-            r_b = ratings.get(bb, init)
+            r_a = ratings[a]
+            r_b = ratings[bb]
             e_a = 1.0 / (1.0 + base ** ((r_b - r_a) / scale))
             e_b = 1.0 / (1.0 + base ** ((r_a - r_b) / scale))
             ratings[a] = r_a + k * (s_a - e_a)
             ratings[bb] = r_b + k * (1.0 - s_a - e_b)
     moved: dict[str, set[str]] = {}
     for views, (_, members) in groups.items():
-        models = _models_of(members)
+        in_group = _models_of(members)
         for view in views:
             seen = moved.get(view)
             if seen is None:
-                moved[view] = set(models)
+                moved[view] = set(in_group)
             else:
-                seen |= models
-    return {view: {m: ratings_of[view][m] for m in moved[view]} if view in moved else {}
+                seen |= in_group
+    return {view: {m: lists_of[view][number[m]] for m in moved[view]} if view in moved else {}
             for view in sl.increments}
 
 
 def _ratings(
-    ratings_of: dict[str, dict[str, float]], current: Mapping[str, Mapping[str, float]],
-    view: str,
-) -> dict[str, float]:
-    """The view's ratings being replayed: a copy of ``current``'s, made on first use."""
-    ratings = ratings_of.get(view)
+    lists_of: dict[str, list[float]], current: Mapping[str, Mapping[str, float]], view: str,
+    models: list[str], init: float,
+) -> list[float]:
+    """The view's ratings being replayed, by model number: ``current``'s, or ``init`` for a
+    model it has none of (as ``EloState`` starts one); made on first use."""
+    ratings = lists_of.get(view)
     if ratings is None:
-        ratings = ratings_of[view] = dict(current.get(view, {}))
+        known = current.get(view, {})
+        ratings = lists_of[view] = [known.get(m, init) for m in models]
     return ratings
 
 
