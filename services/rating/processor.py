@@ -20,7 +20,7 @@ from typing import Protocol
 import orjson
 
 from services.common.redis_client import REDIS_RETRYABLE
-from services.common.runtime import collections_paused
+from services.common.runtime import collections_paused, off_the_loop
 from services.rating.arena_slices import (
     ArenaSlice,
     DeadLetter,
@@ -289,8 +289,7 @@ class RatingProcessor:
         changed wait in ``_unrefitted`` for the refit."""
         if self._screen is not None:  # votes of flagged voters: kept, not counted
             votes = await self._screen.screen(votes, self._win_probability, self._clock())
-        slices = fold(votes)
-        await _loop_turn()  # the apply's first phase (online Elo) may follow without a wait
+        slices = await off_the_loop(len(votes), fold, votes)
         await self._apply(slices, votes, self._unrefitted)
 
     async def _refit(self) -> None:
@@ -358,8 +357,9 @@ class RatingProcessor:
 
 async def _loop_turn() -> None:
     """Let the event loop run what is ready (``/healthz``, ``/readyz``, the timers, faust's
-    fetches) within a step's long phases: the probes went unanswered for up to 2 s while a
-    catch-up's step of 50,000 votes was decoded, screened and folded."""
+    fetches) within a step's decode: the probes went unanswered for up to 2 s while a
+    catch-up's step of 50,000 votes was decoded, screened and folded (the screen decision, the
+    fold and online Elo of a big step run in a thread: ``runtime.off_the_loop``)."""
     await asyncio.sleep(0)
 
 
