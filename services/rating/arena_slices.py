@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import base64
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import chain, repeat
 from operator import attrgetter
 from typing import Any, NamedTuple
 
@@ -114,7 +115,7 @@ def decode(records: Iterable[RawRecord]) -> tuple[list[tuple[RawRecord, Vote]], 
             dead.append(DeadLetter("empty record value", rec))
             continue
         try:
-            votes.extend((rec, vote) for vote in decode_vote_record(rec.value))
+            votes.extend(zip(repeat(rec), decode_vote_record(rec.value)))
         except ValidationError as exc:
             reason = "; ".join(
                 f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}"
@@ -134,13 +135,21 @@ def fold(
     (they were applied before). Non-anonymous battles advance the offset range but add no counts,
     as on LMArena only anonymous battles count; so do excluded votes (duplicate prompts past the
     cap, quarantined voters: docs/security.md).
+
+    Each counted vote appends its count field to the lists of its views and its recent-window
+    key to one list; the lists are counted at the end (``Counter`` counts a list in C). Views,
+    fields and keys come in order of first appearance, as counting vote by vote would add them.
     """
     slices: dict[tuple[str, str, int], ArenaSlice] = {}
+    tallies: dict[tuple[str, str, int], _Tally] = {}
     sl: ArenaSlice | None = None
+    tally = _Tally()
     last_key: tuple[str, str, int] | None = None
     skip_to = -1
     last_received: datetime | None = None  # and its hour bucket
     hour = 0
+    fields: dict[tuple[str, str, Outcome], str] = {}  # count_field of each, once per fold
+    new_battle = tuple.__new__  # Battle(...) without NamedTuple's Python-level __new__
     for rec, start, end in record_runs(votes):  # votes by (topic, partition, offset, position)
         offset, topic, partition = rec.offset, rec.topic, rec.partition
         for i in range(start, end):
@@ -150,38 +159,70 @@ def fold(
                 last_key = key
                 skip_to = -1 if after is None else after.get(key, -1)
                 sl = slices.get(key)
+                if sl is not None:
+                    tally = tallies[key]
             if offset <= skip_to:
                 continue
             if sl is None:
                 sl = slices[key] = ArenaSlice(vote.arena, topic, partition, offset, offset)
+                tally = tallies[key] = _Tally()
             elif offset > sl.last_offset:  # votes come in offset order
                 sl.last_offset = offset
             if not vote.anonymous or vote.excluded is not None:
                 continue  # kept in Kafka (and the quarantine), not counted
             a, b, winner = vote.model_a, vote.model_b, vote.winner
-            f = count_field(a, b, winner)
+            f = fields.get((a, b, winner))
+            if f is None:
+                f = fields[(a, b, winner)] = count_field(a, b, winner)
             views = _views(vote)
-            increments = sl.increments
-            for view in views:
-                counter = increments.get(view)
-                if counter is None:
-                    counter = increments[view] = Counter()
-                counter[f] = counter.get(f, 0) + 1  # not += 1: Counter.__missing__ is Python
+            appends = tally.by_views.get(views)
+            if appends is None:
+                appends = tally.by_views[views] = tally.appends_of(views)
+            for append in appends:
+                append(f)
             received = vote.received_at
             if received is not None:  # ingest stamps every vote; older records lack it
                 if received != last_received:  # the votes of one request share it
                     last_received = received
                     hour = int(received.timestamp()) // SAMPLING_BUCKET_S
-                rk = (hour, views, a, b)
-                recent = sl.recent
-                recent[rk] = recent.get(rk, 0) + 1
+                tally.recent.append((hour, views, a, b))
             style = vote.style
             if style is None:
-                sl.battles.append(Battle(a, b, winner, views))
+                sl.battles.append(new_battle(Battle, (a, b, winner, views, None, None)))
             else:
-                sl.battles.append(Battle(a, b, winner, views, style_row(style.model_a),
-                                         style_row(style.model_b)))
+                sl.battles.append(new_battle(Battle, (a, b, winner, views,
+                                                      style_row(style.model_a),
+                                                      style_row(style.model_b))))
+    for key, sl in slices.items():
+        tallies[key].count_into(sl)
     return list(slices.values())
+
+
+class _Tally:
+    """What ``fold`` gathers of one slice before counting: per view, the count field of each of
+    its votes; per views tuple, the ``append`` of each of its views' lists; the recent-window
+    key of each vote."""
+
+    __slots__ = ("by_views", "fields_of", "recent")
+
+    def __init__(self) -> None:
+        self.fields_of: dict[str, list[str]] = {}
+        self.by_views: dict[tuple[str, ...], list[Callable[[str], None]]] = {}
+        self.recent: list[RecentKey] = []
+
+    def appends_of(self, views: tuple[str, ...]) -> list[Callable[[str], None]]:
+        appends = []
+        for view in views:
+            fields = self.fields_of.get(view)
+            if fields is None:
+                fields = self.fields_of[view] = []
+            appends.append(fields.append)
+        return appends
+
+    def count_into(self, sl: ArenaSlice) -> None:
+        for view, fields in self.fields_of.items():
+            sl.increments[view] = Counter(fields)
+        sl.recent.update(Counter(self.recent))
 
 
 def record_runs(
@@ -202,9 +243,19 @@ def record_runs(
 
 def _views(vote: Vote) -> tuple[str, ...]:
     """``vote.views()`` as a tuple, without the intermediate list."""
-    if vote.language:
-        return ("overall", *vote.categories, f"lang:{vote.language}")
+    language = vote.language
+    if language:
+        view = _LANGUAGE_VIEWS.get(language)
+        if view is None:
+            view = f"lang:{language}"
+            if len(_LANGUAGE_VIEWS) < _LANGUAGE_VIEWS_KEPT:
+                _LANGUAGE_VIEWS[language] = view
+        return ("overall", *vote.categories, view)
     return ("overall", *vote.categories)
+
+
+_LANGUAGE_VIEWS: dict[str, str] = {}  # language -> its view, for the first few languages seen
+_LANGUAGE_VIEWS_KEPT = 1024
 
 
 def style_battles(sl: ArenaSlice) -> dict[str, BattleColumns]:
@@ -309,24 +360,61 @@ def lua_args(
 def online_elo(
     sl: ArenaSlice, current: Mapping[str, Mapping[str, float]], options: EloOptions
 ) -> dict[str, dict[str, float]]:
-    """Each view's online-Elo ratings after the slice's battles (only models that moved)."""
-    out: dict[str, dict[str, float]] = {}
-    for view, battles in _battles_by_view(sl).items():
-        ratings = dict(current.get(view, {}))
-        _replay_elo(ratings, battles, options.k)
-        out[view] = {m: ratings[m] for m in _models_of(battles)}
-    return {view: out.get(view, {}) for view in sl.increments}
+    """Each view's online-Elo ratings after the slice's battles (only models that moved).
+
+    One pass over the battles in offset order: each battle moves the ratings of every view it
+    counts on (the views' ratings are independent, so this is each view's replay in order).
+    A view's ratings are a list by the slice's model numbers while the battles are replayed;
+    its lists and its models are looked up once per distinct views tuple (a slice has a few
+    hundred), not once per battle and view."""
+    battles = sl.battles
+    models = list(dict.fromkeys(chain(map(_MODEL_A, battles), map(_MODEL_B, battles))))
+    number = {m: i for i, m in enumerate(models)}
+    init, base, scale = _ELO_DEFAULTS.init, _ELO_DEFAULTS.base, _ELO_DEFAULTS.scale
+    lists_of: dict[str, list[float]] = {}
+    groups: dict[tuple[str, ...], tuple[list[list[float]], list[Battle]]] = {}
+    k = options.k
+    score_a = _SCORE_A
+    for b in battles:
+        group = groups.get(b.views)
+        if group is None:
+            group = groups[b.views] = ([_ratings(lists_of, current, view, models, init)
+                                        for view in b.views], [])
+        ratings_list, members = group
+        members.append(b)
+        a, bb = number[b.model_a], number[b.model_b]
+        s_a = score_a[b.winner]
+        for ratings in ratings_list:  # EloState(k=k).apply, inlined: the same floats
+            r_a = ratings[a]
+            r_b = ratings[bb]
+            e_a = 1.0 / (1.0 + base ** ((r_b - r_a) / scale))
+            e_b = 1.0 / (1.0 + base ** ((r_a - r_b) / scale))
+            ratings[a] = r_a + k * (s_a - e_a)
+            ratings[bb] = r_b + k * (1.0 - s_a - e_b)
+    moved: dict[str, set[str]] = {}
+    for views, (_, members) in groups.items():
+        in_group = _models_of(members)
+        for view in views:
+            seen = moved.get(view)
+            if seen is None:
+                moved[view] = set(in_group)
+            else:
+                seen |= in_group
+    return {view: {m: lists_of[view][number[m]] for m in moved[view]} if view in moved else {}
+            for view in sl.increments}
 
 
-def _battles_by_view(sl: ArenaSlice) -> dict[str, list[Battle]]:
-    by_view: dict[str, list[Battle]] = {}
-    for b in sl.battles:
-        for view in b.views:
-            battles = by_view.get(view)
-            if battles is None:
-                battles = by_view[view] = []
-            battles.append(b)
-    return by_view
+def _ratings(
+    lists_of: dict[str, list[float]], current: Mapping[str, Mapping[str, float]], view: str,
+    models: list[str], init: float,
+) -> list[float]:
+    """The view's ratings being replayed, by model number: ``current``'s, or ``init`` for a
+    model it has none of (as ``EloState`` starts one); made on first use."""
+    ratings = lists_of.get(view)
+    if ratings is None:
+        known = current.get(view, {})
+        ratings = lists_of[view] = [known.get(m, init) for m in models]
+    return ratings
 
 
 def _models_of(battles: Sequence[Battle]) -> set[str]:
@@ -339,24 +427,6 @@ _MODEL_A, _MODEL_B = attrgetter("model_a"), attrgetter("model_b")
 
 
 _SCORE_A: dict[str, float] = {"model_a": 1.0, "model_b": 0.0, "tie": 0.5, "tie_bothbad": 0.5}
-
-
-def _replay_elo(ratings: dict[str, float], battles: Iterable[Battle], k: float) -> None:
-    """``EloState(k=k).apply`` of each battle in order, inlined (the same arithmetic, so the
-    same floats): decoded votes already have a known outcome and two distinct models."""
-    init, base, scale = _ELO_DEFAULTS.init, _ELO_DEFAULTS.base, _ELO_DEFAULTS.scale
-    get = ratings.get
-    for b in battles:
-        a, bb = b.model_a, b.model_b
-        r_a = get(a, init)
-        r_b = get(bb, init)
-        e_a = 1.0 / (1.0 + base ** ((r_b - r_a) / scale))
-        e_b = 1.0 / (1.0 + base ** ((r_a - r_b) / scale))
-        s_a = _SCORE_A[b.winner]
-        ratings[a] = r_a + k * (s_a - e_a)
-        ratings[bb] = r_b + k * (1.0 - s_a - e_b)
-
-
 _ELO_DEFAULTS = EloState()
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
+from services.common.runtime import off_the_loop
 from services.rating.arena_slices import ArenaSlice, EloOptions, RawRecord, online_elo
 from services.rating.arena_state import ArenaState, rest_after
 from services.rating.engine import BattleColumns, PairCounts
@@ -63,7 +64,8 @@ class CountsApplier:
         """Apply one slice exactly once; True if it changed the counts."""
         while True:
             state = await self.state(sl.arena, sl.increments)
-            elo_after = online_elo(sl, state.elo, self._elo)  # Elo depends on offset order
+            elo_after = await off_the_loop(  # Elo depends on offset order
+                len(sl.battles), online_elo, sl, state.elo, self._elo)
             result = await self._store.apply(sl, state.version, elo_after)
             if result.status == APPLIED:
                 state.absorb(sl, elo_after, result.version)

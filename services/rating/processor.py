@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -20,6 +20,7 @@ from typing import Protocol
 import orjson
 
 from services.common.redis_client import REDIS_RETRYABLE
+from services.common.runtime import collections_paused, off_the_loop
 from services.rating.arena_slices import (
     ArenaSlice,
     DeadLetter,
@@ -243,11 +244,12 @@ class RatingProcessor:
     async def _process(self, records: Sequence[RawRecord]) -> None:
         started = time.perf_counter()
         votes = 0
-        for chunk, dead in decoded_chunks(records, self._chunk_votes):
-            if dead:
-                await self._dead_letters(dead)
-            await self._retrying(partial(self._screen_and_apply, chunk))
-            votes += len(chunk)
+        with collections_paused():  # the steps' votes live until the step ends: see there
+            async for chunk, dead in decoded_chunks(records, self._chunk_votes):
+                if dead:
+                    await self._dead_letters(dead)
+                await self._retrying(partial(self._screen_and_apply, chunk))
+                votes += len(chunk)
         apply_done = time.perf_counter()
         refitted = len(self._unrefitted)
         await self._retrying(self._refit)
@@ -287,7 +289,8 @@ class RatingProcessor:
         changed wait in ``_unrefitted`` for the refit."""
         if self._screen is not None:  # votes of flagged voters: kept, not counted
             votes = await self._screen.screen(votes, self._win_probability, self._clock())
-        await self._apply(fold(votes), votes, self._unrefitted)
+        slices = await off_the_loop(len(votes), fold, votes)
+        await self._apply(slices, votes, self._unrefitted)
 
     async def _refit(self) -> None:
         """Refit the boards the batch changed (and those a failed refit left), publishing the
@@ -352,20 +355,35 @@ class RatingProcessor:
         return await self.style.refit_due()
 
 
-def decoded_chunks(
-    records: Sequence[RawRecord], most: int
-) -> Iterator[tuple[Votes, list[DeadLetter]]]:
+async def _loop_turn() -> None:
+    """Let the event loop run what is ready (``/healthz``, ``/readyz``, the timers, faust's
+    fetches) within a step's decode: the probes went unanswered for up to 2 s while a
+    catch-up's step of 50,000 votes was decoded, screened and folded (the screen decision, the
+    fold and online Elo of a big step run in a thread: ``runtime.off_the_loop``)."""
+    await asyncio.sleep(0)
+
+
+async def decoded_chunks(
+    records: Sequence[RawRecord], most: int, turn_votes: int = 5_000
+) -> AsyncIterator[tuple[Votes, list[DeadLetter]]]:
     """The records' votes in consecutive parts of about ``most`` votes, cut only between records
     (a record's votes share its offset, which the fences count in), each with the dead letters
     of its records; one (maybe empty) part at least. Decoded part by part: a catch-up's batch of
-    hundreds of thousands of votes does not hold the event loop for its whole decode."""
+    hundreds of thousands of votes does not hold the event loop for its whole decode; nor does
+    one part: the loop gets a turn after every ``turn_votes`` or so votes decoded (a part of
+    50,000 took a second or more of CPU on a busy machine, the probes' answers waited)."""
     votes: Votes = []
     dead: list[DeadLetter] = []
     yielded = False
+    since_turn = 0
     for record in records:
         part_votes, part_dead = decode((record,))
         votes += part_votes
         dead += part_dead
+        since_turn += len(part_votes) + len(part_dead)
+        if since_turn >= turn_votes:
+            since_turn = 0
+            await _loop_turn()
         if len(votes) >= most:
             yield votes, dead
             votes, dead, yielded = [], [], True

@@ -28,6 +28,7 @@ import redis.asyncio as aioredis
 from services.common.quarantine_records import QuarantineRecords
 from services.common.records import RecordUnavailable
 from services.common.redis_client import RedisClient
+from services.common.runtime import off_the_loop
 from services.rating.arena_slices import RawRecord
 from services.rating.screen_decision import (
     FlagPosition,
@@ -77,7 +78,8 @@ class VoterScreen:
         for arena, indexes in by_arena.items():
             arena_votes = [votes[i] for i in indexes]
             state = await self._load(arena, arena_votes)
-            decision = decide(arena, arena_votes, state, win_probability, self._options, now)
+            decision = await off_the_loop(len(arena_votes), decide, arena, arena_votes, state,
+                                          win_probability, self._options, now)
             if not decision.writes_nothing():
                 await self._save(arena, decision)
             for index, vote in decision.marked:

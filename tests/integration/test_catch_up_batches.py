@@ -4,16 +4,23 @@ only once its boards are written (services/rating/processor.py, resume.py)."""
 
 from __future__ import annotations
 
+import gc
+import threading
 from collections.abc import Sequence
 from typing import Any
 
 import orjson
+import pytest
 import redis.asyncio as aioredis
 
 from services.api.standings import StandingsReader
+from services.common.runtime import OFF_LOOP_VOTES
 from services.demo.arena import SyntheticArena
-from services.rating.arena_slices import RawRecord
+from services.rating import counts_applier, voter_screen
+from services.rating import processor as processor_module
+from services.rating.arena_slices import ArenaSlice, RawRecord, fold, online_elo
 from services.rating.processor import Outputs, RatingProcessor, ResumeHooks, Tuning
+from services.rating.screen_decision import decide
 from services.rating.store import RatingStore
 from services.rating.voter_screen import VoterScreen
 from services.rating.voter_stats import ScreenOptions
@@ -116,3 +123,50 @@ async def test_the_resume_hears_of_a_batch_once_its_boards_are_written(
         doc = await reader.board_doc("text", "overall")
         assert doc is not None and doc["votes"] == votes
     assert heard == [5, 3]
+
+
+async def test_the_collector_is_paused_while_the_steps_run_and_restored_after(
+    redis_client: aioredis.Redis, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cyclic GC walked each step's live votes again and again (~14 % of a catch-up's CPU,
+    bench/RESULTS.md): it is off while a batch's steps run, and back on once they are done."""
+    seen: list[bool] = []
+
+    def fold_seeing_gc(votes: Any, after: Any = None) -> list[ArenaSlice]:
+        seen.append(gc.isenabled())
+        return fold(votes, after)
+
+    monkeypatch.setattr(processor_module, "fold", fold_seeing_gc)
+    assert gc.isenabled()
+    await processor(redis_client, KeyLayout(prefix), chunk_votes=100).process(
+        batch_records(["text"], per_record=40, records=6))  # two steps of 3 records
+    assert seen == [False, False] and gc.isenabled()
+
+
+async def test_a_big_steps_pure_phases_leave_the_event_loop_free(
+    redis_client: aioredis.Redis, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The screen decision, the fold and online Elo of a catch-up's step held the event loop
+    for hundreds of ms each (``/readyz`` went unanswered for up to 2 s): from
+    ``OFF_LOOP_VOTES`` votes they run in a thread; a live batch's stay on the loop."""
+    on_loop: dict[str, list[bool]] = {"decide": [], "fold": [], "elo": []}
+    loop_thread = threading.get_ident()
+
+    def seen(name: str, work: Any) -> Any:
+        def run(*args: Any) -> Any:
+            on_loop[name].append(threading.get_ident() == loop_thread)
+            return work(*args)
+        return run
+
+    monkeypatch.setattr(voter_screen, "decide", seen("decide", decide))
+    monkeypatch.setattr(processor_module, "fold", seen("fold", fold))
+    monkeypatch.setattr(counts_applier, "online_elo", seen("elo", online_elo))
+    worker = processor(redis_client, KeyLayout(prefix), chunk_votes=10**9)
+    per_record = 500
+    # a catch-up's step (some votes are the screen's to quarantine: more than the bound)
+    await worker.process(batch_records(["text"], per_record, 2 + OFF_LOOP_VOTES // per_record))
+    assert on_loop == {"decide": [False], "fold": [False], "elo": [False]}
+    for calls in on_loop.values():
+        calls.clear()
+    await worker.process(batch_records(["text"], 40, 2))  # a live batch: on the loop
+    assert on_loop == {"decide": [True], "fold": [True], "elo": [True]}
