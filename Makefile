@@ -84,8 +84,10 @@ bench: install $(ARENA_VENV)/.installed
 
 # Redis wiped with RECOVERY_VOTES votes in Kafka: the worker replays the votes topic (issue #17)
 RECOVERY_VOTES ?= 10000000
+# two workers as the production topology runs them; four arenas that fall on the four partitions
 bench-recovery: install
-	$(PY) bench/recovery_bench.py --votes $(RECOVERY_VOTES)
+	$(PY) bench/recovery_bench.py --votes $(RECOVERY_VOTES) --workers 2 \
+		--arenas text vision search copilot
 
 # the production topology (3 brokers, Redis Cluster 3+3, replicas) on ports of its own
 bench-cluster: install
