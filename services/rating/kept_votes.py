@@ -8,9 +8,9 @@ partition, read again from the votes topic.
 Only where the arena's screen has no fence for that partition (its screen state went with
 Redis): then the fence is set to the last offset read (``restore_kept.lua``), and the screen
 takes the records up to it as replays. Before that, ``mark_screen_restored`` makes every record
-so far a replay for every arena (arenas without flags too: history is not judged again with
-today's fits). Voter statistics of voters not flagged are not restored (they start again from
-0, at the end of the log)."""
+the rating group had processed a replay for every arena (arenas without flags too: history is
+not judged again with today's fits). Voter statistics of voters not flagged are not restored
+(they start again from 0)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from importlib.resources import files
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from pydantic import ValidationError
 
 from services.common.redis_client import RedisClient
@@ -57,23 +58,21 @@ async def flags_by_partition(client: RedisClient, keys: KeyLayout
 
 
 async def mark_screen_restored(client: RedisClient, keys: KeyLayout, bootstrap: str,
-                               votes_topic: str) -> dict[str, int]:
-    """After Redis lost the screen's state: every record of the votes topic so far was screened
-    then, so it is a replay for every arena's screen (``KeyLayout.screen_restored``): not scored
-    again, its votes excluded as they were (flags and released ids are back). Returns the marks
-    (``topic/partition`` -> last offset)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
+                               votes_topic: str, group: str) -> dict[str, int]:
+    """After Redis lost the screen's state: every record the rating group had committed as
+    processed was screened then, so it is a replay for every arena's screen
+    (``KeyLayout.screen_restored``): not scored again, its votes excluded as they were (flags and
+    released ids are back). Records past the group's commits (and all of them at a first start:
+    nothing committed) are screened as usual. Returns the marks (``topic/partition`` -> last
+    offset)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
     try:
-        if votes_topic not in await consumer.topics():  # fetches the metadata
-            return {}
-        partitions = consumer.partitions_for_topic(votes_topic) or set()
-        if not partitions:
-            return {}
-        ends = await consumer.end_offsets([TopicPartition(votes_topic, p) for p in partitions])
+        committed = await admin.list_consumer_group_offsets(group)
     finally:
-        await consumer.stop()
-    marks = {f"{tp.topic}/{tp.partition}": end - 1 for tp, end in ends.items() if end > 0}
+        await admin.close()
+    marks = {f"{tp.topic}/{tp.partition}": done.offset - 1 for tp, done in committed.items()
+             if tp.topic == votes_topic and done is not None and done.offset > 0}
     if marks:
         await client.hset(keys.screen_restored(), mapping=marks)  # type: ignore[arg-type]
         log.info("the screen's state was lost: the votes topic up to %s is replayed as screened",

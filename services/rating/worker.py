@@ -283,7 +283,8 @@ def worker_replayer(client: RedisClient, settings: RatingSettings, scores: Score
         return keys.restored(topics.quarantine)
 
     async def kept_votes() -> None:  # the flags are back: their quarantine lists too
-        await mark_screen_restored(client, keys, settings.kafka_bootstrap, topics.votes)
+        await mark_screen_restored(client, keys, settings.kafka_bootstrap, topics.votes,
+                                   settings.rating_app_id)
         await restore_kept_votes(client, keys, settings.kafka_bootstrap)
         await write_methodology(client, settings)  # what releases record, lost with Redis
 
