@@ -7,9 +7,10 @@ import logging
 from collections.abc import Iterable
 
 from services.common.runtime import off_the_loop
-from services.rating.arena_slices import ArenaSlice, EloOptions, RawRecord, online_elo
+from services.rating.arena_slices import ArenaSlice, RawRecord
 from services.rating.arena_state import ArenaState, rest_after
 from services.rating.engine import BattleColumns, PairCounts
+from services.rating.online_elo import EloOptions, online_elo
 from services.rating.read_models import ArenaFence
 from services.rating.store import ALREADY_APPLIED, APPLIED, STALE, RatingStore
 from shared.events import Vote

@@ -6,9 +6,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from services.rating.arena_slices import ArenaSlice, EloOptions, RawRecord, online_elo
+from services.rating.arena_slices import ArenaSlice, RawRecord
 from services.rating.arena_state import rest_after
 from services.rating.counts_applier import CountsApplier
+from services.rating.online_elo import EloOptions, online_elo
 from services.rating.store import ALREADY_APPLIED, BEHIND, PARTLY_APPLIED, STALE, RatingStore
 from shared.events import Vote
 from shared.keys import KeyLayout

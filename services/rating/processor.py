@@ -24,7 +24,6 @@ from services.common.runtime import collections_paused, off_the_loop
 from services.rating.arena_slices import (
     ArenaSlice,
     DeadLetter,
-    EloOptions,
     RawRecord,
     decode,
     fold,
@@ -35,6 +34,7 @@ from services.rating.counts_applier import CountsApplier
 from services.rating.engine import FitOptions, StyleOptions
 from services.rating.engine.significance import RankMoves
 from services.rating.generation_copier import GenerationCopier
+from services.rating.online_elo import EloOptions
 from services.rating.read_models import ReadModelWriter
 from services.rating.resume import Positions, StateLost, write_through
 from services.rating.standings import LastRows, Publish

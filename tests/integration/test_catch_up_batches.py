@@ -18,7 +18,8 @@ from services.common.runtime import OFF_LOOP_VOTES
 from services.demo.arena import SyntheticArena
 from services.rating import counts_applier, voter_screen
 from services.rating import processor as processor_module
-from services.rating.arena_slices import ArenaSlice, RawRecord, fold, online_elo
+from services.rating.arena_slices import ArenaSlice, RawRecord, fold
+from services.rating.online_elo import online_elo
 from services.rating.processor import Outputs, RatingProcessor, ResumeHooks, Tuning
 from services.rating.screen_decision import decide
 from services.rating.store import RatingStore

@@ -9,15 +9,9 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
-from services.rating.arena_slices import (
-    ArenaSlice,
-    Battle,
-    EloOptions,
-    RawRecord,
-    record_runs,
-    style_row,
-)
+from services.rating.arena_slices import ArenaSlice, Battle, RawRecord, record_runs, style_row
 from services.rating.engine import EloState
+from services.rating.online_elo import EloOptions
 from services.rating.screen_decision import ScreenDecision, ScreenState, WinProbability, evidence
 from services.rating.voter_stats import ScreenOptions, Side, VoterStats, sides
 from shared.events import Vote

@@ -15,15 +15,14 @@ from hypothesis import strategies as st
 
 from services.rating.arena_slices import (
     ArenaSlice,
-    EloOptions,
     RawRecord,
     RecentWindow,
     decode,
     fold,
     lua_args,
-    online_elo,
     recent_section,
 )
+from services.rating.online_elo import EloOptions, online_elo
 from services.rating.screen_decision import ScreenState, decide
 from services.rating.voter_stats import ScreenOptions, VoterStats
 from tests.support import apply_oracle

@@ -8,18 +8,17 @@ import orjson
 import pytest
 
 from services.rating.arena_slices import (
-    EloOptions,
     RawRecord,
     RecentWindow,
     decode,
     fold,
     lua_args,
-    online_elo,
     recent_section,
     record_runs,
     touched_views,
 )
 from services.rating.engine import BattleColumns, EloState
+from services.rating.online_elo import EloOptions, online_elo
 from services.rating.packed_counts import INCREMENT
 from shared.events import utc_now
 
